@@ -1,0 +1,282 @@
+import type { Backend, BackendFactory, DataId } from './backend.js';
+import { dtypeInfo, type DType } from './dtype.js';
+import { BackendError, DisposedTensorError } from './errors.js';
+import type { Shape } from './shape.js';
+import { sizeOf } from './shape.js';
+import { Tensor } from './tensor.js';
+
+/**
+ * The engine owns global state: registered backends, the current backend, tensor scopes
+ * (`tidy`) and the bookkeeping behind `memory()`. Storage is reference counted per DataId
+ * because reshape shares storage between tensors.
+ */
+
+interface DataRecord {
+  backend: Backend;
+  refs: number;
+  bytes: number;
+}
+
+interface BackendStats {
+  tensors: number;
+  bytes: number;
+  buffers: number;
+}
+
+class Engine {
+  readonly factories = new Map<string, BackendFactory>();
+  readonly instances = new Map<string, Backend>();
+  readonly failures = new Map<string, string>();
+  current: Backend | undefined;
+  private readonly data = new WeakMap<DataId, DataRecord>();
+  readonly stats = new Map<string, BackendStats>();
+  private readonly scopes: Set<Tensor>[] = [];
+  private nextId = 1;
+
+  statsOf(name: string): BackendStats {
+    let s = this.stats.get(name);
+    if (!s) {
+      s = { tensors: 0, bytes: 0, buffers: 0 };
+      this.stats.set(name, s);
+    }
+    return s;
+  }
+
+  /** Wraps backend storage in a new Tensor, registering it with the innermost scope. */
+  makeTensor(backend: Backend, dataId: DataId, shape: Shape, dtype: DType): Tensor {
+    let rec = this.data.get(dataId);
+    const s = this.statsOf(backend.name);
+    if (!rec) {
+      rec = { backend, refs: 0, bytes: sizeOf(shape) * dtypeInfo(dtype).bytes };
+      this.data.set(dataId, rec);
+      s.buffers += 1;
+      s.bytes += rec.bytes;
+    }
+    rec.refs += 1;
+    s.tensors += 1;
+    const t = new Tensor(this.nextId++, backend, dataId, shape, dtype);
+    const scope = this.scopes[this.scopes.length - 1];
+    if (scope) scope.add(t);
+    return t;
+  }
+
+  releaseTensor(t: Tensor): void {
+    const rec = this.data.get(t.dataId);
+    const s = this.statsOf(t.backend.name);
+    s.tensors -= 1;
+    if (!rec) return;
+    rec.refs -= 1;
+    if (rec.refs === 0) {
+      s.buffers -= 1;
+      s.bytes -= rec.bytes;
+      this.data.delete(t.dataId);
+      rec.backend.release(t.dataId);
+    }
+  }
+
+  untrack(t: Tensor): void {
+    for (const scope of this.scopes) scope.delete(t);
+  }
+
+  tidy<T>(fn: () => T): T {
+    const scope = new Set<Tensor>();
+    this.scopes.push(scope);
+    let result: T;
+    try {
+      result = fn();
+      if (result instanceof Promise) {
+        throw new BackendError('tidy', 'the function returned a Promise; tidy only tracks synchronous work (await outside tidy)');
+      }
+    } catch (err) {
+      this.scopes.pop();
+      for (const t of scope) if (!t.isDisposed) t.dispose();
+      throw err;
+    }
+    this.scopes.pop();
+    const keep = new Set<Tensor>();
+    collectTensors(result, keep);
+    const parent = this.scopes[this.scopes.length - 1];
+    for (const t of scope) {
+      if (keep.has(t)) {
+        if (parent) parent.add(t);
+      } else if (!t.isDisposed) t.dispose();
+    }
+    return result;
+  }
+
+  newId(): number {
+    return this.nextId++;
+  }
+}
+
+function collectTensors(value: unknown, out: Set<Tensor>, depth = 0): void {
+  if (depth > 8 || value === null || typeof value !== 'object') return;
+  if (value instanceof Tensor) {
+    out.add(value);
+    return;
+  }
+  if (Array.isArray(value)) {
+    for (const v of value) collectTensors(v, out, depth + 1);
+    return;
+  }
+  if (value instanceof Map) {
+    for (const v of value.values()) collectTensors(v, out, depth + 1);
+    return;
+  }
+  if (Object.getPrototypeOf(value) === Object.prototype) {
+    for (const v of Object.values(value as Record<string, unknown>)) collectTensors(v, out, depth + 1);
+  }
+}
+
+// One engine per realm, shared by every copy of @kiln/core that gets loaded (ESM and CJS builds).
+const GLOBAL_KEY = Symbol.for('kiln.engine.v1');
+const g = globalThis as unknown as Record<symbol, Engine | undefined>;
+export const engine: Engine = g[GLOBAL_KEY] ?? (g[GLOBAL_KEY] = new Engine());
+
+// ---------------------------------------------------------------------------------------
+// Public registry API
+
+/** Registers a backend factory (backend packages call this on import). Re-registering replaces it. */
+export function registerBackend(factory: BackendFactory): void {
+  if (!factory || typeof factory.name !== 'string' || typeof factory.create !== 'function') {
+    throw new BackendError('registerBackend', 'expected a BackendFactory { name, priority, create() }');
+  }
+  engine.factories.set(factory.name, factory);
+  engine.failures.delete(factory.name);
+}
+
+export function registeredBackends(): string[] {
+  return [...engine.factories.values()].sort((a, b) => b.priority - a.priority).map((f) => f.name);
+}
+
+/** Creates (once) and returns the named backend, without making it current. */
+export async function initBackend(name: string): Promise<Backend> {
+  const existing = engine.instances.get(name);
+  if (existing) return existing;
+  const factory = engine.factories.get(name);
+  if (!factory) {
+    throw new BackendError('initBackend', `no backend named ${JSON.stringify(name)} is registered (registered: ${registeredBackends().join(', ') || 'none'}); import its package, e.g. @kiln/backend-${name}`);
+  }
+  try {
+    const backend = await factory.create();
+    engine.instances.set(name, backend);
+    return backend;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    engine.failures.set(name, reason);
+    if (err instanceof BackendError) throw err;
+    throw new BackendError('initBackend', `backend ${JSON.stringify(name)} failed to initialise: ${reason}`);
+  }
+}
+
+/** Makes the named backend current, initialising it if needed. */
+export async function setBackend(name: string): Promise<Backend> {
+  const backend = await initBackend(name);
+  engine.current = backend;
+  return backend;
+}
+
+/** Makes an already created backend instance current (tests, custom backends). */
+export function useBackend(backend: Backend): void {
+  engine.instances.set(backend.name, backend);
+  engine.current = backend;
+}
+
+/** The current backend. Throws if none was set. */
+export function getBackend(): Backend {
+  if (!engine.current) {
+    throw new BackendError('getBackend', 'no backend is active; call `await setBackend(name)` or `await bestAvailableBackend()` first');
+  }
+  return engine.current;
+}
+
+export interface BackendAvailability {
+  readonly name: string;
+  readonly priority: number;
+  readonly available: boolean;
+  readonly device?: string;
+  readonly accelerated?: boolean;
+  /** Why it is unavailable. */
+  readonly reason?: string;
+}
+
+/** Tries every registered backend and reports which initialise on this machine. */
+export async function probeBackends(): Promise<BackendAvailability[]> {
+  const out: BackendAvailability[] = [];
+  for (const f of [...engine.factories.values()].sort((a, b) => b.priority - a.priority)) {
+    try {
+      const b = await initBackend(f.name);
+      out.push({ name: f.name, priority: f.priority, available: true, device: b.device.name, accelerated: b.device.accelerated });
+    } catch (err) {
+      out.push({ name: f.name, priority: f.priority, available: false, reason: err instanceof Error ? err.message : String(err) });
+    }
+  }
+  return out;
+}
+
+/**
+ * Picks the highest-priority registered backend that initialises here (cuda > webgpu >
+ * gpujs > cpu), makes it current and returns it.
+ */
+export async function bestAvailableBackend(): Promise<Backend> {
+  const errors: string[] = [];
+  for (const f of [...engine.factories.values()].sort((a, b) => b.priority - a.priority)) {
+    try {
+      return await setBackend(f.name);
+    } catch (err) {
+      errors.push(`${f.name}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  throw new BackendError('bestAvailableBackend', `no registered backend initialised${errors.length ? ` (${errors.join('; ')})` : '; import @kiln/backend-cpu'}`);
+}
+
+// ---------------------------------------------------------------------------------------
+// Scopes and memory
+
+/**
+ * Runs `fn` and disposes every tensor it created except those it returns (in a value,
+ * array, plain object or Map) or `keep()`s. Must be synchronous.
+ */
+export function tidy<T>(fn: () => T): T {
+  return engine.tidy(fn);
+}
+
+/** Excludes a tensor from the enclosing `tidy` scopes. */
+export function keep<T extends Tensor>(t: T): T {
+  engine.untrack(t);
+  return t;
+}
+
+/** Disposes every tensor found in a value (tensor, array, object, Map). */
+export function dispose(value: unknown): void {
+  const found = new Set<Tensor>();
+  collectTensors(value, found);
+  for (const t of found) if (!t.isDisposed) t.dispose();
+}
+
+export interface MemoryInfo {
+  /** Live tensors, all backends. */
+  readonly tensors: number;
+  /** Bytes of live storage, all backends (shared storage counted once). */
+  readonly bytes: number;
+  readonly backends: Readonly<Record<string, { tensors: number; bytes: number; buffers: number; backendBytes: number }>>;
+}
+
+/** Live tensors and bytes, per backend. `backendBytes` is what the backend itself reports holding. */
+export function memory(): MemoryInfo {
+  let tensors = 0;
+  let bytes = 0;
+  const backends: Record<string, { tensors: number; bytes: number; buffers: number; backendBytes: number }> = {};
+  for (const [name, s] of engine.stats) {
+    tensors += s.tensors;
+    bytes += s.bytes;
+    const inst = engine.instances.get(name);
+    backends[name] = { tensors: s.tensors, bytes: s.bytes, buffers: s.buffers, backendBytes: inst ? inst.memory().bytes : 0 };
+  }
+  return { tensors, bytes, backends };
+}
+
+export function assertLive(t: Tensor, op: string): void {
+  if (!(t instanceof Tensor)) throw new BackendError(op, `expected a Tensor, got ${t === null ? 'null' : typeof t}`);
+  if (t.isDisposed) throw new DisposedTensorError(op, `tensor #${t.id} (shape [${t.shape.join(', ')}], ${t.dtype}) was disposed`);
+}

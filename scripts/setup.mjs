@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+// Idempotent bootstrap from plain Node + npm: get pnpm (via npx on a fresh clone), install, build.
+import { execSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { packageManager } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const localPnpm = join(root, 'node_modules', '.bin', 'pnpm');
+const pnpm = existsSync(localPnpm) ? `"${localPnpm}"` : `npx --yes ${packageManager}`;
+const run = (cmd) => execSync(cmd, { cwd: root, stdio: 'inherit', env: { ...process.env, npm_config_update_notifier: 'false' } });
+
+const frozen = process.env.CI ? ' --frozen-lockfile' : '';
+run(`${pnpm} install${frozen} --reporter=append-only`);
+run(`"${join(root, 'node_modules', '.bin', 'turbo')}" run build --output-logs=errors-only`);
