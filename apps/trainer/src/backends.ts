@@ -1,0 +1,80 @@
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+/**
+ * The backend packages kiln knows about, highest priority first. Each registers its backend
+ * (named after the package suffix) with @kiln/core when imported. A package that is not
+ * installed is reported as such; installing it makes it appear in `kiln info` and `kiln demo`.
+ */
+export const KNOWN_BACKEND_PACKAGES: readonly string[] = [
+  '@kiln/backend-cuda',
+  '@kiln/backend-webgpu',
+  '@kiln/backend-gpujs',
+  '@kiln/backend-cpu',
+];
+
+export interface BackendPackageStatus {
+  /** npm package name, e.g. `@kiln/backend-cpu`. */
+  readonly package: string;
+  /** Registry name the package registers, e.g. `cpu` (by convention the package suffix). */
+  readonly backend: string;
+  /** `loaded`: imported (its backend is registered); `not installed`; `failed`: importing threw. */
+  readonly status: 'loaded' | 'not installed' | 'failed';
+  /** Why importing failed, for `failed`. */
+  readonly error?: string;
+}
+
+/** Registry name a backend package registers, by convention: `@kiln/backend-cpu` -> `cpu`. */
+export function backendNameOf(pkg: string): string {
+  return pkg.replace(/^@kiln\/backend-/, '');
+}
+
+function isModuleNotFound(err: unknown, pkg: string): boolean {
+  if (!err || typeof err !== 'object') return false;
+  const code = (err as { code?: unknown }).code;
+  const message = String((err as { message?: unknown }).message ?? '');
+  // Only "this package is missing", not "a dependency of this package is missing".
+  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && message.includes(`'${pkg}'`);
+}
+
+// A variable specifier keeps bundlers from resolving optional packages at build time.
+const importModule = (specifier: string): Promise<unknown> => import(specifier);
+
+async function importFromCwd(pkg: string): Promise<unknown> {
+  const req = createRequire(join(process.cwd(), 'package.json'));
+  let resolved: string;
+  try {
+    resolved = req.resolve(pkg);
+  } catch {
+    return undefined;
+  }
+  return importModule(pathToFileURL(resolved).href);
+}
+
+/**
+ * Imports every known backend package that can be found (next to the trainer, or in the
+ * current directory's node_modules), so that each registers its backend. Never throws.
+ */
+export async function loadBackendPackages(packages: readonly string[] = KNOWN_BACKEND_PACKAGES): Promise<BackendPackageStatus[]> {
+  const out: BackendPackageStatus[] = [];
+  for (const pkg of packages) {
+    const backend = backendNameOf(pkg);
+    try {
+      await importModule(pkg);
+      out.push({ package: pkg, backend, status: 'loaded' });
+    } catch (err) {
+      if (!isModuleNotFound(err, pkg)) {
+        out.push({ package: pkg, backend, status: 'failed', error: err instanceof Error ? err.message : String(err) });
+        continue;
+      }
+      try {
+        const mod = await importFromCwd(pkg);
+        out.push(mod === undefined ? { package: pkg, backend, status: 'not installed' } : { package: pkg, backend, status: 'loaded' });
+      } catch (err2) {
+        out.push({ package: pkg, backend, status: 'failed', error: err2 instanceof Error ? err2.message : String(err2) });
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,34 @@
+import { initBackend } from '@kiln/core';
+import { InvalidArgumentError } from 'commander';
+
+/** Writes to stdout and resolves once the text is handed to the OS (safe before exiting). */
+export function writeOut(text: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    process.stdout.write(text, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+/**
+ * Releases the named backends' resources (worker threads, devices) so the process can exit.
+ * Only pass backends that were initialised: `initBackend` would create a missing one.
+ */
+export async function disposeBackends(names: readonly string[]): Promise<void> {
+  for (const name of new Set(names)) {
+    try {
+      (await initBackend(name)).dispose?.();
+    } catch {
+      // Best effort: the process is about to exit anyway.
+    }
+  }
+}
+
+/** Parses a positive integer option value; commander reports the message on failure. */
+export function positiveInt(label: string, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < 1 || n > max) {
+      throw new InvalidArgumentError(`${label} must be an integer from 1 to ${max}, got ${JSON.stringify(value)}.`);
+    }
+    return n;
+  };
+}
