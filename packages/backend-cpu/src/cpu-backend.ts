@@ -1,0 +1,242 @@
+import type {
+  Backend,
+  BackendMemory,
+  BinaryOp,
+  ComputeDType,
+  DataId,
+  DeviceInfo,
+  DType,
+  FusedKernels,
+  PrimitiveCastOptions,
+  PrimitiveMatmulOptions,
+  RandomSpec,
+  ReduceOp,
+  Shape,
+  StorageArray,
+  TensorView,
+  UnaryOp,
+} from '@kiln/core';
+import { BackendError, allocStorage, isStorageOf, sizeOf } from '@kiln/core';
+import { hostInfo } from './device.js';
+import { binaryKernel } from './kernels/binary.js';
+import { castKernel } from './kernels/cast.js';
+import { concatKernel } from './kernels/concat.js';
+import { fillKernel } from './kernels/fill.js';
+import { logSoftmaxKernel, rmsNormKernel, softmaxKernel, swigluKernel } from './kernels/fused.js';
+import { gatherKernel } from './kernels/gather.js';
+import { indexAddKernel } from './kernels/index-add.js';
+import { indexSelectKernel } from './kernels/index-select.js';
+import { matmulKernel } from './kernels/matmul.js';
+import { randomKernel } from './kernels/random.js';
+import { reduceKernel } from './kernels/reduce.js';
+import { scatterAddKernel } from './kernels/scatter-add.js';
+import { sliceKernel } from './kernels/slice.js';
+import { transposeKernel } from './kernels/transpose.js';
+import { unaryKernel } from './kernels/unary.js';
+import { whereKernel } from './kernels/where.js';
+import { CpuData, releasedError } from './storage.js';
+
+export interface CpuBackendOptions {
+  /** Overrides the thread count reported in `device` (the GEMM pool's size). */
+  readonly threads?: number;
+}
+
+/**
+ * kiln's reference backend: every primitive for every dtype, on host typed arrays.
+ * Float math is float64 rounded to f32 on store, which makes it the precision reference
+ * the other backends are checked against.
+ */
+export class CpuBackend implements Backend {
+  readonly name = 'cpu';
+  readonly device: DeviceInfo;
+  readonly fused: FusedKernels;
+  private bytes = 0;
+  private buffers = 0;
+
+  constructor(options: CpuBackendOptions = {}) {
+    const host = hostInfo();
+    const threads = options.threads ?? host.threads;
+    this.device = {
+      backend: 'cpu',
+      name: `${host.cpuModel} (${threads} thread${threads === 1 ? '' : 's'})`,
+      accelerated: false,
+      details: { simd: host.simd, threads, runtime: host.runtime },
+    };
+    this.fused = {
+      softmax: (x) => this.make(softmaxKernel(this.f32(x), lastDim(x.shape)), 'f32'),
+      logSoftmax: (x) => this.make(logSoftmaxKernel(this.f32(x), lastDim(x.shape)), 'f32'),
+      rmsNorm: (x, weight, eps) => this.make(rmsNormKernel(this.f32(x), this.f32(weight), lastDim(x.shape), eps), 'f32'),
+      swiglu: (gate, up) => this.make(swigluKernel(this.f32(gate), this.f32(up)), 'f32'),
+    };
+  }
+
+  // ---- storage -------------------------------------------------------------------------
+
+  private make(values: StorageArray, dtype: DType): CpuData {
+    const d = new CpuData(values, dtype);
+    this.bytes += d.bytes;
+    this.buffers += 1;
+    return d;
+  }
+
+  /** The host array behind a view (not a copy). */
+  private arr(view: TensorView | DataId, op = 'cpu'): StorageArray {
+    const id = (view as TensorView).dataId ?? view;
+    if (!(id instanceof CpuData)) throw new BackendError(op, 'the tensor does not belong to the cpu backend');
+    if (id.released) throw releasedError(op);
+    return id.values;
+  }
+
+  private f32(view: TensorView): Float32Array {
+    return this.arr(view) as Float32Array;
+  }
+
+  write(values: StorageArray, dtype: DType, shape: Shape): DataId {
+    const n = sizeOf(shape);
+    let copy: StorageArray;
+    if (isStorageOf(dtype, values) && values.length === n) {
+      copy = values.slice();
+    } else {
+      if (values.length !== n) throw new BackendError('cpu.write', `${values.length} values for shape [${shape.join(', ')}] (${n} elements)`);
+      copy = allocStorage(dtype, n);
+      copy.set(values);
+    }
+    return this.make(copy, dtype);
+  }
+
+  readSync(view: TensorView): StorageArray {
+    return this.arr(view, 'read').slice();
+  }
+
+  async read(view: TensorView): Promise<StorageArray> {
+    return this.readSync(view);
+  }
+
+  release(dataId: DataId): void {
+    if (!(dataId instanceof CpuData) || dataId.released) return;
+    dataId.released = true;
+    this.bytes -= dataId.bytes;
+    this.buffers -= 1;
+    dataId.values = EMPTY;
+  }
+
+  memory(): BackendMemory {
+    return { bytes: this.bytes, buffers: this.buffers };
+  }
+
+  // ---- creation ------------------------------------------------------------------------
+
+  fill(shape: Shape, dtype: DType, value: number): DataId {
+    return this.make(fillKernel(sizeOf(shape), dtype, value), dtype);
+  }
+
+  random(shape: Shape, spec: RandomSpec): DataId {
+    return this.make(randomKernel(sizeOf(shape), spec), 'f32');
+  }
+
+  // ---- elementwise ---------------------------------------------------------------------
+
+  unary(op: UnaryOp, x: TensorView, outDtype: ComputeDType): DataId {
+    const out = unaryKernel(op, this.arr(x, op), x.dtype as ComputeDType, outDtype);
+    return this.make(out, outDtype);
+  }
+
+  binary(op: BinaryOp, a: TensorView, b: TensorView, outShape: Shape, outDtype: ComputeDType): DataId {
+    const out = binaryKernel(op, this.arr(a, op), a.shape, this.arr(b, op), b.shape, a.dtype as ComputeDType, outShape, outDtype);
+    return this.make(out, outDtype);
+  }
+
+  where(cond: TensorView, a: TensorView, b: TensorView, outShape: Shape): DataId {
+    const out = whereKernel(this.arr(cond, 'where') as Uint8Array, cond.shape, this.arr(a, 'where'), a.shape, this.arr(b, 'where'), b.shape, a.dtype, outShape);
+    return this.make(out, a.dtype);
+  }
+
+  // ---- reductions ----------------------------------------------------------------------
+
+  reduce(op: ReduceOp, x: TensorView, axis: number): DataId {
+    const out = reduceKernel(op, this.arr(x, op), x.shape, axis, x.dtype as ComputeDType);
+    return this.make(out, op === 'argmax' || op === 'argmin' ? 'i32' : x.dtype);
+  }
+
+  // ---- linear algebra ------------------------------------------------------------------
+
+  matmul(a: TensorView, b: TensorView, options: PrimitiveMatmulOptions, outShape: Shape): DataId {
+    const out = matmulKernel(
+      this.arr(a, 'matmul') as Float32Array | Int32Array,
+      a.shape,
+      this.arr(b, 'matmul') as Float32Array | Int32Array,
+      b.shape,
+      options,
+      outShape,
+    );
+    return this.make(out, a.dtype);
+  }
+
+  // ---- indexing ------------------------------------------------------------------------
+
+  gather(x: TensorView, axis: number, indices: TensorView): DataId {
+    const out = gatherKernel(this.arr(x, 'gather'), x.shape, x.dtype, axis, this.arr(indices, 'gather') as Int32Array, indices.shape);
+    return this.make(out, x.dtype);
+  }
+
+  indexSelect(x: TensorView, axis: number, indices: TensorView): DataId {
+    const out = indexSelectKernel(this.arr(x, 'indexSelect'), x.shape, x.dtype, axis, this.arr(indices, 'indexSelect') as Int32Array);
+    return this.make(out, x.dtype);
+  }
+
+  scatterAdd(base: TensorView, axis: number, indices: TensorView, src: TensorView): DataId {
+    const out = scatterAddKernel(
+      this.arr(base, 'scatterAdd') as Float32Array | Int32Array,
+      base.shape,
+      axis,
+      this.arr(indices, 'scatterAdd') as Int32Array,
+      this.arr(src, 'scatterAdd') as Float32Array | Int32Array,
+      src.shape,
+    );
+    return this.make(out, base.dtype);
+  }
+
+  indexAdd(base: TensorView, axis: number, indices: TensorView, src: TensorView): DataId {
+    const out = indexAddKernel(
+      this.arr(base, 'indexAdd') as Float32Array | Int32Array,
+      base.shape,
+      axis,
+      this.arr(indices, 'indexAdd') as Int32Array,
+      this.arr(src, 'indexAdd') as Float32Array | Int32Array,
+    );
+    return this.make(out, base.dtype);
+  }
+
+  // ---- layout --------------------------------------------------------------------------
+
+  concat(xs: readonly TensorView[], axis: number, outShape: Shape): DataId {
+    const dtype = xs[0].dtype;
+    const out = concatKernel(xs.map((x) => ({ values: this.arr(x, 'concat'), shape: x.shape })), axis, outShape, dtype);
+    return this.make(out, dtype);
+  }
+
+  slice(x: TensorView, begin: readonly number[], size: readonly number[]): DataId {
+    return this.make(sliceKernel(this.arr(x, 'slice'), x.shape, x.dtype, begin, size), x.dtype);
+  }
+
+  transpose(x: TensorView, perm: readonly number[]): DataId {
+    return this.make(transposeKernel(this.arr(x, 'transpose'), x.shape, x.dtype, perm), x.dtype);
+  }
+
+  // ---- casts ---------------------------------------------------------------------------
+
+  cast(x: TensorView, dtype: DType, options: PrimitiveCastOptions): DataId {
+    return this.make(castKernel(this.arr(x, 'cast'), x.dtype, dtype, options.saturate), dtype);
+  }
+
+  dispose(): void {
+    // Storage is plain garbage-collected memory; nothing else to free yet (the GEMM
+    // worker pool, once it exists, is released here).
+  }
+}
+
+const EMPTY = new Float32Array(0);
+
+function lastDim(shape: Shape): number {
+  return shape.length === 0 ? 1 : shape[shape.length - 1];
+}

@@ -1,0 +1,98 @@
+import type { BinaryOp, ComputeDType, Shape, StorageArray } from '@kiln/core';
+import { BackendError, sizeOf } from '@kiln/core';
+import { floorModF, floorModI } from './math.js';
+import { Odometer, planBroadcast } from './plan.js';
+
+/**
+ * Broadcasting binary kernels. Operands are walked row by row (see plan.ts): each kernel
+ * below is one specialised strided loop for one op and dtype family, called once per row
+ * (once in total for same-shape operands; a scalar operand is a zero stride).
+ */
+
+type Kernel<A, O> = (a: A, ai: number, as: number, b: A, bi: number, bs: number, o: O, oi: number, n: number) => void;
+type Num = Float32Array | Int32Array | Uint8Array;
+
+// f32: compute in float64, round once on store (exact IEEE f32 for + - * /).
+const F32: Partial<Record<BinaryOp, Kernel<Float32Array, Float32Array>>> = {
+  add: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] + b[bi]; },
+  sub: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] - b[bi]; },
+  mul: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] * b[bi]; },
+  div: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] / b[bi]; },
+  pow: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = Math.pow(a[ai], b[bi]); },
+  maximum: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = Math.max(a[ai], b[bi]); },
+  minimum: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = Math.min(a[ai], b[bi]); },
+  mod: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = floorModF(a[ai], b[bi]); },
+};
+
+// Integers (i32, and u8 for direct callers): results are exact in float64 and wrap on store.
+const INT: Partial<Record<BinaryOp, Kernel<Int32Array | Uint8Array, Int32Array | Uint8Array>>> = {
+  add: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] + b[bi]; },
+  sub: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] - b[bi]; },
+  mul: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = Math.imul(a[ai], b[bi]); },
+  // Core turns integer div/pow into f32; these keep the backend total (div truncates, x/0 = 0).
+  div: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) { const d = b[bi]; o[oi + i] = d === 0 ? 0 : Math.trunc(a[ai] / d); } },
+  pow: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = Math.trunc(Math.pow(a[ai], b[bi])) || 0; },
+  maximum: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) { const x = a[ai]; const y = b[bi]; o[oi + i] = x > y ? x : y; } },
+  minimum: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) { const x = a[ai]; const y = b[bi]; o[oi + i] = x < y ? x : y; } },
+  mod: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = floorModI(a[ai], b[bi]); },
+};
+
+// Comparisons (any compute dtype -> bool); every comparison with NaN is false except ne.
+const CMP: Partial<Record<BinaryOp, Kernel<Num, Uint8Array>>> = {
+  eq: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] === b[bi] ? 1 : 0; },
+  ne: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] !== b[bi] ? 1 : 0; },
+  lt: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] < b[bi] ? 1 : 0; },
+  le: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] <= b[bi] ? 1 : 0; },
+  gt: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] > b[bi] ? 1 : 0; },
+  ge: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] >= b[bi] ? 1 : 0; },
+  // Logical ops (core passes bool; any non-zero, NaN included, is true).
+  and: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] !== 0 && b[bi] !== 0 ? 1 : 0; },
+  or: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] !== 0 || b[bi] !== 0 ? 1 : 0; },
+};
+
+function alloc(dtype: ComputeDType, n: number): StorageArray {
+  switch (dtype) {
+    case 'f32':
+      return new Float32Array(n);
+    case 'i32':
+      return new Int32Array(n);
+    default:
+      return new Uint8Array(n);
+  }
+}
+
+export function binaryKernel(
+  op: BinaryOp,
+  a: StorageArray,
+  aShape: Shape,
+  b: StorageArray,
+  bShape: Shape,
+  dtype: ComputeDType,
+  outShape: Shape,
+  outDtype: ComputeDType,
+): StorageArray {
+  let kernel: Kernel<never, never> | undefined;
+  if (op in CMP) kernel = CMP[op];
+  else if (dtype === 'f32') kernel = F32[op];
+  else kernel = INT[op];
+  if (!kernel) throw new BackendError('cpu.binary', `op ${op} is not defined for dtype ${dtype}`);
+  const size = sizeOf(outShape);
+  const out = alloc(outDtype, size);
+  if (size === 0) return out;
+  const run = kernel as unknown as Kernel<StorageArray, StorageArray>;
+  const plan = planBroadcast(outShape, [aShape, bShape]);
+  const { rowLen, rows } = plan;
+  const as = plan.rowStrides[0];
+  const bs = plan.rowStrides[1];
+  if (rows === 1) {
+    run(a, 0, as, b, 0, bs, out, 0, rowLen);
+    return out;
+  }
+  const odo = new Odometer(plan);
+  const offs = odo.offsets;
+  for (let r = 0, oi = 0; r < rows; r++, oi += rowLen) {
+    run(a, offs[0], as, b, offs[1], bs, out, oi, rowLen);
+    odo.next();
+  }
+  return out;
+}
