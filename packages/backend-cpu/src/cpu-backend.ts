@@ -16,7 +16,7 @@ import type {
   TensorView,
   UnaryOp,
 } from '@kiln/core';
-import { BackendError, allocStorage, isStorageOf, sizeOf } from '@kiln/core';
+import { BackendError, isStorageOf, sizeOf } from '@kiln/core';
 import { hostInfo } from './device.js';
 import { binaryKernel } from './kernels/binary.js';
 import { castKernel } from './kernels/cast.js';
@@ -34,11 +34,17 @@ import { sliceKernel } from './kernels/slice.js';
 import { transposeKernel } from './kernels/transpose.js';
 import { unaryKernel } from './kernels/unary.js';
 import { whereKernel } from './kernels/where.js';
+import { clearPool, copyOf, newStorage, poolStats, recycle, setPoolLimit } from './pool.js';
 import { CpuData, releasedError } from './storage.js';
 
 export interface CpuBackendOptions {
   /** Overrides the thread count reported in `device` (the GEMM pool's size). */
   readonly threads?: number;
+  /**
+   * Most bytes of released storage kept for reuse (default 256 MiB; 0 disables). The pool
+   * is shared by all CPU backend instances in the realm; the last value set wins.
+   */
+  readonly poolBytes?: number;
 }
 
 /**
@@ -56,6 +62,7 @@ export class CpuBackend implements Backend {
   constructor(options: CpuBackendOptions = {}) {
     const host = hostInfo();
     const threads = options.threads ?? host.threads;
+    if (options.poolBytes !== undefined) setPoolLimit(options.poolBytes);
     this.device = {
       backend: 'cpu',
       name: `${host.cpuModel} (${threads} thread${threads === 1 ? '' : 's'})`,
@@ -95,10 +102,10 @@ export class CpuBackend implements Backend {
     const n = sizeOf(shape);
     let copy: StorageArray;
     if (isStorageOf(dtype, values) && values.length === n) {
-      copy = values.slice();
+      copy = copyOf(values);
     } else {
       if (values.length !== n) throw new BackendError('cpu.write', `${values.length} values for shape [${shape.join(', ')}] (${n} elements)`);
-      copy = allocStorage(dtype, n);
+      copy = newStorage(dtype, n);
       copy.set(values);
     }
     return this.make(copy, dtype);
@@ -117,11 +124,17 @@ export class CpuBackend implements Backend {
     dataId.released = true;
     this.bytes -= dataId.bytes;
     this.buffers -= 1;
+    recycle(dataId.values);
     dataId.values = EMPTY;
   }
 
   memory(): BackendMemory {
     return { bytes: this.bytes, buffers: this.buffers };
+  }
+
+  /** Released buffers held for reuse (not counted by `memory()`). */
+  pool(): { bytes: number; buffers: number; limit: number } {
+    return poolStats();
   }
 
   // ---- creation ------------------------------------------------------------------------
@@ -230,8 +243,8 @@ export class CpuBackend implements Backend {
   }
 
   dispose(): void {
-    // Storage is plain garbage-collected memory; nothing else to free yet (the GEMM
-    // worker pool, once it exists, is released here).
+    // Storage is garbage-collected memory: dropping the recycled buffers is all there is.
+    clearPool();
   }
 }
 

@@ -1,4 +1,4 @@
-import { BackendError, allocStorage, type DType, type StorageArray } from '@kiln/core';
+import { BackendError, type DType, type StorageArray } from '@kiln/core';
 
 /**
  * The CPU backend's storage handle (core's opaque `DataId`): the host typed array that
@@ -31,12 +31,6 @@ export type CodeArray = Int32Array | Uint16Array | Uint8Array;
 export function codeView(values: StorageArray): CodeArray {
   if (values instanceof Float32Array) return new Int32Array(values.buffer, values.byteOffset, values.length);
   return values as CodeArray;
-}
-
-/** Allocates storage for `dtype` and returns it with its code view. */
-export function allocCodes(dtype: DType, size: number): { values: StorageArray; codes: CodeArray } {
-  const values = allocStorage(dtype, size);
-  return { values, codes: codeView(values) };
 }
 
 export function releasedError(op: string): BackendError {

@@ -399,6 +399,24 @@ describe('composed ops and memory', () => {
     expect(cpu.memory()).toEqual(backendBefore);
   });
 
+  it('recycled buffers never leak stale values into results', () => {
+    const n = 128 * 128; // 64 KiB of f32/i32: large enough to be pooled
+    const dirty = () => {
+      for (let i = 0; i < 4; i++) tensor(new Float32Array(n).fill(NaN), [128, 128]).dispose();
+      for (let i = 0; i < 4; i++) tensor(new Int32Array(n).fill(-7), [128, 128], 'i32').dispose();
+    };
+    dirty();
+    expect(cpu.pool().buffers).toBeGreaterThan(0);
+    // empty inner dimension: zeros
+    expect(values(matmul(tensor([], [128, 0]), tensor([], [0, 128]))).every((v) => v === 0)).toBe(true);
+    dirty();
+    // the i32 product accumulates into its output
+    const eye = tensor(Array.from({ length: n }, (_, i) => (i % 129 === 0 ? 1 : 0)), [128, 128], 'i32');
+    const ones = tensor(new Int32Array(n).fill(1), [128, 128], 'i32');
+    dirty();
+    expect(values(matmul(eye, ones)).every((v) => v === 1)).toBe(true);
+  });
+
   it('read returns a copy', () => {
     const t = tensor([1, 2, 3]);
     const d = t.dataSync() as Float32Array;

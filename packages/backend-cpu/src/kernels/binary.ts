@@ -1,5 +1,6 @@
 import type { BinaryOp, ComputeDType, Shape, StorageArray } from '@kiln/core';
 import { BackendError, sizeOf } from '@kiln/core';
+import { newF32, newI32, newU8 } from '../pool.js';
 import { floorModF, floorModI } from './math.js';
 import { Odometer, planBroadcast } from './plan.js';
 
@@ -38,26 +39,28 @@ const INT: Partial<Record<BinaryOp, Kernel<Int32Array | Uint8Array, Int32Array |
 };
 
 // Comparisons (any compute dtype -> bool); every comparison with NaN is false except ne.
+// `+(cond)` rather than `cond ? 1 : 0`: V8 compiles it without a branch (random masks
+// would mispredict half the time).
 const CMP: Partial<Record<BinaryOp, Kernel<Num, Uint8Array>>> = {
-  eq: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] === b[bi] ? 1 : 0; },
-  ne: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] !== b[bi] ? 1 : 0; },
-  lt: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] < b[bi] ? 1 : 0; },
-  le: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] <= b[bi] ? 1 : 0; },
-  gt: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] > b[bi] ? 1 : 0; },
-  ge: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] >= b[bi] ? 1 : 0; },
+  eq: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = +(a[ai] === b[bi]); },
+  ne: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = +(a[ai] !== b[bi]); },
+  lt: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = +(a[ai] < b[bi]); },
+  le: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = +(a[ai] <= b[bi]); },
+  gt: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = +(a[ai] > b[bi]); },
+  ge: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = +(a[ai] >= b[bi]); },
   // Logical ops (core passes bool; any non-zero, NaN included, is true).
-  and: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] !== 0 && b[bi] !== 0 ? 1 : 0; },
-  or: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] !== 0 || b[bi] !== 0 ? 1 : 0; },
+  and: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = +(a[ai] !== 0) & +(b[bi] !== 0); },
+  or: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = +(a[ai] !== 0) | +(b[bi] !== 0); },
 };
 
 function alloc(dtype: ComputeDType, n: number): StorageArray {
   switch (dtype) {
     case 'f32':
-      return new Float32Array(n);
+      return newF32(n);
     case 'i32':
-      return new Int32Array(n);
+      return newI32(n);
     default:
-      return new Uint8Array(n);
+      return newU8(n);
   }
 }
 

@@ -1,4 +1,5 @@
 import type { DType, StorageArray } from '@kiln/core';
+import { copyOf, newF32, newI32, newU16, newU8 } from '../pool.js';
 import { E4M3, E5M2, F16, FP8_DECODE_TABLE, bitsToF32, encodeMinifloat, f16BitsToF32, type MinifloatFormat } from '@kiln/core';
 
 /**
@@ -17,28 +18,34 @@ import { E4M3, E5M2, F16, FP8_DECODE_TABLE, bitsToF32, encodeMinifloat, f16BitsT
  *  - same dtype: a bit-exact copy.
  */
 export function castKernel(x: StorageArray, from: DType, to: DType, saturate: boolean): StorageArray {
-  if (from === to) return x.slice();
+  if (from === to) return copyOf(x);
   const n = x.length;
   if (to === 'bool') return toBool(x, from);
   // Integer sources.
   if (from === 'i32' || from === 'u8' || from === 'bool') {
     const src = from === 'bool' ? normalizedBool(x as Uint8Array) : (x as Int32Array | Uint8Array);
     switch (to) {
-      case 'i32':
-        return Int32Array.from(src);
-      case 'u8':
-        return Uint8Array.from(src); // ToUint8: low byte
+      case 'i32': {
+        const out = newI32(n);
+        out.set(src);
+        return out;
+      }
+      case 'u8': {
+        const out = newU8(n);
+        for (let i = 0; i < n; i++) out[i] = src[i]; // ToUint8: the low byte
+        return out;
+      }
       case 'f32':
-        return Float32Array.from(src);
+        return toF32(src, 'i32');
       default:
-        return fromF32(Float32Array.from(src), to, saturate);
+        return fromF32(toF32(src, 'i32'), to, saturate);
     }
   }
   // Float sources: go through the exact f32 value (free for f32 itself).
   const f = from === 'f32' ? (x as Float32Array) : toF32(x, from);
   if (to === 'f32') return f;
   if (to === 'i32') {
-    const out = new Int32Array(n);
+    const out = newI32(n);
     for (let i = 0; i < n; i++) {
       const v = f[i];
       out[i] = v !== v ? 0 : v >= 2147483647 ? 2147483647 : v <= -2147483648 ? -2147483648 : Math.trunc(v);
@@ -46,7 +53,7 @@ export function castKernel(x: StorageArray, from: DType, to: DType, saturate: bo
     return out;
   }
   if (to === 'u8') {
-    const out = new Uint8Array(n);
+    const out = newU8(n);
     for (let i = 0; i < n; i++) {
       const v = f[i];
       out[i] = v !== v ? 0 : v >= 255 ? 255 : v <= 0 ? 0 : Math.trunc(v);
@@ -57,30 +64,30 @@ export function castKernel(x: StorageArray, from: DType, to: DType, saturate: bo
 }
 
 function normalizedBool(x: Uint8Array): Uint8Array {
-  const out = new Uint8Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = x[i] !== 0 ? 1 : 0;
+  const out = newU8(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = +(x[i] !== 0);
   return out;
 }
 
 function toBool(x: StorageArray, from: DType): Uint8Array {
   const n = x.length;
-  const out = new Uint8Array(n);
+  const out = newU8(n);
   switch (from) {
     case 'f16':
     case 'bf16': {
       const c = x as Uint16Array;
-      for (let i = 0; i < n; i++) out[i] = (c[i] & 0x7fff) !== 0 ? 1 : 0;
+      for (let i = 0; i < n; i++) out[i] = +((c[i] & 0x7fff) !== 0);
       break;
     }
     case 'e4m3':
     case 'e5m2': {
       const c = x as Uint8Array;
-      for (let i = 0; i < n; i++) out[i] = (c[i] & 0x7f) !== 0 ? 1 : 0;
+      for (let i = 0; i < n; i++) out[i] = +((c[i] & 0x7f) !== 0);
       break;
     }
     default: {
       const v = x as Float32Array | Int32Array | Uint8Array;
-      for (let i = 0; i < n; i++) out[i] = v[i] !== 0 ? 1 : 0; // NaN !== 0
+      for (let i = 0; i < n; i++) out[i] = +(v[i] !== 0); // NaN !== 0
     }
   }
   return out;
@@ -102,7 +109,7 @@ function f16DecodeTable(): Float32Array {
 /** Decodes f16/bf16/FP8 codes to exact f32 values (NaN codes become NaN). */
 export function toF32(x: StorageArray, from: DType): Float32Array {
   const n = x.length;
-  const out = new Float32Array(n);
+  const out = newF32(n);
   switch (from) {
     case 'f16': {
       const t = f16DecodeTable();
@@ -124,7 +131,7 @@ export function toF32(x: StorageArray, from: DType): Float32Array {
       return out;
     }
     case 'f32':
-      return (x as Float32Array).slice();
+      return copyOf(x as Float32Array);
     default: {
       const v = x as Int32Array | Uint8Array;
       for (let i = 0; i < n; i++) out[i] = v[i];
@@ -147,7 +154,7 @@ export function fromF32(f: Float32Array, to: DType, saturate: boolean): StorageA
     case 'e5m2':
       return encodeFp8(f, to, saturate);
     default:
-      return f.slice();
+      return copyOf(f);
   }
 }
 
@@ -159,7 +166,7 @@ function bitsOf(f: Float32Array): Uint32Array {
 export function encodeBf16(f: Float32Array): Uint16Array {
   const n = f.length;
   const bits = bitsOf(f);
-  const out = new Uint16Array(n);
+  const out = newU16(n);
   for (let i = 0; i < n; i++) {
     const u = bits[i];
     if ((u & 0x7fffffff) > 0x7f800000) out[i] = 0x7fc0;
@@ -175,7 +182,7 @@ export function encodeBf16(f: Float32Array): Uint16Array {
 export function encodeF16(f: Float32Array, saturate: boolean): Uint16Array {
   const n = f.length;
   const bits = bitsOf(f);
-  const out = new Uint16Array(n);
+  const out = newU16(n);
   const overflow = saturate ? 0x7bff : 0x7c00;
   for (let i = 0; i < n; i++) {
     const u = bits[i];
@@ -231,7 +238,7 @@ function fp8TablesFor(format: 'e4m3' | 'e5m2', saturate: boolean): { exact: Uint
 export function encodeFp8(f: Float32Array, format: 'e4m3' | 'e5m2', saturate: boolean): Uint8Array {
   const n = f.length;
   const bits = bitsOf(f);
-  const out = new Uint8Array(n);
+  const out = newU8(n);
   const { exact, sticky } = fp8TablesFor(format, saturate);
   for (let i = 0; i < n; i++) {
     const u = bits[i];

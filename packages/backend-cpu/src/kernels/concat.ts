@@ -1,5 +1,5 @@
 import type { DType, Shape, StorageArray } from '@kiln/core';
-import { allocStorage } from '@kiln/core';
+import { newStorage } from '../pool.js';
 import { codeView } from '../storage.js';
 import { copyRun, prod } from './plan.js';
 
@@ -8,7 +8,7 @@ export function concatKernel(xs: readonly { values: StorageArray; shape: Shape }
   const outer = prod(outShape, 0, axis);
   const inner = prod(outShape, axis + 1);
   const outBlock = outShape[axis] * inner;
-  const values = allocStorage(dtype, outer * outBlock);
+  const values = newStorage(dtype, outer * outBlock);
   if (values.length === 0) return values;
   const out = codeView(values);
   const srcs = xs.map((x) => codeView(x.values));

@@ -1,5 +1,5 @@
 import type { DType, StorageArray } from '@kiln/core';
-import { allocStorage } from '@kiln/core';
+import { newStorage } from '../pool.js';
 import { encodeScalar } from './cast.js';
 
 /**
@@ -8,7 +8,7 @@ import { encodeScalar } from './cast.js';
  * (truncate toward zero, wrap; NaN -> 0), also as tensor creation does; bool is value != 0.
  */
 export function fillKernel(size: number, dtype: DType, value: number): StorageArray {
-  const out = allocStorage(dtype, size);
+  const out = newStorage(dtype, size);
   if (size === 0) return out;
   if (dtype === 'bool') (out as Uint8Array).fill(value !== 0 ? 1 : 0);
   else if (dtype === 'i32' || dtype === 'u8' || dtype === 'f32') out.fill(value);

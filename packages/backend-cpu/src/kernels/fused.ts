@@ -1,5 +1,6 @@
 import { sigmoid } from './math.js';
 import { sumRow } from './reduce.js';
+import { newF32 } from '../pool.js';
 
 /**
  * Fused f32 kernels over the last axis. Each one rounds every intermediate to f32 exactly
@@ -10,7 +11,7 @@ import { sumRow } from './reduce.js';
 
 /** softmax = e / sum(e) with e = exp(x - max(x)). */
 export function softmaxKernel(x: Float32Array, d: number): Float32Array {
-  const out = new Float32Array(x.length);
+  const out = newF32(x.length);
   if (d === 0) return out;
   const rows = x.length / d;
   for (let r = 0; r < rows; r++) {
@@ -26,7 +27,7 @@ export function softmaxKernel(x: Float32Array, d: number): Float32Array {
 
 /** logSoftmax = x - (log(sum(exp(x - m))) + m). */
 export function logSoftmaxKernel(x: Float32Array, d: number): Float32Array {
-  const out = new Float32Array(x.length);
+  const out = newF32(x.length);
   if (d === 0) return out;
   const rows = x.length / d;
   for (let r = 0; r < rows; r++) {
@@ -42,7 +43,7 @@ export function logSoftmaxKernel(x: Float32Array, d: number): Float32Array {
 
 /** rmsNorm = (x * rsqrt(mean(x^2) + eps)) * w; eps enters as an f32 scalar, as in core. */
 export function rmsNormKernel(x: Float32Array, w: Float32Array, d: number, eps: number): Float32Array {
-  const out = new Float32Array(x.length);
+  const out = newF32(x.length);
   if (d === 0) return out;
   const rows = x.length / d;
   const epsF = Math.fround(eps);
@@ -64,7 +65,7 @@ export function rmsNormKernel(x: Float32Array, w: Float32Array, d: number, eps: 
 /** swiglu = (g * sigmoid(g)) * u. */
 export function swigluKernel(g: Float32Array, u: Float32Array): Float32Array {
   const n = g.length;
-  const out = new Float32Array(n);
+  const out = newF32(n);
   for (let i = 0; i < n; i++) {
     const v = g[i];
     out[i] = Math.fround(v * Math.fround(sigmoid(v))) * u[i];

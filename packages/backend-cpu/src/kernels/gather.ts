@@ -1,5 +1,6 @@
 import type { DType, Shape, StorageArray } from '@kiln/core';
-import { allocStorage, sizeOf, stridesOf } from '@kiln/core';
+import { sizeOf, stridesOf } from '@kiln/core';
+import { newStorage } from '../pool.js';
 import { codeView, type CodeArray } from '../storage.js';
 import { indexError } from './indexing-util.js';
 import { Odometer } from './plan.js';
@@ -10,7 +11,7 @@ import { Odometer } from './plan.js';
  */
 export function gatherKernel(x: StorageArray, xShape: Shape, dtype: DType, axis: number, indices: Int32Array, idxShape: Shape): StorageArray {
   const size = sizeOf(idxShape);
-  const values = allocStorage(dtype, size);
+  const values = newStorage(dtype, size);
   if (size === 0) return values;
   const out = codeView(values);
   const src = codeView(x);

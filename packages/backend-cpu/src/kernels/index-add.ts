@@ -1,5 +1,6 @@
 import type { Shape } from '@kiln/core';
 import { checkIndices } from './indexing-util.js';
+import { copyOf } from '../pool.js';
 import { prod } from './plan.js';
 
 /**
@@ -14,7 +15,7 @@ export function indexAddKernel(
   indices: Int32Array,
   src: Float32Array | Int32Array,
 ): Float32Array | Int32Array {
-  const out = base.slice();
+  const out = copyOf(base);
   const outer = prod(baseShape, 0, axis);
   const len = baseShape[axis];
   const inner = prod(baseShape, axis + 1);

@@ -1,5 +1,5 @@
 import type { DType, Shape, StorageArray } from '@kiln/core';
-import { allocStorage } from '@kiln/core';
+import { newStorage } from '../pool.js';
 import { codeView } from '../storage.js';
 import { checkIndices } from './indexing-util.js';
 import { copyRun, prod } from './plan.js';
@@ -11,7 +11,7 @@ export function indexSelectKernel(x: StorageArray, xShape: Shape, dtype: DType, 
   const inner = prod(xShape, axis + 1);
   const m = indices.length;
   checkIndices('indexSelect', indices, axis, len);
-  const values = allocStorage(dtype, outer * m * inner);
+  const values = newStorage(dtype, outer * m * inner);
   if (values.length === 0) return values;
   const out = codeView(values);
   const src = codeView(x);

@@ -1,6 +1,7 @@
 import type { PrimitiveMatmulOptions, Shape } from '@kiln/core';
 import { broadcastStrides } from '@kiln/core';
 import { sgemm } from '../gemm/index.js';
+import { newF32, newI32 } from '../pool.js';
 import { prod } from './plan.js';
 
 /**
@@ -22,7 +23,9 @@ export function matmulKernel(
   const k = options.transposeA ? aShape[aShape.length - 2] : aShape[aShape.length - 1];
   const batchShape = outShape.slice(0, -2);
   const batch = prod(batchShape);
-  const out = isF32 ? new Float32Array(batch * m * n) : new Int32Array(batch * m * n);
+  // sgemm overwrites its output; the i32 loop accumulates and an empty product is zeros.
+  const zeroed = !isF32 || k === 0;
+  const out = isF32 ? newF32(batch * m * n, zeroed) : newI32(batch * m * n, zeroed);
   if (out.length === 0 || k === 0) return out; // empty product: zeros
 
   const aOffsets = new Float64Array(batch);

@@ -1,5 +1,6 @@
 import type { RandomSpec } from '@kiln/core';
 import { normalAt, uniformAt } from '@kiln/core';
+import { newF32 } from '../pool.js';
 
 /**
  * Counter-based random values from core's generator (element i depends only on (seed, i)).
@@ -7,7 +8,7 @@ import { normalAt, uniformAt } from '@kiln/core';
  * backend computing in f32 without fused multiply-add. normal: a + b * z rounded once.
  */
 export function randomKernel(size: number, spec: RandomSpec): Float32Array {
-  const out = new Float32Array(size);
+  const out = newF32(size);
   const seed = spec.seed >>> 0;
   if (spec.distribution === 'uniform') {
     const lo = Math.fround(spec.a);

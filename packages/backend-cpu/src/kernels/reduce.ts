@@ -1,4 +1,5 @@
 import type { ComputeDType, ReduceOp, Shape, StorageArray } from '@kiln/core';
+import { newF32, newI32, newU8 } from '../pool.js';
 import { prod } from './plan.js';
 
 /**
@@ -19,21 +20,21 @@ export function reduceKernel(op: ReduceOp, x: StorageArray, shape: Shape, axis: 
   const inner = prod(shape, axis + 1);
   const n = outer * inner;
   if (op === 'argmax' || op === 'argmin') {
-    const out = new Int32Array(n);
+    const out = newI32(n, len === 0);
     if (len === 0 || n === 0) return out;
     if (dtype === 'f32') argF32(op === 'argmax', x as Float32Array, out, outer, len, inner);
     else argInt(op === 'argmax', x as Int32Array | Uint8Array, out, outer, len, inner);
     return out;
   }
   if (dtype === 'f32') {
-    const out = new Float32Array(n);
+    const out = newF32(n);
     if (n === 0) return out;
     const xv = x as Float32Array;
     if (op === 'sum' || op === 'prod') accumulateF32(op === 'sum', xv, out, outer, len, inner);
     else extremeF32(op === 'max', xv, out, outer, len, inner);
     return out;
   }
-  const out = dtype === 'i32' ? new Int32Array(n) : new Uint8Array(n);
+  const out = dtype === 'i32' ? newI32(n) : newU8(n);
   if (n === 0) return out;
   const xv = x as Int32Array | Uint8Array;
   if (op === 'sum') sumInt(xv, out, outer, len, inner);

@@ -1,6 +1,7 @@
 import type { Shape } from '@kiln/core';
 import { sizeOf, stridesOf } from '@kiln/core';
 import { indexError } from './indexing-util.js';
+import { copyOf } from '../pool.js';
 import { Odometer } from './plan.js';
 
 /**
@@ -18,7 +19,7 @@ export function scatterAddKernel(
   src: Float32Array | Int32Array,
   srcShape: Shape,
 ): Float32Array | Int32Array {
-  const out = base.slice();
+  const out = copyOf(base);
   const n = sizeOf(srcShape);
   if (n === 0) return out;
   const targets = scatterTargets(baseShape, axis, indices, srcShape);
@@ -56,32 +57,54 @@ function scatterTargets(baseShape: Shape, axis: number, indices: Int32Array, src
   return targets;
 }
 
-/** out[t[i]] += src[i] with one f32 rounding per target (float64 accumulation for duplicates). */
+/**
+ * out[t[i]] += src[i] with one f32 rounding per target. A bitset over the output finds the
+ * targets hit more than once; only those accumulate in float64 (a dense array when the
+ * output is small relative to src, a map otherwise) before base + sum is rounded once.
+ */
 export function accumulateF32(out: Float32Array, targets: Float64Array, src: Float32Array): void {
   const n = targets.length;
-  let increasing = true;
-  for (let i = 1; i < n && increasing; i++) if (targets[i] <= targets[i - 1]) increasing = false;
-  let dups: Map<number, number> | undefined;
-  if (!increasing) {
-    const sorted = targets.slice().sort();
-    for (let i = 1; i < n; i++) {
-      if (sorted[i] === sorted[i - 1]) {
-        dups ??= new Map();
-        if (!dups.has(sorted[i])) dups.set(sorted[i], dups.size);
+  const size = out.length;
+  const seen = new Uint8Array((size + 7) >>> 3);
+  const dup = new Uint8Array((size + 7) >>> 3);
+  let dups = 0;
+  for (let i = 0; i < n; i++) {
+    const t = targets[i];
+    const byte = t >>> 3;
+    const bit = 1 << (t & 7);
+    if (seen[byte] & bit) {
+      if (!(dup[byte] & bit)) {
+        dup[byte] |= bit;
+        dups++;
       }
-    }
+    } else seen[byte] |= bit;
   }
-  if (!dups) {
+  if (dups === 0) {
     for (let i = 0; i < n; i++) out[targets[i]] += src[i];
     return;
   }
-  const acc = new Float64Array(dups.size);
-  for (const [t, slot] of dups) acc[slot] = out[t];
+  if (size <= 4 * n) {
+    const acc = new Float64Array(size);
+    for (let i = 0; i < n; i++) {
+      const t = targets[i];
+      if (dup[t >>> 3] & (1 << (t & 7))) acc[t] += src[i];
+      else out[t] += src[i];
+    }
+    for (let t = 0; t < size; t++) if (dup[t >>> 3] & (1 << (t & 7))) out[t] += acc[t];
+    return;
+  }
+  const slots = new Map<number, number>();
+  const acc = new Float64Array(dups);
   for (let i = 0; i < n; i++) {
     const t = targets[i];
-    const slot = dups.get(t);
-    if (slot === undefined) out[t] += src[i];
-    else acc[slot] += src[i];
+    if (dup[t >>> 3] & (1 << (t & 7))) {
+      let slot = slots.get(t);
+      if (slot === undefined) {
+        slot = slots.size;
+        slots.set(t, slot);
+      }
+      acc[slot] += src[i];
+    } else out[t] += src[i];
   }
-  for (const [t, slot] of dups) out[t] = acc[slot];
+  for (const [t, slot] of slots) out[t] += acc[slot];
 }

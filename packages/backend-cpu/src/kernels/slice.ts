@@ -1,5 +1,6 @@
 import type { DType, Shape, StorageArray } from '@kiln/core';
-import { allocStorage, sizeOf, stridesOf } from '@kiln/core';
+import { sizeOf, stridesOf } from '@kiln/core';
+import { newStorage } from '../pool.js';
 import { codeView } from '../storage.js';
 import { Odometer, copyRun } from './plan.js';
 
@@ -9,7 +10,7 @@ import { Odometer, copyRun } from './plan.js';
  */
 export function sliceKernel(x: StorageArray, xShape: Shape, dtype: DType, begin: readonly number[], size: readonly number[]): StorageArray {
   const n = sizeOf(size);
-  const values = allocStorage(dtype, n);
+  const values = newStorage(dtype, n);
   if (n === 0) return values;
   const out = codeView(values);
   const src = codeView(x);

@@ -1,5 +1,6 @@
 import type { DType, Shape, StorageArray } from '@kiln/core';
-import { allocStorage, sizeOf, stridesOf } from '@kiln/core';
+import { sizeOf, stridesOf } from '@kiln/core';
+import { newStorage } from '../pool.js';
 import { codeView, type CodeArray } from '../storage.js';
 import { Odometer, copyRun } from './plan.js';
 
@@ -16,7 +17,7 @@ const TILE = 32;
  */
 export function transposeKernel(x: StorageArray, xShape: Shape, dtype: DType, perm: readonly number[]): StorageArray {
   const n = sizeOf(xShape);
-  const values = allocStorage(dtype, n);
+  const values = newStorage(dtype, n);
   if (n === 0) return values;
   const out = codeView(values);
   const src = codeView(x);

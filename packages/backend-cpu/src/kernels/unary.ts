@@ -1,5 +1,6 @@
 import type { ComputeDType, StorageArray, UnaryOp } from '@kiln/core';
 import { BackendError } from '@kiln/core';
+import { newF32, newI32, newU8 } from '../pool.js';
 import { erf, roundHalfEven, sigmoid } from './math.js';
 
 /**
@@ -7,6 +8,21 @@ import { erf, roundHalfEven, sigmoid } from './math.js';
  * f32 ops compute in float64 and round once on store (so +,-,*,/,sqrt are exactly IEEE f32
  * and the transcendental functions are within an f32 ulp of the true value).
  */
+
+/**
+ * relu on the bit patterns, without branches: zero the element when its sign bit is set,
+ * unless it is a NaN (which passes through). -0 becomes +0.
+ */
+function reluF32(x: Float32Array, o: Float32Array, n: number): void {
+  const xi = new Int32Array(x.buffer, x.byteOffset, n);
+  const oi = new Int32Array(o.buffer, o.byteOffset, n);
+  for (let i = 0; i < n; i++) {
+    const u = xi[i];
+    const nan = (0x7f800000 - (u & 0x7fffffff)) >>> 31;
+    const neg = u >>> 31;
+    oi[i] = u & ((neg & (nan ^ 1)) - 1);
+  }
+}
 
 type F32Kernel = (x: Float32Array, out: Float32Array, n: number) => void;
 type I32Kernel = (x: Int32Array, out: Int32Array, n: number) => void;
@@ -25,8 +41,7 @@ const F32: Partial<Record<UnaryOp, F32Kernel>> = {
   cos: (x, o, n) => { for (let i = 0; i < n; i++) o[i] = Math.cos(x[i]); },
   tanh: (x, o, n) => { for (let i = 0; i < n; i++) o[i] = Math.tanh(x[i]); },
   sigmoid: (x, o, n) => { for (let i = 0; i < n; i++) o[i] = sigmoid(x[i]); },
-  // NaN passes through (NaN > 0 is false, so test NaN explicitly); -0 becomes +0.
-  relu: (x, o, n) => { for (let i = 0; i < n; i++) { const v = x[i]; o[i] = v > 0 || v !== v ? v : 0; } },
+  relu: reluF32,
   erf: (x, o, n) => { for (let i = 0; i < n; i++) o[i] = erf(x[i]); },
   floor: (x, o, n) => { for (let i = 0; i < n; i++) o[i] = Math.floor(x[i]); },
   ceil: (x, o, n) => { for (let i = 0; i < n; i++) o[i] = Math.ceil(x[i]); },
@@ -54,28 +69,28 @@ function unsupported(op: UnaryOp, dtype: ComputeDType): BackendError {
 export function unaryKernel(op: UnaryOp, x: StorageArray, dtype: ComputeDType, outDtype: ComputeDType): StorageArray {
   const n = x.length;
   if (op === 'isnan') {
-    const out = new Uint8Array(n);
+    const out = newU8(n, true);
     if (dtype === 'f32') {
       const v = x as Float32Array;
-      for (let i = 0; i < n; i++) out[i] = v[i] !== v[i] ? 1 : 0;
+      for (let i = 0; i < n; i++) out[i] = +(v[i] !== v[i]);
     }
     return out;
   }
   if (op === 'not') {
-    const out = new Uint8Array(n);
+    const out = newU8(n);
     if (dtype === 'f32') {
       const v = x as Float32Array;
-      for (let i = 0; i < n; i++) out[i] = v[i] === 0 ? 1 : 0; // NaN is truthy
+      for (let i = 0; i < n; i++) out[i] = +(v[i] === 0); // NaN is truthy
     } else {
       const v = x as Int32Array | Uint8Array;
-      for (let i = 0; i < n; i++) out[i] = v[i] === 0 ? 1 : 0;
+      for (let i = 0; i < n; i++) out[i] = +(v[i] === 0);
     }
     return out;
   }
   if (dtype === 'f32') {
     const k = F32[op];
     if (!k) throw unsupported(op, dtype);
-    const out = new Float32Array(n);
+    const out = newF32(n);
     k(x as Float32Array, out, n);
     return out;
   }
@@ -86,11 +101,11 @@ export function unaryKernel(op: UnaryOp, x: StorageArray, dtype: ComputeDType, o
       const f = F32[op];
       if (!f) throw unsupported(op, dtype);
       const tmp = Float32Array.from(x as Int32Array);
-      const out = new Float32Array(n);
+      const out = newF32(n);
       f(tmp, out, n);
       return out;
     }
-    const out = new Int32Array(n);
+    const out = newI32(n);
     k(x as Int32Array, out, n);
     return out;
   }

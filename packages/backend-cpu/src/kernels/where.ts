@@ -1,5 +1,6 @@
 import type { DType, Shape, StorageArray } from '@kiln/core';
-import { allocStorage, sizeOf } from '@kiln/core';
+import { sizeOf } from '@kiln/core';
+import { newStorage } from '../pool.js';
 import { codeView, type CodeArray } from '../storage.js';
 import { Odometer, planBroadcast } from './plan.js';
 
@@ -15,7 +16,7 @@ export function whereKernel(
   outShape: Shape,
 ): StorageArray {
   const size = sizeOf(outShape);
-  const values = allocStorage(dtype, size);
+  const values = newStorage(dtype, size);
   if (size === 0) return values;
   const out = codeView(values);
   const av = codeView(a);
@@ -38,5 +39,9 @@ function selectRow(
   b: CodeArray, bi: number, bs: number,
   o: CodeArray, oi: number, n: number,
 ): void {
-  for (let i = 0; i < n; i++, ci += cs, ai += as, bi += bs) o[oi + i] = c[ci] !== 0 ? a[ai] : b[bi];
+  // Branchless select on the codes: b ^ ((a ^ b) & mask), mask all ones when cond holds.
+  for (let i = 0; i < n; i++, ci += cs, ai += as, bi += bs) {
+    const y = b[bi];
+    o[oi + i] = y ^ ((a[ai] ^ y) & -+(c[ci] !== 0));
+  }
 }
