@@ -18,6 +18,7 @@ import type {
 } from '@kiln/core';
 import { BackendError, isStorageOf, sizeOf } from '@kiln/core';
 import { hostInfo } from './device.js';
+import { configureGemm, disposeGemmPool } from './gemm/index.js';
 import { binaryKernel } from './kernels/binary.js';
 import { castKernel } from './kernels/cast.js';
 import { concatKernel } from './kernels/concat.js';
@@ -38,7 +39,10 @@ import { clearPool, copyOf, newStorage, poolStats, recycle, setPoolLimit } from 
 import { CpuData, releasedError } from './storage.js';
 
 export interface CpuBackendOptions {
-  /** Overrides the thread count reported in `device` (the GEMM pool's size). */
+  /**
+   * Threads for large matmuls, the calling thread included (configures the shared GEMM
+   * pool). Default: env KILN_CPU_THREADS, else the host's available parallelism.
+   */
   readonly threads?: number;
   /**
    * Most bytes of released storage kept for reuse (default 256 MiB; 0 disables). The pool
@@ -61,7 +65,8 @@ export class CpuBackend implements Backend {
 
   constructor(options: CpuBackendOptions = {}) {
     const host = hostInfo();
-    const threads = options.threads ?? host.threads;
+    if (options.threads !== undefined) configureGemm({ threads: options.threads });
+    const threads = options.threads ?? envThreads() ?? host.threads;
     if (options.poolBytes !== undefined) setPoolLimit(options.poolBytes);
     this.device = {
       backend: 'cpu',
@@ -243,12 +248,19 @@ export class CpuBackend implements Backend {
   }
 
   dispose(): void {
-    // Storage is garbage-collected memory: dropping the recycled buffers is all there is.
+    // Storage is garbage-collected memory: drop the recycled buffers and stop the GEMM workers.
     clearPool();
+    disposeGemmPool();
   }
 }
 
 const EMPTY = new Float32Array(0);
+
+function envThreads(): number | undefined {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.KILN_CPU_THREADS;
+  const v = env !== undefined ? Number.parseInt(env, 10) : Number.NaN;
+  return Number.isFinite(v) && v >= 1 ? v : undefined;
+}
 
 function lastDim(shape: Shape): number {
   return shape.length === 0 ? 1 : shape[shape.length - 1];

@@ -46,7 +46,7 @@ import {
   type FusedKernels,
   type Tensor,
 } from '@kiln/core';
-import { CpuBackend, cpuBackendFactory, createCpuBackend } from '@kiln/backend-cpu';
+import { CpuBackend, cpuBackendFactory, createCpuBackend } from '../src/index.js';
 
 /** A CPU backend with no fused kernels, so core composes softmax & co from primitives. */
 class UnfusedCpuBackend extends CpuBackend {
