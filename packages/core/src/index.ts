@@ -45,3 +45,4 @@ export * from './composed/activations.js';
 export * from './composed/rotary.js';
 export * from './composed/topk.js';
 export * from './composed/loss.js';
+export * from './quant/blockwise.js';
