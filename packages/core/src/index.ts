@@ -46,3 +46,5 @@ export * from './composed/rotary.js';
 export * from './composed/topk.js';
 export * from './composed/loss.js';
 export * from './quant/blockwise.js';
+export * from './quant/accumulator.js';
+export * from './quant/fp8-gemm-reference.js';
