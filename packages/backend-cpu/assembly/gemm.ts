@@ -80,6 +80,31 @@ function kernel(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, acc: bool):
  */
 export function packA(a: usize, transA: i32, m: i32, k: i32, dst: usize, s0: i32, s1: i32): void {
   const k4 = <usize>k << 2;
+  if (transA != 0) {
+    // Storage [k][m]: row p holds op(A)[:, p]. Walk 8 strips (16 columns, one 64-byte
+    // line of each storage row) at a time so that each line read is used whole.
+    const m4 = <usize>m << 2;
+    const full = min(s1, m >> 1); // strips with both rows inside m
+    let s = s0;
+    for (; s + 8 <= full; s += 8) {
+      let src = a + (<usize>s << 3);
+      let d = dst + <usize>s * (k4 << 1);
+      const ds = k4 << 1; // bytes per packed strip
+      for (let p = 0; p < k; p++) {
+        store<u64>(d, load<u64>(src));
+        store<u64>(d + ds, load<u64>(src, 8));
+        store<u64>(d + ds * 2, load<u64>(src, 16));
+        store<u64>(d + ds * 3, load<u64>(src, 24));
+        store<u64>(d + ds * 4, load<u64>(src, 32));
+        store<u64>(d + ds * 5, load<u64>(src, 40));
+        store<u64>(d + ds * 6, load<u64>(src, 48));
+        store<u64>(d + ds * 7, load<u64>(src, 56));
+        src += m4;
+        d += 8;
+      }
+    }
+    s0 = s;
+  }
   for (let s = s0; s < s1; s++) {
     let d = dst + <usize>s * (k4 << 1);
     const i0 = s << 1;

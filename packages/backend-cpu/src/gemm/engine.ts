@@ -8,12 +8,26 @@ import { C, RUNNER_SOURCE, WORKER_SOURCE, type KernelExports, type Runner } from
 
 const PAGE = 65536;
 
+// Minimal typing of the WebAssembly JS API (the project's lib setting has no DOM types).
+interface WasmMemory {
+  readonly buffer: SharedArrayBuffer;
+  grow(deltaPages: number): number;
+}
+type WasmModule = object;
+interface WasmApi {
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => WasmModule;
+  Instance: new (module: WasmModule, imports: object) => { readonly exports: object };
+  Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
+}
+const wasmApi = (): WasmApi | undefined => (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
 type WorkerCtor = typeof import('node:worker_threads').Worker;
 type WorkerLike = InstanceType<WorkerCtor>;
 
 export interface Engine {
   readonly ex: KernelExports;
-  readonly memory: WebAssembly.Memory;
+  readonly memory: WasmMemory;
   /** Largest byte size the memory may reach. */
   readonly maxBytes: number;
 }
@@ -30,27 +44,29 @@ function decodeBase64(s: string): Uint8Array {
   return out;
 }
 
-let compiled: WebAssembly.Module | undefined;
+let compiled: WasmModule | undefined;
 
 /** The wasm engine, or null when WebAssembly SIMD or shared memory is unavailable here. */
 export function getEngine(): Engine | null {
   if (engine !== undefined) return engine;
   try {
+    const W = wasmApi();
+    if (!W) throw new Error('WebAssembly is not available');
     const bytes = decodeBase64(GEMM_WASM_BASE64);
-    if (typeof WebAssembly !== 'object' || !WebAssembly.validate(bytes)) throw new Error('WebAssembly SIMD is not supported');
-    compiled = new WebAssembly.Module(bytes);
-    let memory: WebAssembly.Memory | undefined;
+    if (!W.validate(bytes)) throw new Error('WebAssembly SIMD is not supported');
+    compiled = new W.Module(bytes);
+    let memory: WasmMemory | undefined;
     let maxPages = GEMM_WASM_MAX_PAGES;
     // Reserve the full 4 GiB address space if we can (64-bit hosts), less otherwise.
     while (!memory && maxPages >= 1024) {
       try {
-        memory = new WebAssembly.Memory({ initial: 16, maximum: maxPages, shared: true });
+        memory = new W.Memory({ initial: 16, maximum: maxPages, shared: true });
       } catch {
         maxPages >>= 1;
       }
     }
     if (!memory) throw new Error('shared WebAssembly.Memory is not available');
-    const instance = new WebAssembly.Instance(compiled, { env: { memory } });
+    const instance = new W.Instance(compiled, { env: { memory } });
     engine = { ex: instance.exports as unknown as KernelExports, memory, maxBytes: maxPages * PAGE };
   } catch (err) {
     engineError = err;
@@ -122,10 +138,13 @@ export function threadsSupported(): boolean {
   return nodeBuiltin<{ Worker?: unknown }>('node:worker_threads')?.Worker !== undefined;
 }
 
-/** The pool with `size` threads (main thread included), created on first use; null if size < 2 or unsupported. */
+/**
+ * A pool with at least `size` threads (main thread included), created on first use and
+ * re-created only to grow; null if size < 2 or worker threads are unsupported.
+ */
 export function getPool(e: Engine, size: number): Pool | null {
   if (size < 2) return null;
-  if (pool && pool.size === size) return pool;
+  if (pool && pool.size >= size) return pool;
   disposePool();
   const wt = nodeBuiltin<typeof import('node:worker_threads')>('node:worker_threads');
   if (!wt || !compiled) return null;
@@ -165,6 +184,8 @@ export function disposePool(): void {
 }
 
 export interface JobParams {
+  /** Threads taking part, main thread included (<= pool size). */
+  threads: number;
   mode: 1 | 2;
   tasks: number;
   m: number;
@@ -201,6 +222,7 @@ export function runOnPool(p: Pool, job: JobParams): void {
   const g = Atomics.load(ctrl, C.GEN);
   Atomics.store(ctrl, C.GEN, g + 1); // odd: being written
   waitWhileNot(ctrl, C.ACTIVE, (v) => v === 0);
+  ctrl[C.THREADS] = job.threads;
   ctrl[C.MODE] = job.mode;
   ctrl[C.NTASKS] = job.tasks;
   ctrl[C.M] = job.m;

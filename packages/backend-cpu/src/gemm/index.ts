@@ -64,7 +64,7 @@ function defaultThreads(): number {
 let config: GemmConfig | undefined;
 
 function cfg(): GemmConfig {
-  config ??= { threads: defaultThreads(), parallelMinFlops: 2 * 96 * 96 * 96, wasmMinMacs: 4096, kernel: 'auto' };
+  config ??= { threads: defaultThreads(), parallelMinFlops: 2 * 160 ** 3, wasmMinMacs: 256, kernel: 'auto' };
   return config;
 }
 
@@ -212,6 +212,7 @@ function runWasm(eng: Engine, job: GemmJob, e0: number, e1: number, c: GemmConfi
     eng.ex.batch(table, 0, entries, m, n, k, job.transA ? 1 : 0, job.transB ? 1 : 0, thrBase + SCRATCH_BYTES, thrBase + SCRATCH_BYTES + paBytes, thrBase);
   } else {
     const p: JobParams = {
+      threads,
       mode, tasks: 0, m, n, k, transA: job.transA, transB: job.transB, table, entries,
       group: 1, thrBase, thrStride, pa, pb, aTasks: 0, bTasks: 0, mch: 0, nch: 0, mt: 0, nt: 0,
     };

@@ -40,6 +40,7 @@ export const C = {
   MT: 23, // mode 2: tile rows
   NT: 24, // mode 2: tile columns
   STOP: 25, // set to 1 to make workers exit
+  THREADS: 26, // threads taking part in this job (tid < THREADS), main thread included
   SIZE: 32,
 } as const;
 
@@ -145,7 +146,7 @@ for (;;) {
   }
   Atomics.add(ctrl, ${C.ACTIVE}, 1);
   if (Atomics.load(ctrl, ${C.GEN}) === g) {
-    run(tid);
+    if (tid < ctrl[${C.THREADS}]) run(tid);
     last = g;
   }
   if (Atomics.sub(ctrl, ${C.ACTIVE}, 1) === 1) Atomics.notify(ctrl, ${C.ACTIVE});
