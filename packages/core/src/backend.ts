@@ -72,6 +72,28 @@ export interface PrimitiveCastOptions {
   readonly saturate: boolean;
 }
 
+export interface PrimitiveQuantizeOptions {
+  readonly format: 'e4m3' | 'e5m2';
+  readonly scaleFormat: 'fp32' | 'ue8m0';
+}
+
+/** A block-quantised 2-D operand as a backend sees it. */
+export interface QuantizedView {
+  /** FP8 codes [rows, cols] (dtype e4m3 or e5m2). */
+  readonly codes: TensorView;
+  /** f32 [ceil(rows/br), ceil(cols/bc)]. */
+  readonly scales: TensorView;
+  readonly block: readonly [number, number];
+}
+
+export interface PrimitiveFp8GemmOptions {
+  /** K elements per promotion to f32 (a positive integer or Infinity). */
+  readonly promotionInterval: number;
+  readonly accumulatorMantissaBits?: number;
+  readonly accumulatorGroupSize?: number;
+  readonly accumulatorRounding?: 'truncate' | 'nearest';
+}
+
 export interface DeviceInfo {
   /** Backend kind, e.g. 'cpu', 'webgpu'. */
   readonly backend: string;
@@ -168,6 +190,20 @@ export interface Backend {
    * the int range; anything -> bool is `x != 0` (NaN -> true).
    */
   cast(x: TensorView, dtype: DType, options: PrimitiveCastOptions): DataId;
+
+  // ---- FP8 (DeepSeek-V3 fine-grained quantisation) ------------------------------------
+  /**
+   * Quantises an f32 [rows, cols] tensor in [blockRows, blockCols] blocks exactly as core's
+   * `quantizeBlockwise` (bit-exact): codes in `format`, f32 scales [ceil(rows/br), ceil(cols/bc)].
+   */
+  quantizeBlockwise(x: TensorView, block: readonly [number, number], options: PrimitiveQuantizeOptions): { codes: DataId; scales: DataId };
+  /**
+   * FP8 block-scaled GEMM a [M, K] x b [N, K]^T -> f32 [M, N]: per chunk of `promotionInterval`
+   * along K, FP8 products accumulate (exactly in f32, or in the limited accumulator model of
+   * core's `fp8GemmReference` when `accumulatorMantissaBits` is set), then the partial is
+   * multiplied by the two block scales and added in f32.
+   */
+  matmulFp8(a: QuantizedView, b: QuantizedView, options: PrimitiveFp8GemmOptions): DataId;
 
   /** Optional fused kernels; see FusedKernels. */
   readonly fused?: FusedKernels;

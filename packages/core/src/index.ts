@@ -48,3 +48,4 @@ export * from './composed/loss.js';
 export * from './quant/blockwise.js';
 export * from './quant/accumulator.js';
 export * from './quant/fp8-gemm-reference.js';
+export * from './quant/quantized-tensor.js';

@@ -44,7 +44,15 @@ export function resolveFp8GemmOptions(op: string, options: Fp8GemmOptions): { nc
  * Validates an FP8 GEMM pair: a [M, K] and b [N, K] (b is a Linear weight, out x in), with
  * block scales. The scale of element (r, k) is scales[floor(r/br), floor(k/bk)].
  */
-export function checkFp8GemmOperands(op: string, a: Fp8GemmOperand, b: Fp8GemmOperand): { M: number; N: number; K: number } {
+/** What validation needs of an operand: sizes, shape and block. */
+export interface Fp8GemmOperandShape {
+  readonly codes: { readonly length: number };
+  readonly scales: { readonly length: number };
+  readonly shape: readonly [number, number];
+  readonly block: readonly [number, number];
+}
+
+export function checkFp8GemmOperands(op: string, a: Fp8GemmOperandShape, b: Fp8GemmOperandShape): { M: number; N: number; K: number } {
   const [M, K] = a.shape;
   const [N, Kb] = b.shape;
   if (K !== Kb) throw new ShapeError(op, `a is [${M}, ${K}] and b is [${N}, ${Kb}]: K differs (b is [N, K], a Linear weight)`);
