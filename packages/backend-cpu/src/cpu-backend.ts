@@ -9,6 +9,9 @@ import type {
   FusedKernels,
   PrimitiveCastOptions,
   PrimitiveMatmulOptions,
+  PrimitiveQuantizeOptions,
+  PrimitiveFp8GemmOptions,
+  QuantizedView,
   RandomSpec,
   ReduceOp,
   Shape,
@@ -23,6 +26,7 @@ import { binaryKernel } from './kernels/binary.js';
 import { castKernel } from './kernels/cast.js';
 import { concatKernel } from './kernels/concat.js';
 import { fillKernel } from './kernels/fill.js';
+import { matmulFp8Kernel, quantizeKernel, type Fp8Operand } from './kernels/fp8.js';
 import { logSoftmaxKernel, rmsNormKernel, softmaxKernel, swigluKernel } from './kernels/fused.js';
 import { gatherKernel } from './kernels/gather.js';
 import { indexAddKernel } from './kernels/index-add.js';
@@ -239,6 +243,25 @@ export class CpuBackend implements Backend {
 
   transpose(x: TensorView, perm: readonly number[]): DataId {
     return this.make(transposeKernel(this.arr(x, 'transpose'), x.shape, x.dtype, perm), x.dtype);
+  }
+
+  // ---- FP8 -----------------------------------------------------------------------------
+
+  quantizeBlockwise(x: TensorView, block: readonly [number, number], options: PrimitiveQuantizeOptions): { codes: DataId; scales: DataId } {
+    const { codes, scales } = quantizeKernel(this.f32(x), x.shape[0], x.shape[1], block, options.format, options.scaleFormat);
+    return { codes: this.make(codes, options.format), scales: this.make(scales, 'f32') };
+  }
+
+  matmulFp8(a: QuantizedView, b: QuantizedView, options: PrimitiveFp8GemmOptions): DataId {
+    const operand = (q: QuantizedView): Fp8Operand => ({
+      codes: this.arr(q.codes, 'matmulFp8') as Uint8Array,
+      scales: this.arr(q.scales, 'matmulFp8') as Float32Array,
+      rows: q.codes.shape[0],
+      k: q.codes.shape[1],
+      block: q.block,
+      format: q.codes.dtype as 'e4m3' | 'e5m2',
+    });
+    return this.make(matmulFp8Kernel(operand(a), operand(b), options), 'f32');
   }
 
   // ---- casts ---------------------------------------------------------------------------
