@@ -51,7 +51,7 @@ async function loadKiln() {
         '(or set KILN_BENCH_GEMM_MODULE to a module that does)',
     );
   }
-  return mod;
+  return { mod, source: override ? `${override} (KILN_BENCH_GEMM_MODULE)` : '@kiln/backend-cpu (built dist)' };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ const gflops = (m, n, k, ms) => (2 * m * n * k) / (ms * 1e6);
 const fmt = (x, d = 1) => x.toFixed(d);
 
 // ---------------------------------------------------------------------------------------
-const kiln = await loadKiln();
+const { mod: kiln, source: kilnSource } = await loadKiln();
 const kilnInfo = kiln.gemmInfo();
 const defaultThreads = kilnInfo.threads;
 
@@ -226,7 +226,7 @@ const result = {
   date: new Date().toISOString(),
   command: 'pnpm bench (node bench/run.mjs), bench/gemm-cpu.bench.mjs',
   machine,
-  kiln: { ...kilnInfo, package: '@kiln/backend-cpu (dist)' },
+  kiln: { ...kilnInfo, module: kilnSource },
   tfjs: { version: tf.version_core, wasmVariant, wasmNote },
   timing: 'median of repetitions after warm-up; each call includes reading the result into a JS Float32Array',
   target: { size: '1024x1024x1024', vsTfjsWasm: 1.0, vsTfjsCpu: 10.0 },

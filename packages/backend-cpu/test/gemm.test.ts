@@ -215,6 +215,11 @@ describe('sgemm', () => {
       }
     }
     expect(gemmInfo().threads).toBe(2);
+    // after disposal the next call starts a fresh pool and memory
+    disposeGemmPool();
+    const job = makeJob(cases[0], seed++);
+    sgemm(job);
+    check(job);
   });
 
   it('the default configuration (auto kernel choice) is correct on a mid-size problem', () => {

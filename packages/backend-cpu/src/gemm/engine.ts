@@ -173,6 +173,13 @@ export function getPool(e: Engine, size: number): Pool | null {
   return pool;
 }
 
+/** Stops the pool and drops the wasm memory (it can only grow; a new one is made on next use). */
+export function disposeEngine(): void {
+  disposePool();
+  engine = undefined;
+  engineError = undefined;
+}
+
 export function disposePool(): void {
   if (!pool) return;
   const { ctrl, workers } = pool;

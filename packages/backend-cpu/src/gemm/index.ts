@@ -7,7 +7,7 @@
  * Tiny problems, and hosts without WebAssembly SIMD or shared memory, use a TypeScript loop.
  * Accumulation is f32 on every path. See docs/gemm-cpu.md.
  */
-import { disposePool, engineFailure, ensureMemory, getEngine, getPool, hardwareThreads, runOnPool, threadsSupported, type Engine, type JobParams } from './engine.js';
+import { disposeEngine, engineFailure, ensureMemory, getEngine, getPool, hardwareThreads, runOnPool, threadsSupported, type Engine, type JobParams } from './engine.js';
 import { SCRATCH_BYTES } from './runner.js';
 import { sgemmTs } from './ts-kernel.js';
 
@@ -90,9 +90,13 @@ export function gemmInfo(): GemmInfo {
   };
 }
 
-/** Terminates the worker threads (they are unref()'d, so this is never needed to exit). */
+/**
+ * Terminates the worker threads and releases the wasm memory, which otherwise keeps the
+ * size of the largest GEMM run so far. Never needed to let the process exit (the workers
+ * are unref()'d); the next large GEMM starts afresh.
+ */
 export function disposeGemmPool(): void {
-  disposePool();
+  disposeEngine();
 }
 
 function checkOffsets(name: string, offs: ArrayLike<number>, count: number, size: number, len: number): [number, number] {
