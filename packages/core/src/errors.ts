@@ -35,3 +35,6 @@ export class CollectiveTimeoutError extends CollectiveError {}
 
 /** The backend could not allocate memory for a tensor. */
 export class OutOfMemoryError extends BackendError {}
+
+/** A file or serialized buffer is malformed (truncated, corrupt header, wrong field). Nothing is half-read. */
+export class FormatError extends KilnError {}

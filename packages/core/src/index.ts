@@ -49,3 +49,5 @@ export * from './quant/blockwise.js';
 export * from './quant/accumulator.js';
 export * from './quant/fp8-gemm-reference.js';
 export * from './quant/quantized-tensor.js';
+export * from './quant/serialize.js';
+export * from './io/safetensors.js';
