@@ -126,3 +126,21 @@ describe('cpu FP8', () => {
     });
   });
 });
+
+import { saveQuantized, loadQuantized, FormatError } from '@kiln/core';
+
+describe('QuantizedTensor save/load', () => {
+  it('round-trips codes, scales, block and scale format through safetensors', async () => {
+    const x = randomNormal([130, 300], 9);
+    const q = quantize(x, { block: WEIGHT_BLOCK, scaleFormat: 'ue8m0' });
+    const bytes = await saveQuantized(q);
+    const back = loadQuantized(bytes);
+    expect(back.block).toEqual([128, 128]);
+    expect(back.scaleFormat).toBe('ue8m0');
+    expect(back.shape).toEqual([130, 300]);
+    expect(Array.from((await back.codes.data()) as Uint8Array)).toEqual(Array.from((await q.codes.data()) as Uint8Array));
+    expect(Array.from((await back.scales.data()) as Float32Array)).toEqual(Array.from((await q.scales.data()) as Float32Array));
+    expect(() => loadQuantized(bytes.subarray(0, bytes.length - 10))).toThrow(FormatError);
+    for (const t of [x, q, back]) t.dispose();
+  });
+});
