@@ -24,6 +24,14 @@
 @inline const MC: i32 = 128;
 // @ts-ignore: decorator
 @inline const NC: i32 = 1024;
+// Up to this many rows, the product reads B in place (smallM) instead of packing it.
+// @ts-ignore: decorator
+@inline const SMALL_M: i32 = 8;
+
+/** The row count up to which `batch` (and the host's tile tasks) use `smallM`. */
+export function smallLimit(): i32 {
+  return SMALL_M;
+}
 
 /** Reads a u32 (used by the host-side scheduler to read the batch table). */
 export function peek(ptr: usize): u32 {
@@ -298,6 +306,104 @@ export function compute(
 }
 
 /**
+ * Few rows (m <= SMALL_M, GEMV-like): packing B would cost as much as the product, so B is
+ * read once, in place. Computes columns [c0, c1) of C [m][n] (c0 a multiple of 4).
+ * A must be row-major [m][k] here (the caller transposes a transA operand into scratch).
+ * transB = 0: C rows are built as running sums over p of a[i][p] * B[p][:], in order of p,
+ * exactly like the main kernel. transB = 1: each C element is a dot product of two
+ * contiguous rows, summed in 8 lanes then pairwise; still f32 throughout.
+ */
+export function smallM(a: usize, m: i32, k: i32, b: usize, transB: i32, n: i32, c: usize, c0: i32, c1: i32): void {
+  const k4 = <usize>k << 2;
+  const n4 = <usize>n << 2;
+  if (transB == 0) {
+    // column chunks of 256 floats: the m C row segments stay in L1 while B streams by
+    for (let j0 = c0; j0 < c1; j0 += 256) {
+      const j1 = min(j0 + 256, c1);
+      const jv = j0 + ((j1 - j0) & ~3); // end of whole vectors
+      for (let i = 0; i < m; i++) {
+        const cr = c + <usize>i * n4;
+        for (let j = j0; j < j1; j++) store<f32>(cr + (<usize>j << 2), 0);
+      }
+      let p = 0;
+      for (; p + 4 <= k; p += 4) {
+        const b0 = b + <usize>p * n4;
+        const b1 = b0 + n4, b2 = b1 + n4, b3 = b2 + n4;
+        for (let i = 0; i < m; i++) {
+          const ar = a + <usize>i * k4 + (<usize>p << 2);
+          const a0 = v128.load32_splat(ar), a1 = v128.load32_splat(ar, 4), a2 = v128.load32_splat(ar, 8), a3 = v128.load32_splat(ar, 12);
+          const cr = c + <usize>i * n4;
+          for (let j = j0; j < jv; j += 4) {
+            const o = <usize>j << 2;
+            let v = v128.load(cr + o);
+            v = f32x4.add(v, f32x4.mul(a0, v128.load(b0 + o)));
+            v = f32x4.add(v, f32x4.mul(a1, v128.load(b1 + o)));
+            v = f32x4.add(v, f32x4.mul(a2, v128.load(b2 + o)));
+            v = f32x4.add(v, f32x4.mul(a3, v128.load(b3 + o)));
+            v128.store(cr + o, v);
+          }
+          const s0 = load<f32>(ar), s1 = load<f32>(ar, 4), s2 = load<f32>(ar, 8), s3 = load<f32>(ar, 12);
+          for (let j = jv; j < j1; j++) {
+            const o = <usize>j << 2;
+            let v = load<f32>(cr + o);
+            v = v + s0 * load<f32>(b0 + o);
+            v = v + s1 * load<f32>(b1 + o);
+            v = v + s2 * load<f32>(b2 + o);
+            v = v + s3 * load<f32>(b3 + o);
+            store<f32>(cr + o, v);
+          }
+        }
+      }
+      for (; p < k; p++) {
+        const bp = b + <usize>p * n4;
+        for (let i = 0; i < m; i++) {
+          const ar = a + <usize>i * k4 + (<usize>p << 2);
+          const av = v128.load32_splat(ar);
+          const s = load<f32>(ar);
+          const cr = c + <usize>i * n4;
+          for (let j = j0; j < jv; j += 4) {
+            const o = <usize>j << 2;
+            v128.store(cr + o, f32x4.add(v128.load(cr + o), f32x4.mul(av, v128.load(bp + o))));
+          }
+          for (let j = jv; j < j1; j++) {
+            const o = <usize>j << 2;
+            store<f32>(cr + o, load<f32>(cr + o) + s * load<f32>(bp + o));
+          }
+        }
+      }
+    }
+  } else {
+    const kv = k & ~7;
+    for (let j = c0; j < c1; j++) {
+      const br = b + <usize>j * k4;
+      for (let i = 0; i < m; i++) {
+        const ar = a + <usize>i * k4;
+        let s0 = f32x4.splat(0), s1 = f32x4.splat(0);
+        for (let p = 0; p < kv; p += 8) {
+          const o = <usize>p << 2;
+          s0 = f32x4.add(s0, f32x4.mul(v128.load(ar + o), v128.load(br + o)));
+          s1 = f32x4.add(s1, f32x4.mul(v128.load(ar + o, 16), v128.load(br + o, 16)));
+        }
+        s0 = f32x4.add(s0, s1);
+        let s = (f32x4.extract_lane(s0, 0) + f32x4.extract_lane(s0, 1)) + (f32x4.extract_lane(s0, 2) + f32x4.extract_lane(s0, 3));
+        for (let p = kv; p < k; p++) s += load<f32>(ar + (<usize>p << 2)) * load<f32>(br + (<usize>p << 2));
+        store<f32>(c + <usize>i * n4 + (<usize>j << 2), s);
+      }
+    }
+  }
+}
+
+/** Copies op(A) of a transA operand (stored [k][m]) into dst as [m][k]. */
+export function transposeA(a: usize, m: i32, k: i32, dst: usize): void {
+  const m4 = <usize>m << 2;
+  const k4 = <usize>k << 2;
+  for (let p = 0; p < k; p++) {
+    const src = a + <usize>p * m4;
+    for (let i = 0; i < m; i++) store<f32>(dst + <usize>i * k4 + (<usize>p << 2), load<f32>(src + (<usize>i << 2)));
+  }
+}
+
+/**
  * Full GEMMs for batch entries [e0, e1). `table` holds 3 u32 byte addresses per entry
  * (A, B, C). `pa`/`pb` are this thread's packing buffers; an operand whose address
  * equals the previous entry's (broadcast) is not packed again.
@@ -312,6 +418,12 @@ export function batch(
   for (let e = e0; e < e1; e++) {
     const t = table + <usize>e * 12;
     const ap = <usize>load<u32>(t), bp = <usize>load<u32>(t, 4), cp = <usize>load<u32>(t, 8);
+    if (m <= SMALL_M) {
+      if (transA != 0 && ap != lastA) transposeA(ap, m, k, pa);
+      lastA = ap;
+      smallM(transA != 0 ? pa : ap, m, k, bp, transB, n, cp, 0, n);
+      continue;
+    }
     if (ap != lastA) {
       packA(ap, transA, m, k, pa, 0, ms);
       lastA = ap;

@@ -110,6 +110,7 @@ const SHAPES: Array<[number, number, number]> = [
   [1, 1, 1], [1, 1, 7], [1, 17, 1], [17, 1, 1], [2, 16, 1], [3, 5, 7], [7, 3, 5],
   [16, 16, 16], [15, 17, 33], [31, 33, 64], [64, 64, 64], [1, 300, 257], [300, 1, 257],
   [127, 129, 131], [129, 127, 5], [96, 96, 300], [300, 257, 513], [33, 520, 260],
+  [2, 700, 3], [4, 37, 45], [3, 531, 17], [1, 1, 300], [5, 77, 19],
 ];
 
 const saved: GemmConfig = configureGemm();
@@ -206,6 +207,12 @@ describe('sgemm', () => {
       { m: 129, n: 700, k: 300, transA: true },
       { m: 290, n: 290, k: 290, batch: 3 },
       { m: 70, n: 70, k: 300, aOffsets: [0, 0, 0, 0, 0, 0, 0], bOffsets: [0, 21000, 42000, 0, 21000, 42000, 0] },
+      // few rows (B read in place, split by columns)
+      { m: 3, n: 1000, k: 300, transA: true },
+      { m: 1, n: 513, k: 1100, transB: true },
+      { m: 4, n: 2000, k: 101, transA: true, transB: true },
+      { m: 2, n: 900, k: 333, batch: 2 },
+      { m: 1, n: 300, k: 500, batch: 6, transA: true, bOffsets: [0, 0, 150000, 150000, 0, 150000] },
     ];
     for (let rep = 0; rep < 3; rep++) {
       for (const cs of cases) {

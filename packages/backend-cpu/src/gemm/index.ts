@@ -154,14 +154,18 @@ function runWasm(eng: Engine, job: GemmJob, e0: number, e1: number, c: GemmConfi
   };
   const [aLo, aHi] = span(job.aOffsets, m * k);
   const [bLo, bHi] = span(job.bOffsets, k * n);
+  // Few rows (m <= smallLimit): the kernel reads B in place (no packed B) and is bound by
+  // memory bandwidth; splitting one such product over threads measured slower, so only a
+  // batch of them is spread (whole entries per thread).
+  const small = m <= eng.ex.smallLimit();
   const ms = (m + 1) >> 1;
   const ns = (n + 15) >> 4;
   const paBytes = align(ms * k * 8);
-  const pbBytes = align(ns * k * 64);
+  const pbBytes = small ? 0 : align(ns * k * 64);
   const flops = 2 * m * n * k * entries;
 
   let threads = Math.max(1, c.threads);
-  if (flops < c.parallelMinFlops) threads = 1;
+  if (flops < c.parallelMinFlops || (small && entries < 2 * threads)) threads = 1;
   const pool = threads > 1 ? getPool(eng, threads) : null;
   if (!pool) threads = 1;
   const perEntry = 2 * m * n * k;

@@ -53,6 +53,7 @@ export interface KernelExports {
   packB(b: number, transB: number, k: number, n: number, dst: number, t0: number, t1: number): void;
   compute(pa: number, pb: number, c: number, m: number, n: number, k: number, r0: number, r1: number, c0: number, c1: number, scratch: number): void;
   batch(table: number, e0: number, e1: number, m: number, n: number, k: number, transA: number, transB: number, pa: number, pb: number, scratch: number): void;
+  smallLimit(): number;
 }
 
 export type Runner = (tid: number) => void;
