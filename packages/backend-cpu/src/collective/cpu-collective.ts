@@ -1,0 +1,572 @@
+/**
+ * `CpuCollective`: the Collective of one rank of an in-process group (threads sharing
+ * SharedArrayBuffers). Every call is one or more *phases*: a rank writes its header and the
+ * next chunk of its payload into the halves of the shared memory that belong to the phase's
+ * parity, publishes its arrival (ARRIVE[rank] = phase), then waits until every peer has
+ * arrived and reads what they wrote. Double buffering by phase parity makes one
+ * synchronisation per phase enough: a rank can only overwrite the buffers of phase p + 2
+ * after every peer arrived at p + 1, which each does only after reading phase p.
+ * The full protocol is described in docs/collectives.md.
+ */
+import {
+  ArgumentError,
+  CollectiveError,
+  CollectiveTimeoutError,
+  DTYPES,
+  DisposedTensorError,
+  ShapeError,
+  allocStorage,
+  dtypeInfo,
+  fromStorage,
+  type AllToAllResult,
+  type Backend,
+  type Collective,
+  type CollectiveOptions,
+  type DType,
+  type ReduceKind,
+  type StorageArray,
+  type Tensor,
+} from '@kiln/core';
+import {
+  AbortKind,
+  H,
+  LeftState,
+  MAX_DIMS,
+  W,
+  abortGroup,
+  arriveWord,
+  assertGroup,
+  doorbellWord,
+  headerWords,
+  joinedWord,
+  leftWord,
+  ringAll,
+  type CpuCollectiveGroup,
+} from './group.js';
+import { REDUCE_KINDS, checkReducible, createReducer } from './reduce.js';
+
+export const DEFAULT_TIMEOUT_MS = 60_000;
+
+const OPS = ['', 'allToAll', 'allReduce', 'allGather', 'barrier'] as const;
+type OpName = Exclude<(typeof OPS)[number], ''>;
+const opCode = (op: OpName): number => OPS.indexOf(op);
+const opLabel = (code: number): string => OPS[code] || `op#${code}`;
+
+/** Kinds of local argument errors, so peers can say what went wrong on the failing rank. */
+const LOCAL_ERRORS = ['Error', 'ShapeError', 'DTypeError', 'ArgumentError', 'DisposedTensorError', 'BackendError'];
+
+const STATUS_OK = 1;
+const STATUS_LOCAL_ERROR = 2;
+
+export interface JoinCpuCollectiveOptions {
+  /** Default timeout of every call, in ms (default 60000); a call's own `timeoutMs` wins. */
+  readonly timeoutMs?: number;
+}
+
+/** What one rank contributes to a call: its header fields and the bytes it publishes. */
+interface Contribution {
+  dtype: DType | undefined;
+  shape: readonly number[];
+  /** allToAll: rows per destination; allReduce: [ReduceKind code]. */
+  counts: readonly number[];
+  aux: number;
+  bytes: Uint8Array;
+  /** Where the result tensor is created (the input's backend). */
+  backend: Backend | undefined;
+}
+
+/** A peer's header as read back from shared memory. */
+interface PeerHeader {
+  status: number;
+  op: number;
+  seq: number;
+  dtype: number;
+  shape: number[];
+  aux: number;
+  bytes: number;
+  counts: number[];
+}
+
+type WaitsAsync = (
+  typedArray: Int32Array,
+  index: number,
+  value: number,
+  timeout?: number,
+) => { async: false; value: 'not-equal' | 'timed-out' } | { async: true; value: Promise<'ok' | 'timed-out'> };
+const waitAsync = (Atomics as unknown as { waitAsync?: WaitsAsync }).waitAsync;
+const noop = (): void => {};
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function isTensorLike(x: unknown): x is Tensor {
+  const t = x as Tensor | null;
+  return !!t && typeof t === 'object' && typeof t.data === 'function' && Array.isArray(t.shape) && typeof t.dtype === 'string';
+}
+
+const bytesOf = (codes: StorageArray): Uint8Array => new Uint8Array(codes.buffer, codes.byteOffset, codes.byteLength);
+const fmtList = (xs: readonly number[]): string => `[${xs.join(', ')}]`;
+
+export class CpuCollective implements Collective {
+  readonly worldSize: number;
+  readonly rank: number;
+  /** The group this rank belongs to. */
+  readonly group: CpuCollectiveGroup;
+  private readonly ctrl: Int32Array;
+  private readonly headers: Float64Array;
+  private readonly hw: number;
+  private readonly slotBytes: number;
+  private readonly defaultTimeoutMs: number;
+  /** The last phase this rank arrived at (== ARRIVE[rank]). */
+  private phase = 0;
+  /** Calls issued so far (each call carries its number so that ranks can check they agree). */
+  private seq = 0;
+  private closed = false;
+  private tail: Promise<unknown> = Promise.resolve();
+
+  /** Use `joinCpuCollective(group, rank)`. */
+  constructor(group: CpuCollectiveGroup, rank: number, options: JoinCpuCollectiveOptions = {}) {
+    const op = 'joinCpuCollective';
+    assertGroup(group, op);
+    if (!Number.isInteger(rank) || rank < 0 || rank >= group.worldSize) {
+      throw new ArgumentError(op, `rank must be an integer in [0, ${group.worldSize}), got ${String(rank)}`);
+    }
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    checkTimeout(timeoutMs, op);
+    this.group = group;
+    this.worldSize = group.worldSize;
+    this.rank = rank;
+    this.ctrl = new Int32Array(group.control);
+    this.headers = new Float64Array(group.headers);
+    this.hw = headerWords(group.worldSize);
+    this.slotBytes = group.slotBytes;
+    this.defaultTimeoutMs = timeoutMs;
+    if (Atomics.compareExchange(this.ctrl, joinedWord(this.worldSize, rank), 0, 1) !== 0) {
+      throw new CollectiveError(op, `rank ${rank} of this group was already joined; every rank joins exactly once (create a new group to start over)`);
+    }
+  }
+
+  // ---- public API ------------------------------------------------------------------------
+
+  allToAll(send: Tensor, sendCounts?: readonly number[], options?: CollectiveOptions): Promise<AllToAllResult> {
+    return this.enqueue('allToAll', options, async () => {
+      const t = assertTensor(send, 'allToAll', 'send');
+      if (t.shape.length === 0) throw new ShapeError('allToAll', `send must have at least one dimension (rows along axis 0), got a scalar`);
+      const rows = t.shape[0];
+      let counts: number[];
+      if (sendCounts === undefined) {
+        if (rows % this.worldSize !== 0) {
+          throw new ShapeError('allToAll', `send has ${rows} rows (shape [${t.shape.join(', ')}]), which do not split evenly over ${this.worldSize} ranks; pass sendCounts`);
+        }
+        counts = new Array<number>(this.worldSize).fill(rows / this.worldSize);
+      } else {
+        if (!Array.isArray(sendCounts) && !ArrayBuffer.isView(sendCounts)) {
+          throw new ArgumentError('allToAll', `sendCounts must be an array of ${this.worldSize} row counts, got ${typeof sendCounts}`);
+        }
+        counts = Array.from(sendCounts as ArrayLike<number>);
+        if (counts.length !== this.worldSize) {
+          throw new ShapeError('allToAll', `sendCounts has ${counts.length} entries; expected one per rank (${this.worldSize})`);
+        }
+        const bad = counts.findIndex((c) => !Number.isInteger(c) || c < 0);
+        if (bad >= 0) throw new ArgumentError('allToAll', `sendCounts[${bad}] is ${String(counts[bad])}; row counts are integers >= 0`);
+        const total = counts.reduce((a, b) => a + b, 0);
+        if (total !== rows) {
+          throw new ShapeError('allToAll', `sendCounts ${fmtList(counts)} sum to ${total}, but send has ${rows} rows (shape [${t.shape.join(', ')}])`);
+        }
+      }
+      return { dtype: t.dtype, shape: t.shape, counts, aux: 0, bytes: bytesOf(await t.data()), backend: t.backend };
+    }, (c, peers, k) => this.planAllToAll(c, peers, k));
+  }
+
+  allReduce(x: Tensor, op: ReduceKind = 'sum', options?: CollectiveOptions): Promise<Tensor> {
+    return this.enqueue('allReduce', options, async () => {
+      const t = assertTensor(x, 'allReduce', 'x');
+      if (!REDUCE_KINDS.includes(op)) {
+        throw new ArgumentError('allReduce', `unknown reduction ${JSON.stringify(op)}; expected one of ${REDUCE_KINDS.join(', ')}`);
+      }
+      checkReducible(t.dtype, op, 'allReduce');
+      return { dtype: t.dtype, shape: t.shape, counts: [], aux: REDUCE_KINDS.indexOf(op), bytes: bytesOf(await t.data()), backend: t.backend };
+    }, (c, peers, k) => this.planAllReduce(c, peers, k));
+  }
+
+  allGather(x: Tensor, options?: CollectiveOptions): Promise<Tensor> {
+    return this.enqueue('allGather', options, async () => {
+      const t = assertTensor(x, 'allGather', 'x');
+      if (t.shape.length === 0) throw new ShapeError('allGather', 'x must have at least one dimension (it is concatenated along axis 0), got a scalar');
+      return { dtype: t.dtype, shape: t.shape, counts: [], aux: 0, bytes: bytesOf(await t.data()), backend: t.backend };
+    }, (c, peers, k) => this.planAllGather(c, peers, k));
+  }
+
+  barrier(options?: CollectiveOptions): Promise<void> {
+    return this.enqueue('barrier', options, async () => ({ dtype: undefined, shape: [], counts: [], aux: 0, bytes: new Uint8Array(0), backend: undefined }), () => ({
+      rounds: 0,
+      consume: noop,
+      finish: () => undefined,
+    }));
+  }
+
+  /**
+   * Leaves the group: later calls reject with a CollectiveError. Calls already issued still
+   * run; once they are done, peers waiting for this rank fail fast instead of timing out.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    void this.tail.then(() => {
+      Atomics.store(this.ctrl, leftWord(this.worldSize, this.rank), LeftState.CLOSED);
+      ringAll(this.ctrl, this.worldSize);
+    });
+  }
+
+  /** Whether `close()` was called. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  // ---- call machinery --------------------------------------------------------------------
+
+  /** Runs calls one at a time, in the order they were issued. */
+  private enqueue<T>(
+    op: OpName,
+    options: CollectiveOptions | undefined,
+    prepare: () => Promise<Contribution>,
+    plan: (c: Contribution, peers: PeerHeader[], op: OpName) => Plan<T>,
+  ): Promise<T> {
+    if (this.closed) return Promise.reject(this.closedError(op));
+    const run = this.tail.then(() => this.call(op, options, prepare, plan));
+    this.tail = run.catch(noop);
+    return run;
+  }
+
+  private closedError(op: OpName): CollectiveError {
+    return new CollectiveError(op, `rank ${this.rank} called ${op} after close(); its collective has left the group`);
+  }
+
+  private async call<T>(
+    op: OpName,
+    options: CollectiveOptions | undefined,
+    prepare: () => Promise<Contribution>,
+    plan: (c: Contribution, peers: PeerHeader[], op: OpName) => Plan<T>,
+  ): Promise<T> {
+    this.throwIfAborted(op, this.seq + 1);
+    const seq = ++this.seq;
+    let timeoutMs = this.defaultTimeoutMs;
+    let contribution: Contribution | undefined;
+    let localError: unknown;
+    try {
+      if (options !== undefined && (options === null || typeof options !== 'object')) {
+        throw new ArgumentError(op, `options must be an object like { timeoutMs }, got ${options === null ? 'null' : typeof options}`);
+      }
+      if (options?.timeoutMs !== undefined) {
+        checkTimeout(options.timeoutMs, op);
+        timeoutMs = options.timeoutMs;
+      }
+      contribution = await prepare();
+      if (contribution.shape.length > MAX_DIMS) {
+        throw new ShapeError(op, `tensors passed to collectives have at most ${MAX_DIMS} dimensions, got ${contribution.shape.length}`);
+      }
+    } catch (err) {
+      localError = err;
+      contribution = undefined;
+    }
+    // The local error (if any) is still announced, so that peers fail at once rather than
+    // waiting for this rank until they time out.
+    const first = this.phase + 1;
+    this.writeHeader(first, op, seq, contribution, localError);
+    if (contribution) this.writeChunk(first, contribution.bytes, 0);
+    try {
+      await this.arriveAndWait(first, op, seq, timeoutMs);
+    } catch (err) {
+      throw localError ?? err;
+    }
+    this.phase = first;
+    const peers = this.readHeaders(first);
+    if (localError !== undefined) throw localError;
+    this.validate(op, seq, peers);
+    const p = plan(contribution!, peers, op);
+    p.consume(first, 0);
+    for (let k = 1; k < p.rounds; k++) {
+      const phase = first + k;
+      this.writeChunk(phase, contribution!.bytes, k);
+      await this.arriveAndWait(phase, op, seq, timeoutMs);
+      this.phase = phase;
+      p.consume(phase, k);
+    }
+    return p.finish();
+  }
+
+  private headerBase(phase: number, q: number): number {
+    return ((phase & 1) * this.worldSize + q) * this.hw;
+  }
+
+  private slotOffset(phase: number, q: number): number {
+    return ((phase & 1) * this.worldSize + q) * this.slotBytes;
+  }
+
+  private writeHeader(phase: number, op: OpName, seq: number, c: Contribution | undefined, err: unknown): void {
+    const h = this.headers;
+    const b = this.headerBase(phase, this.rank);
+    h.fill(0, b, b + this.hw);
+    h[b + H.OP] = opCode(op);
+    h[b + H.SEQ] = seq;
+    if (!c) {
+      h[b + H.STATUS] = STATUS_LOCAL_ERROR;
+      const name = err instanceof Error ? err.name : '';
+      h[b + H.AUX] = Math.max(0, LOCAL_ERRORS.indexOf(name));
+      return;
+    }
+    h[b + H.STATUS] = STATUS_OK;
+    h[b + H.DTYPE] = c.dtype === undefined ? -1 : DTYPES.indexOf(c.dtype);
+    h[b + H.NDIM] = c.shape.length;
+    h[b + H.AUX] = c.aux;
+    h[b + H.BYTES] = c.bytes.byteLength;
+    for (let i = 0; i < c.shape.length; i++) h[b + H.SHAPE + i] = c.shape[i];
+    for (let i = 0; i < c.counts.length; i++) h[b + H.COUNTS + i] = c.counts[i];
+  }
+
+  private readHeaders(phase: number): PeerHeader[] {
+    const h = this.headers;
+    const out: PeerHeader[] = [];
+    for (let q = 0; q < this.worldSize; q++) {
+      const b = this.headerBase(phase, q);
+      const ndim = h[b + H.NDIM];
+      out.push({
+        status: h[b + H.STATUS],
+        op: h[b + H.OP],
+        seq: h[b + H.SEQ],
+        dtype: h[b + H.DTYPE],
+        shape: Array.from(h.subarray(b + H.SHAPE, b + H.SHAPE + ndim)),
+        aux: h[b + H.AUX],
+        bytes: h[b + H.BYTES],
+        counts: Array.from(h.subarray(b + H.COUNTS, b + H.COUNTS + this.worldSize)),
+      });
+    }
+    return out;
+  }
+
+  /** Publishes chunk `k` of this rank's payload in its slot of `phase`'s parity. */
+  private writeChunk(phase: number, bytes: Uint8Array, k: number): void {
+    const start = k * this.slotBytes;
+    const end = Math.min(bytes.byteLength, start + this.slotBytes);
+    if (end <= start) return;
+    new Uint8Array(this.group.data, this.slotOffset(phase, this.rank), end - start).set(bytes.subarray(start, end));
+  }
+
+  /** Checks that every rank issued the same call with compatible arguments; identical verdict on every rank. */
+  private validate(op: OpName, seq: number, peers: PeerHeader[]): void {
+    const failed = peers.map((p, q) => (p.status === STATUS_LOCAL_ERROR ? q : -1)).filter((q) => q >= 0);
+    if (failed.length > 0) {
+      const what = failed.map((q) => `rank ${q} (${LOCAL_ERRORS[peers[q].aux] ?? 'Error'})`).join(', ');
+      throw new CollectiveError(op, `call #${seq} failed on ${what}: that rank rejected its arguments; see its error`);
+    }
+    const differs = peers.some((p) => p.op !== peers[0].op || p.seq !== peers[0].seq || (p.op === opCode('allReduce') && p.aux !== peers[0].aux));
+    if (differs) {
+      const calls = peers.map((p, q) => `rank ${q}: ${opLabel(p.op)}${p.op === opCode('allReduce') ? `(${REDUCE_KINDS[p.aux]})` : ''} #${p.seq}`);
+      throw new CollectiveError(op, `ranks issued different collectives (${calls.join('; ')}); every rank must call the same collectives in the same order`);
+    }
+    if (op === 'barrier') return;
+    const dtypes = peers.map((p) => DTYPES[p.dtype]);
+    if (dtypes.some((d) => d !== dtypes[0])) {
+      throw new CollectiveError(op, `ranks passed different dtypes (${dtypes.map((d, q) => `rank ${q}: ${d}`).join(', ')}); every rank must pass the same dtype`);
+    }
+    const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
+    const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+    if (op === 'allReduce') {
+      if (peers.some((p) => !same(p.shape, peers[0].shape))) {
+        throw new CollectiveError(op, `ranks passed different shapes (${peers.map((p, q) => `rank ${q}: ${fmt(p.shape)}`).join(', ')}); allReduce needs equal shapes`);
+      }
+      return;
+    }
+    const trailing = peers.map((p) => p.shape.slice(1));
+    if (trailing.some((s) => !same(s, trailing[0]))) {
+      throw new CollectiveError(op, `ranks passed different trailing shapes (${peers.map((p, q) => `rank ${q}: ${fmt(p.shape)}`).join(', ')}); only axis 0 may differ`);
+    }
+  }
+
+  private planAllToAll(c: Contribution, peers: PeerHeader[], op: OpName): Plan<AllToAllResult> {
+    const me = this.rank;
+    const trailing = c.shape.slice(1);
+    const rowBytes = trailing.reduce((a, b) => a * b, 1) * dtypeInfo(c.dtype!).bytes;
+    const recvCounts = peers.map((p) => p.counts[me]);
+    const rows = recvCounts.reduce((a, b) => a + b, 0);
+    const out = allocStorage(c.dtype!, (rows * rowBytes) / dtypeInfo(c.dtype!).bytes);
+    // rank q sends us rows [sum(q.counts[0..me-1]), +q.counts[me]) of its payload
+    const ranges = peers.map((p) => {
+      let before = 0;
+      for (let d = 0; d < me; d++) before += p.counts[d];
+      return { lo: before * rowBytes, hi: (before + p.counts[me]) * rowBytes };
+    });
+    return this.gatherPlan(peers, ranges, out, op, () => ({
+      tensor: fromStorage(out, [rows, ...trailing], c.dtype!, { backend: c.backend }),
+      recvCounts,
+    }));
+  }
+
+  private planAllGather(c: Contribution, peers: PeerHeader[], op: OpName): Plan<Tensor> {
+    const trailing = c.shape.slice(1);
+    const rows = peers.reduce((a, p) => a + p.shape[0], 0);
+    const out = allocStorage(c.dtype!, rows * trailing.reduce((a, b) => a * b, 1));
+    const ranges = peers.map((p) => ({ lo: 0, hi: p.bytes }));
+    return this.gatherPlan(peers, ranges, out, op, () => fromStorage(out, [rows, ...trailing], c.dtype!, { backend: c.backend }));
+  }
+
+  /**
+   * Copies byte range [lo, hi) of every rank's payload, in rank order, into `out`; payloads
+   * move in rounds of one slot per rank.
+   */
+  private gatherPlan<T>(peers: PeerHeader[], ranges: { lo: number; hi: number }[], out: StorageArray, _op: OpName, finish: () => T): Plan<T> {
+    const S = this.slotBytes;
+    const dst = bytesOf(out);
+    const base: number[] = [];
+    let at = 0;
+    for (const r of ranges) {
+      base.push(at);
+      at += r.hi - r.lo;
+    }
+    return {
+      rounds: roundsOf(peers, S),
+      consume: (phase, k) => {
+        const c0 = k * S;
+        for (let q = 0; q < peers.length; q++) {
+          const lo = Math.max(ranges[q].lo, c0);
+          const hi = Math.min(ranges[q].hi, c0 + S);
+          if (hi <= lo) continue;
+          dst.set(new Uint8Array(this.group.data, this.slotOffset(phase, q) + (lo - c0), hi - lo), base[q] + (lo - ranges[q].lo));
+        }
+      },
+      finish,
+    };
+  }
+
+  private planAllReduce(c: Contribution, peers: PeerHeader[], _op: OpName): Plan<Tensor> {
+    const S = this.slotBytes;
+    const size = c.shape.reduce((a, b) => a * b, 1);
+    const elemBytes = dtypeInfo(c.dtype!).bytes;
+    const reducer = createReducer(c.dtype!, REDUCE_KINDS[c.aux], size, this.worldSize);
+    return {
+      rounds: roundsOf(peers, S),
+      consume: (phase, k) => {
+        const c0 = k * S;
+        const n = Math.min(S, c.bytes.byteLength - c0) / elemBytes;
+        if (n <= 0) return;
+        for (let q = 0; q < this.worldSize; q++) reducer.fold(this.group.data, this.slotOffset(phase, q), n, c0 / elemBytes, q === 0);
+      },
+      finish: () => fromStorage(reducer.finish(), c.shape, c.dtype!, { backend: c.backend }),
+    };
+  }
+
+  // ---- synchronisation -------------------------------------------------------------------
+
+  /** Publishes arrival at `phase` and waits until every peer has arrived there too. */
+  private async arriveAndWait(phase: number, op: OpName, seq: number, timeoutMs: number): Promise<void> {
+    const n = this.worldSize;
+    Atomics.store(this.ctrl, arriveWord(n, this.rank), phase);
+    for (let q = 0; q < n; q++) {
+      if (q === this.rank) continue;
+      Atomics.add(this.ctrl, doorbellWord(n, q), 1);
+      Atomics.notify(this.ctrl, doorbellWord(n, q));
+    }
+    const deadline = Date.now() + timeoutMs;
+    const bell = doorbellWord(n, this.rank);
+    for (;;) {
+      // Read the doorbell before checking: any change after this read rings it again.
+      const ring = Atomics.load(this.ctrl, bell);
+      const missing = this.missing(phase);
+      if (missing.length === 0) return;
+      if (Atomics.load(this.ctrl, W.ABORT_KIND) !== 0) throw this.abortError(op, seq, missing);
+      for (const q of missing) {
+        const left = Atomics.load(this.ctrl, leftWord(n, q));
+        if (left !== LeftState.ACTIVE) {
+          throw new CollectiveError(op, `rank ${this.rank}, call #${seq}: rank ${q} ${left === LeftState.FAILED ? 'failed' : 'closed its collective'} before joining this ${op}`);
+        }
+      }
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        abortGroup(this.ctrl, n, AbortKind.TIMEOUT, this.rank, opCode(op), seq);
+        throw new CollectiveTimeoutError(
+          op,
+          `rank ${this.rank} timed out after ${timeoutMs} ms in call #${seq}: rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} did not arrive; the group is aborted`,
+        );
+      }
+      await sleepOn(this.ctrl, bell, ring, remaining);
+    }
+  }
+
+  private missing(phase: number): number[] {
+    const out: number[] = [];
+    for (let q = 0; q < this.worldSize; q++) if (Atomics.load(this.ctrl, arriveWord(this.worldSize, q)) < phase) out.push(q);
+    return out;
+  }
+
+  private throwIfAborted(op: OpName, seq: number): void {
+    if (Atomics.load(this.ctrl, W.ABORT_KIND) !== 0) throw this.abortError(op, seq, undefined);
+  }
+
+  private abortError(op: OpName, seq: number, missing: number[] | undefined): CollectiveError {
+    const kind = Atomics.load(this.ctrl, W.ABORT_KIND);
+    const who = Atomics.load(this.ctrl, W.ABORT_RANK);
+    const cause =
+      kind === AbortKind.TIMEOUT
+        ? `rank ${who} timed out in ${opLabel(Atomics.load(this.ctrl, W.ABORT_OP))} #${Atomics.load(this.ctrl, W.ABORT_SEQ)}`
+        : `rank ${who} failed`;
+    if (missing) {
+      const msg = `rank ${this.rank}, call #${seq}: the group was aborted (${cause}) while waiting for rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
+      return kind === AbortKind.TIMEOUT ? new CollectiveTimeoutError(op, msg) : new CollectiveError(op, msg);
+    }
+    return new CollectiveError(op, `rank ${this.rank}: the group was aborted earlier (${cause}); create a new group`);
+  }
+}
+
+interface Plan<T> {
+  /** Exchange rounds (phases) of the call, at least 1 (the header travels in the first). */
+  rounds: number;
+  /** Reads what peers published for round `k` (in the buffers of `phase`'s parity). */
+  consume(phase: number, k: number): void;
+  finish(): T;
+}
+
+/** Rounds needed so that the largest payload of any rank passes through its slot. */
+function roundsOf(peers: PeerHeader[], slotBytes: number): number {
+  let rounds = 1;
+  for (const p of peers) rounds = Math.max(rounds, Math.ceil(p.bytes / slotBytes));
+  return rounds;
+}
+
+function checkTimeout(ms: unknown, op: string): asserts ms is number {
+  if (typeof ms !== 'number' || !(ms >= 0)) {
+    throw new ArgumentError(op, `timeoutMs must be a number >= 0 (Infinity to wait forever), got ${String(ms)}`);
+  }
+}
+
+function assertTensor(x: unknown, op: string, name: string): Tensor {
+  if (!isTensorLike(x)) throw new ArgumentError(op, `${name} must be a Tensor, got ${x === null ? 'null' : typeof x}`);
+  if (x.isDisposed) throw new DisposedTensorError(op, `${name} (tensor #${x.id}, shape [${x.shape.join(', ')}], ${x.dtype}) was disposed`);
+  return x;
+}
+
+/**
+ * Waits until `ctrl[index]` is no longer `value`, or `ms` pass. Atomics.waitAsync does not
+ * keep a Node.js event loop alive, so a timer does for as long as the wait lasts.
+ */
+async function sleepOn(ctrl: Int32Array, index: number, value: number, ms: number): Promise<void> {
+  const span = Math.min(ms, MAX_TIMER_MS);
+  if (!waitAsync) {
+    // no Atomics.waitAsync (older browsers): poll
+    await new Promise<void>((resolve) => setTimeout(resolve, Math.min(span, 1)));
+    return;
+  }
+  const r = waitAsync(ctrl, index, value, span);
+  if (!r.async) return;
+  const keepAlive = setTimeout(noop, span + 1);
+  try {
+    await r.value;
+  } finally {
+    clearTimeout(keepAlive);
+  }
+}
+
+/**
+ * Joins rank `rank` of an in-process group created by `createCpuCollectiveGroup` (on any
+ * thread that received the handle). Each rank joins exactly once.
+ */
+export function joinCpuCollective(group: CpuCollectiveGroup, rank: number, options: JoinCpuCollectiveOptions = {}): CpuCollective {
+  return new CpuCollective(group, rank, options);
+}
