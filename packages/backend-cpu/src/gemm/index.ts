@@ -203,7 +203,19 @@ function runWasm(eng: Engine, job: GemmJob, e0: number, e1: number, c: GemmConfi
     }
     return;
   }
-  ensureMemory(eng, at);
+  try {
+    ensureMemory(eng, at);
+  } catch {
+    // the host refused to grow the memory this far: smaller pieces, or the TS loop
+    if (entries > 1) {
+      const mid = e0 + (entries >> 1);
+      runWasm(eng, job, e0, mid, c);
+      runWasm(eng, job, mid, e1, c);
+    } else {
+      sgemmTs(job, e0, e1);
+    }
+    return;
+  }
   const buf = eng.memory.buffer;
   const f32 = new Float32Array(buf);
   const u32 = new Uint32Array(buf);
