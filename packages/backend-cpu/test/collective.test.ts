@@ -111,6 +111,10 @@ function buildCases(n: number, large: boolean): Case[] {
     encodedCase('ar-f16-sum', n, 'f16', [13], 'sum', 100),
     encodedCase('ar-e4m3-sum', n, 'e4m3', [13], 'sum', 40),
     encodedCase('ar-e5m2-max', n, 'e5m2', [13], 'max', 1000),
+    // from 64 KiB on 3+ ranks, allReduce reduce-scatters within each chunk
+    { name: 'ar-f32-mid-sum', op: 'allReduce', reduce: 'sum', inputs: generated('ar-f32-mid', n, 'f32', () => [300, 100]) },
+    encodedCase('ar-bf16-mid-mean', n, 'bf16', [40, 1000], 'mean', 10),
+    encodedCase('ar-e4m3-mid-max', n, 'e4m3', [70001], 'max', 300),
     { name: 'ag-f32-ragged', op: 'allGather', inputs: generated('ag-f32', n, 'f32', (r) => [r % 3, 4]) },
     { name: 'ag-e5m2-3d', op: 'allGather', inputs: generated('ag-e5m2', n, 'e5m2', (r) => [r + 1, 2, 3]) },
     { name: 'barrier', op: 'barrier', inputs: [] },
@@ -125,6 +129,14 @@ function buildCases(n: number, large: boolean): Case[] {
 }
 
 // ---- expected results ----------------------------------------------------------------------
+
+const inputCache = new WeakMap<CaseInput, StorageArray>();
+/** An input's codes (generated once per input object). */
+function inputCodes(input: CaseInput): StorageArray {
+  let codes = inputCache.get(input);
+  if (!codes) inputCache.set(input, (codes = codesOf(input)));
+  return codes;
+}
 
 function concatCodes(dtype: DType, parts: StorageArray[]): StorageArray {
   const total = parts.reduce((a, p) => a + p.length, 0);
@@ -144,7 +156,7 @@ function expectedAllToAll(c: Case, dst: number): { codes: StorageArray; shape: n
   const parts: StorageArray[] = [];
   const recvCounts: number[] = [];
   for (const input of c.inputs) {
-    const codes = codesOf(input);
+    const codes = inputCodes(input);
     const n = c.inputs.length;
     const counts = c.even ? range(n).map(() => input.shape[0] / n) : input.counts!;
     let before = 0;
@@ -157,7 +169,7 @@ function expectedAllToAll(c: Case, dst: number): { codes: StorageArray; shape: n
 }
 
 function expectedAllGather(c: Case): { codes: StorageArray; shape: number[] } {
-  const parts = c.inputs.map((i) => codesOf(i));
+  const parts = c.inputs.map((i) => inputCodes(i));
   const rows = c.inputs.reduce((a, i) => a + i.shape[0], 0);
   return { codes: concatCodes(c.inputs[0].dtype, parts), shape: [rows, ...c.inputs[0].shape.slice(1)] };
 }
@@ -166,9 +178,9 @@ function expectedAllReduce(c: Case): StorageArray {
   const dtype = c.inputs[0].dtype;
   const op = c.reduce ?? 'sum';
   const n = c.inputs.length;
-  const vals = c.inputs.map((i) => Array.from(decodeValues(codesOf(i), dtype)));
+  const vals = c.inputs.map((i) => decodeValues(inputCodes(i), dtype));
   const size = vals[0].length;
-  const acc = new Array<number>(size);
+  const acc = new Float64Array(size);
   for (let i = 0; i < size; i++) {
     let a = vals[0][i];
     for (let r = 1; r < n; r++) {
@@ -211,6 +223,9 @@ function firstDiff(a: StorageArray, b: StorageArray): number {
 /** Checks every rank's result of every case against the expected data. */
 function checkResults(cases: Case[], results: Record<string, CaseResult>[]): void {
   for (const c of cases) {
+    // the same on every rank
+    const reduced = c.op === 'allReduce' ? expectedAllReduce(c) : undefined;
+    const gathered = c.op === 'allGather' ? expectedAllGather(c) : undefined;
     for (let rank = 0; rank < results.length; rank++) {
       const got = results[rank][c.name];
       const where = `${c.name} on rank ${rank}`;
@@ -220,8 +235,8 @@ function checkResults(cases: Case[], results: Record<string, CaseResult>[]): voi
       expect(got.dtype, where).toBe(c.inputs[0].dtype);
       let exp: { codes: StorageArray; shape: number[]; recvCounts?: number[] };
       if (c.op === 'allToAll') exp = expectedAllToAll(c, rank);
-      else if (c.op === 'allGather') exp = expectedAllGather(c);
-      else exp = { codes: expectedAllReduce(c), shape: c.inputs[0].shape };
+      else if (c.op === 'allGather') exp = gathered!;
+      else exp = { codes: reduced!, shape: c.inputs[0].shape };
       expect(got.shape, where).toEqual(exp.shape);
       if (exp.recvCounts) expect(got.recvCounts, where).toEqual(exp.recvCounts);
       expect(firstDiff(got.codes!, exp.codes), `${where}: first differing byte`).toBe(-1);
@@ -240,6 +255,11 @@ async function inThread(worldSize: number, cases: Case[], slotBytes?: number): P
   const out = await Promise.all(ranks.map((c, r) => runCases(c, r, cases, { backend: cpu })));
   for (const c of ranks) c.close();
   return out;
+}
+
+/** The rejection reasons of calls issued together (undefined for those that resolved). */
+async function reasons(...calls: Promise<unknown>[]): Promise<Error[]> {
+  return (await Promise.allSettled(calls)).map((r) => (r.status === 'rejected' ? (r.reason as Error) : (undefined as unknown as Error)));
 }
 
 const fixture = (name: string): URL => new URL(`./fixtures/${name}`, import.meta.url);
@@ -292,25 +312,25 @@ describe('CpuCollective, ranks on one thread (sources)', () => {
     const group = createCpuCollectiveGroup(2);
     const [a, b] = [joinCpuCollective(group, 0, { timeoutMs: 5000 }), joinCpuCollective(group, 1, { timeoutMs: 5000 })];
     const x = tensor([1, 2, 3, 4], [4, 1]);
-    let [ra, rb] = await Promise.allSettled([a.allToAll(x, [1, 2]), b.allToAll(x, [2, 2])]);
-    expect((ra as PromiseRejectedResult).reason).toBeInstanceOf(ShapeError);
-    expect(String((ra as PromiseRejectedResult).reason.message)).toMatch(/sum to 3, but send has 4 rows/);
-    expect((rb as PromiseRejectedResult).reason).toBeInstanceOf(CollectiveError);
-    expect(String((rb as PromiseRejectedResult).reason.message)).toMatch(/rank 0 \(ShapeError\)/);
-    [ra, rb] = await Promise.allSettled([a.allToAll(x, [1, 1.5]), b.allToAll(tensor([1, 2, 3], [3, 1]))]);
-    expect((ra as PromiseRejectedResult).reason).toBeInstanceOf(ArgumentError);
-    expect((rb as PromiseRejectedResult).reason).toBeInstanceOf(ShapeError); // 3 rows do not split over 2 ranks
-    [ra, rb] = await Promise.allSettled([a.allReduce(tensor([1], [1], 'i32'), 'mean'), b.allReduce(tensor([1], [1], 'bool'), 'sum')]);
-    expect((ra as PromiseRejectedResult).reason).toBeInstanceOf(DTypeError);
-    expect((rb as PromiseRejectedResult).reason).toBeInstanceOf(DTypeError);
-    [ra, rb] = await Promise.allSettled([a.allGather(tensor(1)), b.allReduce(tensor([1]), 'prod' as ReduceKind)]);
-    expect((ra as PromiseRejectedResult).reason).toBeInstanceOf(ShapeError);
-    expect((rb as PromiseRejectedResult).reason).toBeInstanceOf(ArgumentError);
+    let [ea, eb] = await reasons(a.allToAll(x, [1, 2]), b.allToAll(x, [2, 2]));
+    expect(ea).toBeInstanceOf(ShapeError);
+    expect(ea.message).toMatch(/sum to 3, but send has 4 rows/);
+    expect(eb).toBeInstanceOf(CollectiveError);
+    expect(eb.message).toMatch(/rank 0 \(ShapeError\)/);
+    [ea, eb] = await reasons(a.allToAll(x, [1, 1.5]), b.allToAll(tensor([1, 2, 3], [3, 1])));
+    expect(ea).toBeInstanceOf(ArgumentError);
+    expect(eb).toBeInstanceOf(ShapeError); // 3 rows do not split over 2 ranks
+    [ea, eb] = await reasons(a.allReduce(tensor([1], [1], 'i32'), 'mean'), b.allReduce(tensor([1], [1], 'bool'), 'sum'));
+    expect(ea).toBeInstanceOf(DTypeError);
+    expect(eb).toBeInstanceOf(DTypeError);
+    [ea, eb] = await reasons(a.allGather(tensor(1)), b.allReduce(tensor([1]), 'prod' as ReduceKind));
+    expect(ea).toBeInstanceOf(ShapeError);
+    expect(eb).toBeInstanceOf(ArgumentError);
     const gone = tensor([1]);
     gone.dispose();
-    [ra, rb] = await Promise.allSettled([a.allGather(gone), b.barrier({ timeoutMs: -5 })]);
-    expect((ra as PromiseRejectedResult).reason.name).toBe('DisposedTensorError');
-    expect((rb as PromiseRejectedResult).reason).toBeInstanceOf(ArgumentError);
+    [ea, eb] = await reasons(a.allGather(gone), b.barrier({ timeoutMs: -5 }));
+    expect(ea.name).toBe('DisposedTensorError');
+    expect(eb).toBeInstanceOf(ArgumentError);
     // still in step afterwards
     const [sa, sb] = await Promise.all([a.allReduce(tensor([1, 2])), b.allReduce(tensor([10, 20]))]);
     expect(Array.from(await sa.values())).toEqual([11, 22]);
@@ -334,13 +354,11 @@ describe('CpuCollective, ranks on one thread (sources)', () => {
     const group = createCpuCollectiveGroup(3);
     const [a, b, c] = range(3).map((r) => joinCpuCollective(group, r));
     const t0 = performance.now();
-    const [ra, rb] = await Promise.allSettled([a.barrier({ timeoutMs: 150 }), b.barrier({ timeoutMs: 5000 })]);
+    const [ea, eb] = await reasons(a.barrier({ timeoutMs: 150 }), b.barrier({ timeoutMs: 5000 }));
     const waited = performance.now() - t0;
-    const ea = (ra as PromiseRejectedResult).reason;
     expect(ea).toBeInstanceOf(CollectiveTimeoutError);
     expect(ea.message).toMatch(/^barrier: rank 0 timed out after 150 ms in call #1: rank 2 did not arrive/);
     // rank 1 is woken by the abort rather than waiting for its own 5 s timeout
-    const eb = (rb as PromiseRejectedResult).reason;
     expect(eb).toBeInstanceOf(CollectiveTimeoutError);
     expect(eb.message).toMatch(/rank 1, call #1: the group was aborted \(rank 0 timed out in barrier #1\) while waiting for rank 2/);
     expect(waited).toBeLessThan(2000);
@@ -452,7 +470,7 @@ describe.each([2, 4])('runCpuRanks with %i ranks (worker threads, built packages
 
 describe('runCpuRanks', () => {
   it('rejects an unclonable result and a module without a default export', async () => {
-    await expect(runCpuRanks({ worldSize: 2, module: fixture('errors-rank.mjs'), data: { scenario: 'unclonable' } })).rejects.toThrow(/rank 0 failed: TypeError: the rank entry returned a value that cannot be structured-cloned/);
+    await expect(runCpuRanks({ worldSize: 2, module: fixture('errors-rank.mjs'), data: { scenario: 'unclonable' } })).rejects.toThrow(/rank [01] failed: TypeError: the rank entry returned a value that cannot be structured-cloned/);
     await expect(runCpuRanks({ worldSize: 1, module: fixture('cases.mjs') })).rejects.toThrow(/has no default export function/);
   });
 

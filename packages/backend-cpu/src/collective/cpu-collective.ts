@@ -15,7 +15,6 @@ import {
   DTYPES,
   DisposedTensorError,
   ShapeError,
-  allocStorage,
   dtypeInfo,
   fromStorage,
   type AllToAllResult,
@@ -43,9 +42,13 @@ import {
   ringAll,
   type CpuCollectiveGroup,
 } from './group.js';
-import { REDUCE_KINDS, checkReducible, createReducer } from './reduce.js';
+import { copyOf, newStorage, recycle } from '../pool.js';
+import { CpuData } from '../storage.js';
+import { REDUCE_KINDS, checkReducible, createReduce } from './reduce.js';
 
 export const DEFAULT_TIMEOUT_MS = 60_000;
+/** allReduce payloads from this size (on 3+ ranks) use reduce-scatter + all-gather per chunk. */
+const SCATTER_MIN_BYTES = 64 * 1024;
 
 const OPS = ['', 'allToAll', 'allReduce', 'allGather', 'barrier'] as const;
 type OpName = Exclude<(typeof OPS)[number], ''>;
@@ -67,10 +70,12 @@ export interface JoinCpuCollectiveOptions {
 interface Contribution {
   dtype: DType | undefined;
   shape: readonly number[];
-  /** allToAll: rows per destination; allReduce: [ReduceKind code]. */
+  /** allToAll: rows per destination (empty for the other ops). */
   counts: readonly number[];
   aux: number;
   bytes: Uint8Array;
+  /** The codes behind `bytes` when they are a pooled copy to recycle after the call. */
+  pooled?: StorageArray;
   /** Where the result tensor is created (the input's backend). */
   backend: Backend | undefined;
 }
@@ -100,6 +105,20 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 function isTensorLike(x: unknown): x is Tensor {
   const t = x as Tensor | null;
   return !!t && typeof t === 'object' && typeof t.data === 'function' && Array.isArray(t.shape) && typeof t.dtype === 'string';
+}
+
+/**
+ * A private copy of a tensor's codes. CPU tensors are copied synchronously into pooled
+ * storage (recycled after the call; a fresh multi-MB array costs far more than the copy);
+ * other backends are read with `data()`.
+ */
+async function payloadOf(t: Tensor): Promise<{ bytes: Uint8Array; pooled?: StorageArray }> {
+  const id: unknown = t.dataId;
+  if (id instanceof CpuData && !id.released && id.values.length === t.size) {
+    const pooled = copyOf(id.values);
+    return { bytes: bytesOf(pooled), pooled };
+  }
+  return { bytes: bytesOf(await t.data()) };
 }
 
 const bytesOf = (codes: StorageArray): Uint8Array => new Uint8Array(codes.buffer, codes.byteOffset, codes.byteLength);
@@ -172,8 +191,8 @@ export class CpuCollective implements Collective {
           throw new ShapeError('allToAll', `sendCounts ${fmtList(counts)} sum to ${total}, but send has ${rows} rows (shape [${t.shape.join(', ')}])`);
         }
       }
-      return { dtype: t.dtype, shape: t.shape, counts, aux: 0, bytes: bytesOf(await t.data()), backend: t.backend };
-    }, (c, peers, k) => this.planAllToAll(c, peers, k));
+      return { dtype: t.dtype, shape: t.shape, counts, aux: 0, ...(await payloadOf(t)), backend: t.backend };
+    }, (c, peers) => this.planAllToAll(c, peers));
   }
 
   allReduce(x: Tensor, op: ReduceKind = 'sum', options?: CollectiveOptions): Promise<Tensor> {
@@ -183,21 +202,22 @@ export class CpuCollective implements Collective {
         throw new ArgumentError('allReduce', `unknown reduction ${JSON.stringify(op)}; expected one of ${REDUCE_KINDS.join(', ')}`);
       }
       checkReducible(t.dtype, op, 'allReduce');
-      return { dtype: t.dtype, shape: t.shape, counts: [], aux: REDUCE_KINDS.indexOf(op), bytes: bytesOf(await t.data()), backend: t.backend };
-    }, (c, peers, k) => this.planAllReduce(c, peers, k));
+      return { dtype: t.dtype, shape: t.shape, counts: [], aux: REDUCE_KINDS.indexOf(op), ...(await payloadOf(t)), backend: t.backend };
+    }, (c, peers) => this.planAllReduce(c, peers));
   }
 
   allGather(x: Tensor, options?: CollectiveOptions): Promise<Tensor> {
     return this.enqueue('allGather', options, async () => {
       const t = assertTensor(x, 'allGather', 'x');
       if (t.shape.length === 0) throw new ShapeError('allGather', 'x must have at least one dimension (it is concatenated along axis 0), got a scalar');
-      return { dtype: t.dtype, shape: t.shape, counts: [], aux: 0, bytes: bytesOf(await t.data()), backend: t.backend };
-    }, (c, peers, k) => this.planAllGather(c, peers, k));
+      return { dtype: t.dtype, shape: t.shape, counts: [], aux: 0, ...(await payloadOf(t)), backend: t.backend };
+    }, (c, peers) => this.planAllGather(c, peers));
   }
 
   barrier(options?: CollectiveOptions): Promise<void> {
     return this.enqueue('barrier', options, async () => ({ dtype: undefined, shape: [], counts: [], aux: 0, bytes: new Uint8Array(0), backend: undefined }), () => ({
-      rounds: 0,
+      phases: 1,
+      publish: noop,
       consume: noop,
       finish: () => undefined,
     }));
@@ -228,7 +248,7 @@ export class CpuCollective implements Collective {
     op: OpName,
     options: CollectiveOptions | undefined,
     prepare: () => Promise<Contribution>,
-    plan: (c: Contribution, peers: PeerHeader[], op: OpName) => Plan<T>,
+    plan: (c: Contribution, peers: PeerHeader[]) => Plan<T>,
   ): Promise<T> {
     if (this.closed) return Promise.reject(this.closedError(op));
     const run = this.tail.then(() => this.call(op, options, prepare, plan));
@@ -244,7 +264,21 @@ export class CpuCollective implements Collective {
     op: OpName,
     options: CollectiveOptions | undefined,
     prepare: () => Promise<Contribution>,
-    plan: (c: Contribution, peers: PeerHeader[], op: OpName) => Plan<T>,
+    plan: (c: Contribution, peers: PeerHeader[]) => Plan<T>,
+  ): Promise<T> {
+    let contribution: Contribution | undefined;
+    try {
+      return await this.exchange(op, options, async () => (contribution = await prepare()), plan);
+    } finally {
+      if (contribution?.pooled) recycle(contribution.pooled);
+    }
+  }
+
+  private async exchange<T>(
+    op: OpName,
+    options: CollectiveOptions | undefined,
+    prepare: () => Promise<Contribution>,
+    plan: (c: Contribution, peers: PeerHeader[]) => Plan<T>,
   ): Promise<T> {
     this.throwIfAborted(op, this.seq + 1);
     const seq = ++this.seq;
@@ -277,17 +311,15 @@ export class CpuCollective implements Collective {
     } catch (err) {
       throw localError ?? err;
     }
-    this.phase = first;
     const peers = this.readHeaders(first);
     if (localError !== undefined) throw localError;
     this.validate(op, seq, peers);
-    const p = plan(contribution!, peers, op);
+    const p = plan(contribution!, peers);
     p.consume(first, 0);
-    for (let k = 1; k < p.rounds; k++) {
+    for (let k = 1; k < p.phases; k++) {
       const phase = first + k;
-      this.writeChunk(phase, contribution!.bytes, k);
+      p.publish(phase, k);
       await this.arriveAndWait(phase, op, seq, timeoutMs);
-      this.phase = phase;
       p.consume(phase, k);
     }
     return p.finish();
@@ -381,38 +413,42 @@ export class CpuCollective implements Collective {
     }
   }
 
-  private planAllToAll(c: Contribution, peers: PeerHeader[], op: OpName): Plan<AllToAllResult> {
+  private planAllToAll(c: Contribution, peers: PeerHeader[]): Plan<AllToAllResult> {
     const me = this.rank;
+    const dtype = c.dtype!;
     const trailing = c.shape.slice(1);
-    const rowBytes = trailing.reduce((a, b) => a * b, 1) * dtypeInfo(c.dtype!).bytes;
+    const rowElems = trailing.reduce((a, b) => a * b, 1);
+    const rowBytes = rowElems * dtypeInfo(dtype).bytes;
     const recvCounts = peers.map((p) => p.counts[me]);
     const rows = recvCounts.reduce((a, b) => a + b, 0);
-    const out = allocStorage(c.dtype!, (rows * rowBytes) / dtypeInfo(c.dtype!).bytes);
     // rank q sends us rows [sum(q.counts[0..me-1]), +q.counts[me]) of its payload
     const ranges = peers.map((p) => {
       let before = 0;
       for (let d = 0; d < me; d++) before += p.counts[d];
       return { lo: before * rowBytes, hi: (before + p.counts[me]) * rowBytes };
     });
-    return this.gatherPlan(peers, ranges, out, op, () => ({
-      tensor: fromStorage(out, [rows, ...trailing], c.dtype!, { backend: c.backend }),
-      recvCounts,
-    }));
+    return this.gatherPlan(c, peers, ranges, newStorage(dtype, rows * rowElems), [rows, ...trailing], (tensor) => ({ tensor, recvCounts }));
   }
 
-  private planAllGather(c: Contribution, peers: PeerHeader[], op: OpName): Plan<Tensor> {
+  private planAllGather(c: Contribution, peers: PeerHeader[]): Plan<Tensor> {
     const trailing = c.shape.slice(1);
     const rows = peers.reduce((a, p) => a + p.shape[0], 0);
-    const out = allocStorage(c.dtype!, rows * trailing.reduce((a, b) => a * b, 1));
     const ranges = peers.map((p) => ({ lo: 0, hi: p.bytes }));
-    return this.gatherPlan(peers, ranges, out, op, () => fromStorage(out, [rows, ...trailing], c.dtype!, { backend: c.backend }));
+    return this.gatherPlan(c, peers, ranges, newStorage(c.dtype!, rows * trailing.reduce((a, b) => a * b, 1)), [rows, ...trailing], (t) => t);
   }
 
   /**
-   * Copies byte range [lo, hi) of every rank's payload, in rank order, into `out`; payloads
-   * move in rounds of one slot per rank.
+   * Copies byte range [lo, hi) of every rank's payload, in rank order, into `out`. Payloads
+   * move through the slots in rounds of `slotBytes`, one round per phase.
    */
-  private gatherPlan<T>(peers: PeerHeader[], ranges: { lo: number; hi: number }[], out: StorageArray, _op: OpName, finish: () => T): Plan<T> {
+  private gatherPlan<T>(
+    c: Contribution,
+    peers: PeerHeader[],
+    ranges: { lo: number; hi: number }[],
+    out: StorageArray,
+    shape: number[],
+    result: (t: Tensor) => T,
+  ): Plan<T> {
     const S = this.slotBytes;
     const dst = bytesOf(out);
     const base: number[] = [];
@@ -422,7 +458,8 @@ export class CpuCollective implements Collective {
       at += r.hi - r.lo;
     }
     return {
-      rounds: roundsOf(peers, S),
+      phases: chunksOf(peers, S),
+      publish: (phase, k) => this.writeChunk(phase, c.bytes, k),
       consume: (phase, k) => {
         const c0 = k * S;
         for (let q = 0; q < peers.length; q++) {
@@ -432,25 +469,81 @@ export class CpuCollective implements Collective {
           dst.set(new Uint8Array(this.group.data, this.slotOffset(phase, q) + (lo - c0), hi - lo), base[q] + (lo - ranges[q].lo));
         }
       },
+      finish: () => result(this.output(out, shape, c)),
+    };
+  }
+
+  /**
+   * allReduce. Small payloads (or 2 ranks): every rank folds every element of each chunk
+   * (one phase per chunk). Larger payloads on 3+ ranks: reduce-scatter then all-gather within
+   * each chunk (two phases per chunk): rank r folds only the r-th of N segments of the chunk,
+   * publishes the result in its slot of the next phase, and everyone copies all segments.
+   * Either way each element is folded in rank order, so the results are the same bits.
+   */
+  private planAllReduce(c: Contribution, peers: PeerHeader[]): Plan<Tensor> {
+    const S = this.slotBytes;
+    const N = this.worldSize;
+    const dtype = c.dtype!;
+    const elemBytes = dtypeInfo(dtype).bytes;
+    const total = c.bytes.byteLength;
+    const out = newStorage(dtype, total / elemBytes);
+    const reduce = createReduce(dtype, REDUCE_KINDS[c.aux], N);
+    const chunks = chunksOf(peers, S);
+    const data = this.group.data;
+    const offsets = (phase: number, at: number) => {
+      const o: number[] = [];
+      for (let q = 0; q < N; q++) o.push(this.slotOffset(phase, q) + at);
+      return o;
+    };
+    const chunkElems = (k: number) => Math.max(0, Math.min(S, total - k * S)) / elemBytes;
+    const finish = () => this.output(out, c.shape, c);
+    if (N < 3 || total < SCATTER_MIN_BYTES) {
+      return {
+        phases: chunks,
+        publish: (phase, k) => this.writeChunk(phase, c.bytes, k),
+        consume: (phase, k) => {
+          const n = chunkElems(k);
+          if (n > 0) reduce(data, offsets(phase, 0), n, out.buffer, out.byteOffset + k * S);
+        },
+        finish,
+      };
+    }
+    // segment q of a chunk of n elements: [floor(q n / N), floor((q + 1) n / N))
+    const seg = (n: number, q: number) => Math.floor((q * n) / N);
+    return {
+      phases: 2 * chunks,
+      publish: (phase, k) => {
+        if (k % 2 === 0) this.writeChunk(phase, c.bytes, k / 2);
+        // odd phases: the reduced segment was already written when the even phase was consumed
+      },
+      consume: (phase, k) => {
+        const chunk = k >> 1;
+        const n = chunkElems(chunk);
+        if (n === 0) return;
+        if (k % 2 === 0) {
+          // fold my segment; the result goes to my slot of the next phase (free: every peer
+          // has arrived here, so none still reads what that buffer held two phases ago)
+          const a = seg(n, this.rank);
+          const b = seg(n, this.rank + 1);
+          if (b > a) reduce(data, offsets(phase, a * elemBytes), b - a, data, this.slotOffset(phase + 1, this.rank) + a * elemBytes);
+        } else {
+          const dst = bytesOf(out);
+          for (let q = 0; q < N; q++) {
+            const a = seg(n, q) * elemBytes;
+            const b = seg(n, q + 1) * elemBytes;
+            if (b > a) dst.set(new Uint8Array(data, this.slotOffset(phase, q) + a, b - a), chunk * S + a);
+          }
+        }
+      },
       finish,
     };
   }
 
-  private planAllReduce(c: Contribution, peers: PeerHeader[], _op: OpName): Plan<Tensor> {
-    const S = this.slotBytes;
-    const size = c.shape.reduce((a, b) => a * b, 1);
-    const elemBytes = dtypeInfo(c.dtype!).bytes;
-    const reducer = createReducer(c.dtype!, REDUCE_KINDS[c.aux], size, this.worldSize);
-    return {
-      rounds: roundsOf(peers, S),
-      consume: (phase, k) => {
-        const c0 = k * S;
-        const n = Math.min(S, c.bytes.byteLength - c0) / elemBytes;
-        if (n <= 0) return;
-        for (let q = 0; q < this.worldSize; q++) reducer.fold(this.group.data, this.slotOffset(phase, q), n, c0 / elemBytes, q === 0);
-      },
-      finish: () => fromStorage(reducer.finish(), c.shape, c.dtype!, { backend: c.backend }),
-    };
+  /** The result tensor on the input's backend; the staging array goes back to the pool. */
+  private output(out: StorageArray, shape: readonly number[], c: Contribution): Tensor {
+    const t = fromStorage(out, shape, c.dtype!, { backend: c.backend });
+    recycle(out);
+    return t;
   }
 
   // ---- synchronisation -------------------------------------------------------------------
@@ -458,6 +551,7 @@ export class CpuCollective implements Collective {
   /** Publishes arrival at `phase` and waits until every peer has arrived there too. */
   private async arriveAndWait(phase: number, op: OpName, seq: number, timeoutMs: number): Promise<void> {
     const n = this.worldSize;
+    this.phase = phase;
     Atomics.store(this.ctrl, arriveWord(n, this.rank), phase);
     for (let q = 0; q < n; q++) {
       if (q === this.rank) continue;
@@ -515,19 +609,22 @@ export class CpuCollective implements Collective {
   }
 }
 
+/** How a call proceeds once every header is known (identical on every rank). */
 interface Plan<T> {
-  /** Exchange rounds (phases) of the call, at least 1 (the header travels in the first). */
-  rounds: number;
-  /** Reads what peers published for round `k` (in the buffers of `phase`'s parity). */
+  /** Phases of the call, at least 1 (the first carries the headers and chunk 0). */
+  phases: number;
+  /** Writes what this rank publishes in phase `k` of the call (k >= 1), before arriving. */
+  publish(phase: number, k: number): void;
+  /** Reads what the ranks published in phase `k` (in the buffers of `phase`'s parity). */
   consume(phase: number, k: number): void;
   finish(): T;
 }
 
-/** Rounds needed so that the largest payload of any rank passes through its slot. */
-function roundsOf(peers: PeerHeader[], slotBytes: number): number {
-  let rounds = 1;
-  for (const p of peers) rounds = Math.max(rounds, Math.ceil(p.bytes / slotBytes));
-  return rounds;
+/** Chunks needed so that the largest payload of any rank passes through its slot. */
+function chunksOf(peers: PeerHeader[], slotBytes: number): number {
+  let chunks = 1;
+  for (const p of peers) chunks = Math.max(chunks, Math.ceil(p.bytes / slotBytes));
+  return chunks;
 }
 
 function checkTimeout(ms: unknown, op: string): asserts ms is number {

@@ -297,9 +297,10 @@ export async function runCpuRanks<R = unknown, D = unknown>(options: RunCpuRanks
     };
 
     const rankError = (): CpuRankError => {
-      // Prefer a root cause over the CollectiveErrors it caused on the other ranks.
+      // Prefer a root cause (lowest rank first) over the CollectiveErrors it caused elsewhere.
       const consequence = (e: SerialisedError) => e.name === 'CollectiveError' || e.name === 'CollectiveTimeoutError';
-      const primary = errors.find((e) => !consequence(e.error)) ?? errors[0];
+      const roots = errors.filter((e) => !consequence(e.error)).sort((a, b) => a.rank - b.rank);
+      const primary = roots[0] ?? errors[0];
       const others = errors.filter((e) => e !== primary).map((e) => `rank ${e.rank} (${e.error.name})`);
       const cause = new Error(primary.error.message);
       cause.name = primary.error.name;

@@ -1,8 +1,10 @@
 /**
- * allReduce arithmetic. Contributions are folded in rank order 0..N-1 on every rank, so
- * every rank computes bit-identical results. Floats accumulate in f32 (each addition rounded
- * to f32); f16/bf16/FP8 are decoded exactly to f32, reduced, then rounded back (round half to
- * even, no saturation, as a cast). Integer sums wrap (i32 mod 2^32, u8 mod 2^8).
+ * allReduce arithmetic. Every element is folded in rank order 0..N-1, whichever rank does
+ * the folding, so every rank gets bit-identical results. Floats accumulate in f32 (each
+ * addition rounded to f32); f16/bf16/FP8 are decoded exactly to f32, reduced, then rounded
+ * back (round half to even, no saturation, like a cast). 'mean' is the f32 sum divided by N
+ * in f32. Integer sums wrap (i32 mod 2^32, u8 mod 2^8); bool has max (or) and min (and).
+ * max/min propagate NaN.
  */
 import {
   DTypeError,
@@ -14,7 +16,6 @@ import {
   f32ToF16Bits,
   type DType,
   type ReduceKind,
-  type StorageArray,
 } from '@kiln/core';
 
 export const REDUCE_KINDS: readonly ReduceKind[] = ['sum', 'max', 'min', 'mean'];
@@ -29,50 +30,48 @@ export function checkReducible(dtype: DType, op: ReduceKind, opName: string): vo
   }
 }
 
-export interface Reducer {
-  /**
-   * Folds `count` elements of one rank's contribution, stored at `byteOffset` of `buffer`,
-   * into accumulator elements [start, start + count). Call with ranks in order 0..N-1 for
-   * each range; `first` is true for rank 0.
-   */
-  fold(buffer: ArrayBufferLike, byteOffset: number, count: number, start: number, first: boolean): void;
-  /** The result in the storage format of the dtype. */
-  finish(): StorageArray;
-}
+/**
+ * Reduces `count` elements across ranks: `srcOffsets[q]` is the byte offset in `src` of rank
+ * q's elements (storage codes, rank order). Writes the result's storage codes to `dst` at
+ * byte offset `dstOffset`. Offsets are multiples of the element size.
+ */
+export type Reduce = (src: ArrayBufferLike, srcOffsets: readonly number[], count: number, dst: ArrayBufferLike, dstOffset: number) => void;
 
-type Combine = (a: number, b: number) => number;
+type NumArray = Float32Array | Int32Array | Uint8Array;
+type ArrayCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => NumArray;
 
-const floatCombine = (op: ReduceKind): Combine => {
+/** acc[i] = acc[i] (op) src[i]; typed-array stores round (f32) or wrap (ints). */
+function fold(acc: NumArray, src: NumArray, n: number, op: ReduceKind | 'or' | 'and'): void {
   switch (op) {
     case 'max':
-      return Math.max;
+      for (let i = 0; i < n; i++) acc[i] = Math.max(acc[i], src[i]);
+      break;
     case 'min':
-      return Math.min;
+      for (let i = 0; i < n; i++) acc[i] = Math.min(acc[i], src[i]);
+      break;
+    case 'or':
+      for (let i = 0; i < n; i++) acc[i] |= src[i];
+      break;
+    case 'and':
+      for (let i = 0; i < n; i++) acc[i] &= src[i];
+      break;
     default:
-      return (a, b) => a + b;
+      for (let i = 0; i < n; i++) acc[i] += src[i];
   }
-};
+}
 
-function f32Reducer(size: number, op: ReduceKind, worldSize: number): Reducer {
-  const acc = new Float32Array(size);
-  const combine = floatCombine(op);
-  return {
-    fold(buffer, byteOffset, count, start, first) {
-      const src = new Float32Array(buffer, byteOffset, count);
-      if (first) acc.set(src, start);
-      // the Float32Array store rounds each result to f32
-      else for (let i = 0; i < count; i++) acc[start + i] = combine(acc[start + i], src[i]);
-    },
-    finish() {
-      if (op === 'mean') for (let i = 0; i < size; i++) acc[i] = acc[i] / worldSize;
-      return acc;
-    },
+/** Reduction in the storage array type itself (f32, i32, u8, bool): accumulates in `dst`. */
+function directReduce(Ctor: ArrayCtor, op: ReduceKind | 'or' | 'and', worldSize: number): Reduce {
+  return (src, offs, count, dst, dstOffset) => {
+    const acc = new Ctor(dst, dstOffset, count);
+    acc.set(new Ctor(src, offs[0], count));
+    for (let q = 1; q < worldSize; q++) fold(acc, new Ctor(src, offs[q], count), count, op);
+    if (op === 'mean') for (let i = 0; i < count; i++) acc[i] /= worldSize;
   };
 }
 
-function encodedReducer(dtype: 'f16' | 'bf16' | 'e4m3' | 'e5m2', size: number, op: ReduceKind, worldSize: number): Reducer {
-  const acc = new Float32Array(size);
-  const combine = floatCombine(op);
+/** f16/bf16/FP8: decode to an f32 scratch accumulator, reduce, round back into dst. */
+function encodedReduce(dtype: 'f16' | 'bf16' | 'e4m3' | 'e5m2', op: ReduceKind, worldSize: number): Reduce {
   const wide = dtype === 'f16' || dtype === 'bf16';
   let decode: (code: number) => number;
   let encode: (x: number) => number;
@@ -87,51 +86,39 @@ function encodedReducer(dtype: 'f16' | 'bf16' | 'e4m3' | 'e5m2', size: number, o
     decode = (c) => table[c];
     encode = (x) => encodeFp8Value(x, dtype, false);
   }
-  return {
-    fold(buffer, byteOffset, count, start, first) {
-      const src = wide ? new Uint16Array(buffer, byteOffset, count) : new Uint8Array(buffer, byteOffset, count);
-      if (first) for (let i = 0; i < count; i++) acc[start + i] = decode(src[i]);
-      else for (let i = 0; i < count; i++) acc[start + i] = combine(acc[start + i], decode(src[i]));
-    },
-    finish() {
-      const out = wide ? new Uint16Array(size) : new Uint8Array(size);
-      for (let i = 0; i < size; i++) out[i] = encode(op === 'mean' ? Math.fround(acc[i] / worldSize) : acc[i]);
-      return out;
-    },
+  let scratch = new Float32Array(0);
+  let decoded = new Float32Array(0);
+  return (src, offs, count, dst, dstOffset) => {
+    if (scratch.length < count) {
+      scratch = new Float32Array(count);
+      decoded = new Float32Array(count);
+    }
+    const acc = scratch.subarray(0, count);
+    const tmp = decoded.subarray(0, count);
+    for (let q = 0; q < worldSize; q++) {
+      const codes = wide ? new Uint16Array(src, offs[q], count) : new Uint8Array(src, offs[q], count);
+      const target = q === 0 ? acc : tmp;
+      for (let i = 0; i < count; i++) target[i] = decode(codes[i]);
+      if (q > 0) fold(acc, tmp, count, op);
+    }
+    if (op === 'mean') for (let i = 0; i < count; i++) acc[i] /= worldSize;
+    const out = wide ? new Uint16Array(dst, dstOffset, count) : new Uint8Array(dst, dstOffset, count);
+    for (let i = 0; i < count; i++) out[i] = encode(acc[i]);
   };
 }
 
-function intReducer(dtype: 'i32' | 'u8' | 'bool', size: number, op: ReduceKind): Reducer {
-  const acc = dtype === 'i32' ? new Int32Array(size) : new Uint8Array(size);
-  let combine: Combine;
-  if (dtype === 'bool') combine = op === 'max' ? (a, b) => a | b : (a, b) => a & b;
-  else if (op === 'max') combine = Math.max;
-  else if (op === 'min') combine = Math.min;
-  // the typed-array store wraps (i32 mod 2^32, u8 mod 2^8)
-  else combine = (a, b) => a + b;
-  return {
-    fold(buffer, byteOffset, count, start, first) {
-      const src = dtype === 'i32' ? new Int32Array(buffer, byteOffset, count) : new Uint8Array(buffer, byteOffset, count);
-      if (first) acc.set(src, start);
-      else for (let i = 0; i < count; i++) acc[start + i] = combine(acc[start + i], src[i]);
-    },
-    finish() {
-      return acc;
-    },
-  };
-}
-
-/** A reducer for `size` elements; `checkReducible` must have accepted (dtype, op). */
-export function createReducer(dtype: DType, op: ReduceKind, size: number, worldSize: number): Reducer {
+/** The reduction of `op` over `dtype`; `checkReducible` must have accepted the pair. */
+export function createReduce(dtype: DType, op: ReduceKind, worldSize: number): Reduce {
   switch (dtype) {
     case 'f32':
-      return f32Reducer(size, op, worldSize);
-    case 'f16':
-    case 'bf16':
-    case 'e4m3':
-    case 'e5m2':
-      return encodedReducer(dtype, size, op, worldSize);
+      return directReduce(Float32Array, op, worldSize);
+    case 'i32':
+      return directReduce(Int32Array, op, worldSize);
+    case 'u8':
+      return directReduce(Uint8Array, op, worldSize);
+    case 'bool':
+      return directReduce(Uint8Array, op === 'max' ? 'or' : 'and', worldSize);
     default:
-      return intReducer(dtype, size, op);
+      return encodedReduce(dtype, op, worldSize);
   }
 }
