@@ -31,6 +31,10 @@ class Engine {
   private readonly data = new WeakMap<DataId, DataRecord>();
   readonly stats = new Map<string, BackendStats>();
   private readonly scopes: Set<Tensor>[] = [];
+  /** Active gradient tapes, innermost last (see autograd/tape.ts). */
+  readonly tapes: unknown[] = [];
+  /** > 0 inside noGrad(): nothing is recorded. */
+  noGradDepth = 0;
   private nextId = 1;
 
   statsOf(name: string): BackendStats {
@@ -71,6 +75,20 @@ class Engine {
       s.bytes -= rec.bytes;
       this.data.delete(t.dataId);
       rec.backend.release(t.dataId);
+    }
+  }
+
+  /**
+   * A second Tensor sharing `t`'s storage (reference counted), outside every scope: the
+   * autograd tape keeps what backward needs this way, so `tidy`/`dispose` of the original
+   * cannot free it early.
+   */
+  alias(t: Tensor): Tensor {
+    const scopes = this.scopes.splice(0, this.scopes.length);
+    try {
+      return this.makeTensor(t.backend, t.dataId, t.shape, t.dtype);
+    } finally {
+      this.scopes.push(...scopes);
     }
   }
 

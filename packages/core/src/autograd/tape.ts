@@ -1,0 +1,178 @@
+import { engine } from '../engine.js';
+import { ArgumentError, ShapeError } from '../errors.js';
+import { isFloatDType } from '../dtype.js';
+import type { Tensor } from '../tensor.js';
+
+/**
+ * Reverse-mode autograd by tape. While `valueAndGrads` runs its function, every
+ * differentiable op whose inputs depend on a watched tensor appends a node: its inputs and
+ * output (kept alive as storage-sharing aliases) and a backward function written with public
+ * ops. Backward walks the tape in reverse, accumulating gradients and releasing each node's
+ * saved tensors and incoming gradient as soon as the node is done.
+ */
+
+/** Computes input gradients from the output gradient; null where an input gets none. */
+export type BackwardFn = (dy: Tensor, inputs: readonly Tensor[], output: Tensor) => readonly (Tensor | null | undefined)[];
+
+interface TapeNode {
+  readonly op: string;
+  readonly inputIds: readonly number[];
+  readonly outputId: number;
+  readonly saved: Tensor[];
+  readonly output: Tensor;
+  readonly backward: BackwardFn;
+}
+
+class Tape {
+  readonly nodes: TapeNode[] = [];
+  /** Ids of watched tensors and of every recorded output. */
+  readonly tracked = new Set<number>();
+}
+
+function activeTape(): Tape | undefined {
+  if (engine.noGradDepth > 0) return undefined;
+  return engine.tapes[engine.tapes.length - 1] as Tape | undefined;
+}
+
+/** True when an op on these inputs would be recorded (ops skip gradient bookkeeping otherwise). */
+export function isRecording(inputs: readonly Tensor[]): boolean {
+  const tape = activeTape();
+  if (!tape) return false;
+  for (const t of inputs) if (tape.tracked.has(t.id)) return true;
+  return false;
+}
+
+/** Appends a node when any input is tracked. Called by ops after computing `output`. */
+export function recordGrad(op: string, inputs: readonly Tensor[], output: Tensor, backward: BackwardFn): void {
+  const tape = activeTape();
+  if (!tape || !isFloatDType(output.dtype)) return;
+  let any = false;
+  for (const t of inputs) if (tape.tracked.has(t.id)) any = true;
+  if (!any) return;
+  tape.nodes.push({
+    op,
+    inputIds: inputs.map((t) => t.id),
+    outputId: output.id,
+    saved: inputs.map((t) => engine.alias(t)),
+    output: engine.alias(output),
+    backward,
+  });
+  tape.tracked.add(output.id);
+}
+
+/** Runs `fn` without recording gradients. */
+export function noGrad<T>(fn: () => T): T {
+  engine.noGradDepth += 1;
+  try {
+    return fn();
+  } finally {
+    engine.noGradDepth -= 1;
+  }
+}
+
+export interface ValueAndGrads<P extends readonly Tensor[] | Record<string, Tensor>> {
+  /** The function's value (kept; dispose it when done). */
+  value: Tensor;
+  /** d value / d param, shaped like each param (f32). Params the value does not depend on get zeros. */
+  grads: P extends readonly Tensor[] ? Tensor[] : Record<keyof P, Tensor>;
+}
+
+/**
+ * Evaluates `f` and the gradients of its (scalar, or summed) value with respect to `params`.
+ * Intermediates are released as backward proceeds; `f` may use `tidy` freely.
+ */
+export function valueAndGrads<P extends readonly Tensor[] | Record<string, Tensor>>(f: () => Tensor, params: P): ValueAndGrads<P> {
+  const list: Tensor[] = Array.isArray(params) ? [...(params as readonly Tensor[])] : Object.values(params as Record<string, Tensor>);
+  for (const p of list) {
+    if (!isFloatDType(p.dtype)) throw new ArgumentError('valueAndGrads', `parameter #${p.id} has dtype ${p.dtype}; only float tensors have gradients`);
+  }
+  const tape = new Tape();
+  for (const p of list) tape.tracked.add(p.id);
+  engine.tapes.push(tape);
+  let value: Tensor;
+  try {
+    value = f();
+  } catch (err) {
+    engine.tapes.pop();
+    releaseTape(tape);
+    throw err;
+  }
+  engine.tapes.pop();
+  if (!value || typeof value !== 'object' || !('shape' in value)) {
+    releaseTape(tape);
+    throw new ArgumentError('valueAndGrads', 'f must return a Tensor');
+  }
+  const grads = new Map<number, Tensor>();
+  try {
+    noGrad(() => {
+      grads.set(value.id, onesLike(value));
+      const paramIds = new Set(list.map((p) => p.id));
+      for (let i = tape.nodes.length - 1; i >= 0; i--) {
+        const node = tape.nodes[i];
+        const dy = grads.get(node.outputId);
+        if (dy) {
+          if (!paramIds.has(node.outputId)) grads.delete(node.outputId);
+          const dxs = engine.tidy(() => node.backward(dy, node.saved, node.output).map((g) => g ?? null));
+          for (let j = 0; j < node.inputIds.length; j++) {
+            let g = dxs[j];
+            const id = node.inputIds[j];
+            if (!g) continue;
+            if (g.dtype !== 'f32') {
+              const f = engine.makeTensor(g.backend, g.backend.cast(g, 'f32', { saturate: false }), g.shape, 'f32');
+              g.dispose();
+              g = f;
+            }
+            if (!tape.tracked.has(id)) {
+              g.dispose();
+              continue;
+            }
+            const input = node.saved[j];
+            if (g.shape.length !== input.shape.length || g.shape.some((d, k) => d !== input.shape[k])) {
+              throw new ShapeError('valueAndGrads', `backward of ${node.op} produced a gradient of shape [${g.shape.join(', ')}] for an input of shape [${input.shape.join(', ')}]`);
+            }
+            const prev = grads.get(id);
+            if (prev) {
+              grads.set(id, addInto(prev, g));
+            } else grads.set(id, g);
+          }
+          if (!paramIds.has(node.outputId)) dy.dispose();
+        }
+        for (const t of node.saved) t.dispose();
+        node.output.dispose();
+      }
+    });
+  } finally {
+    releaseTape(tape);
+  }
+  const out = list.map((p) => {
+    const g = grads.get(p.id);
+    grads.delete(p.id);
+    return g ?? zerosLike(p);
+  });
+  for (const g of grads.values()) g.dispose();
+  const result = Array.isArray(params) ? out : Object.fromEntries(Object.keys(params).map((k, i) => [k, out[i]]));
+  return { value, grads: result as ValueAndGrads<P>['grads'] };
+}
+
+function releaseTape(tape: Tape): void {
+  for (const node of tape.nodes) {
+    for (const t of node.saved) t.dispose();
+    node.output.dispose();
+  }
+  tape.nodes.length = 0;
+}
+
+// Small local helpers through the backend directly, to keep this module free of op imports
+// (ops import the tape, not the other way round).
+function onesLike(t: Tensor): Tensor {
+  return engine.makeTensor(t.backend, t.backend.fill(t.shape, 'f32', 1), t.shape, 'f32');
+}
+function zerosLike(t: Tensor): Tensor {
+  return engine.makeTensor(t.backend, t.backend.fill(t.shape, 'f32', 0), t.shape, 'f32');
+}
+function addInto(a: Tensor, b: Tensor): Tensor {
+  const out = engine.makeTensor(a.backend, a.backend.binary('add', a, b, a.shape, 'f32'), a.shape, 'f32');
+  a.dispose();
+  b.dispose();
+  return out;
+}
