@@ -87,6 +87,12 @@ function encodedCase(name: string, n: number, dtype: DType, shape: number[], red
   return { name, op: 'allReduce', reduce, inputs: range(n).map((r) => ({ dtype, shape, codes: encode(floats(name, r, prod(shape), scale)) })) };
 }
 
+/** f32 specials, rotated by rank so that every position sees different combinations. */
+function specials(rank: number): Float32Array {
+  const v = [NaN, Infinity, -Infinity, -0, 0, 3.5, -2, 1e38];
+  return Float32Array.from(range(v.length), (i) => v[(i + rank * 3) % v.length]);
+}
+
 function buildCases(n: number, large: boolean): Case[] {
   const cases: Case[] = [
     // MoE dispatch shape: [tokens, hidden] rows, some ranks get no rows from some peers
@@ -111,6 +117,11 @@ function buildCases(n: number, large: boolean): Case[] {
     encodedCase('ar-f16-sum', n, 'f16', [13], 'sum', 100),
     encodedCase('ar-e4m3-sum', n, 'e4m3', [13], 'sum', 40),
     encodedCase('ar-e5m2-max', n, 'e5m2', [13], 'max', 1000),
+    // NaN, infinities and signed zeros; full-range bf16/f16 codes (sums overflow to inf and NaN)
+    ...(['sum', 'max', 'min'] as const).map((reduce): Case => ({ name: `ar-f32-special-${reduce}`, op: 'allReduce', reduce, inputs: range(n).map((r) => ({ dtype: 'f32', shape: [8], codes: specials(r) })) })),
+    { name: 'ar-bf16-wild-sum', op: 'allReduce', reduce: 'sum', inputs: generated('ar-bf16-wild', n, 'bf16', () => [257]) },
+    { name: 'ar-bf16-wild-mean', op: 'allReduce', reduce: 'mean', inputs: generated('ar-bf16-wild', n, 'bf16', () => [257]) },
+    { name: 'ar-f16-wild-sum', op: 'allReduce', reduce: 'sum', inputs: generated('ar-f16-wild', n, 'f16', () => [257]) },
     // from 64 KiB on 3+ ranks, allReduce reduce-scatters within each chunk
     { name: 'ar-f32-mid-sum', op: 'allReduce', reduce: 'sum', inputs: generated('ar-f32-mid', n, 'f32', () => [300, 100]) },
     encodedCase('ar-bf16-mid-mean', n, 'bf16', [40, 1000], 'mean', 10),
@@ -279,10 +290,15 @@ describe('CpuCollective, ranks on one thread (sources)', () => {
     console.log(`in-thread worldSize 4: ${timings(results, ['a2a-f32-tokens', 'ar-f32-sum', 'barrier', 'big-a2a-f32', 'big-ar-f32-sum', 'big-ag-bf16'])}`);
   });
 
-  it('runs calls one at a time in issue order, even when not awaited', async () => {
+  it('runs calls one at a time in issue order, even when not awaited; inputs may be disposed once issued', async () => {
     const group = createCpuCollectiveGroup(2);
     const [a, b] = [joinCpuCollective(group, 0), joinCpuCollective(group, 1)];
-    const issue = (c: CpuCollective, r: number) => [c.allReduce(tensor([r + 1])), c.barrier(), c.allGather(tensor([r, r], [1, 2], 'i32'))] as const;
+    const issue = (c: CpuCollective, r: number) => {
+      const x = tensor([r + 1]);
+      const calls = [c.allReduce(x), c.barrier(), c.allGather(tensor([r, r], [1, 2], 'i32'))] as const;
+      x.dispose(); // the input was captured when the call was issued
+      return calls;
+    };
     const [pa, pb] = [issue(a, 0), issue(b, 1)];
     const [sa, , ga] = await Promise.all(pa);
     const [sb, , gb] = await Promise.all(pb);

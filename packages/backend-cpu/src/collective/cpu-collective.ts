@@ -243,7 +243,10 @@ export class CpuCollective implements Collective {
 
   // ---- call machinery --------------------------------------------------------------------
 
-  /** Runs calls one at a time, in the order they were issued. */
+  /**
+   * Runs calls one at a time, in the order they were issued. The arguments are checked and
+   * the input copied at issue time, so a caller may dispose its input right after the call.
+   */
   private enqueue<T>(
     op: OpName,
     options: CollectiveOptions | undefined,
@@ -251,7 +254,9 @@ export class CpuCollective implements Collective {
     plan: (c: Contribution, peers: PeerHeader[]) => Plan<T>,
   ): Promise<T> {
     if (this.closed) return Promise.reject(this.closedError(op));
-    const run = this.tail.then(() => this.call(op, options, prepare, plan));
+    const prepared = prepare();
+    prepared.catch(noop); // reported when the call runs
+    const run = this.tail.then(() => this.call(op, options, () => prepared, plan));
     this.tail = run.catch(noop);
     return run;
   }
