@@ -13,8 +13,9 @@ export interface ReduceOptions {
 
 type Axes = number | readonly number[] | undefined;
 
+/** Normalised axes, highest first (so reducing one does not shift the others). */
 function resolveAxes(x: Tensor, axes: Axes, op: string): number[] {
-  if (axes === undefined) return x.shape.map((_, i) => i);
+  if (axes === undefined) return x.shape.map((_, i) => x.rank - 1 - i);
   const list = typeof axes === 'number' ? [axes] : [...axes];
   const norm = list.map((a) => normalizeAxis(a, x.rank, op));
   if (new Set(norm).size !== norm.length) throw new ShapeError(op, `axes [${list.join(', ')}] repeat an axis`);
