@@ -55,6 +55,17 @@ export const logicalNot = (x: Tensor) => unary('not', x);
 export const isNaN = (x: Tensor) => unary('isnan', x);
 
 /**
+ * Promotion when an operand is a JS number: the number is "weak" next to a float tensor, so
+ * f16/bf16 tensors keep their dtype (bf16 * 0.5 is bf16, as in PyTorch) while the number
+ * itself still enters the f32 computation unrounded. FP8 tensors widen to f32 as usual.
+ */
+function promoteWithNumbers(a: TensorLike, b: TensorLike, ta: Tensor, tb: Tensor): DType {
+  if (!(a instanceof Tensor) && b instanceof Tensor && isFloatDType(tb.dtype)) return promoteTypes(tb.dtype, tb.dtype);
+  if (!(b instanceof Tensor) && a instanceof Tensor && isFloatDType(ta.dtype)) return promoteTypes(ta.dtype, ta.dtype);
+  return promoteTypes(ta.dtype, tb.dtype);
+}
+
+/**
  * Broadcasting binary op with dtype promotion. Floats compute in f32 and round to the
  * result dtype; integer arithmetic is i32 (u8/bool widen); `div` of integers is float
  * division; comparisons and logical ops return bool.
@@ -73,7 +84,7 @@ export function binary(op: BinaryOp, a: TensorLike, b: TensorLike): Tensor {
     const ta = a instanceof Tensor ? a : (temps[temps.length] = scalarFor(backend, a, (b as Tensor).dtype));
     const tb = b instanceof Tensor ? b : (temps[temps.length] = scalarFor(backend, b, ta.dtype));
     const outShape = broadcastShapes(ta.shape, tb.shape, op);
-    const promoted = promoteTypes(ta.dtype, tb.dtype);
+    const promoted = promoteWithNumbers(a, b, ta, tb);
     if (LOGICAL_OPS.has(op)) {
       return withDType(ta, 'bool', (va) => withDType(tb, 'bool', (vb) => wrap(backend, backend.binary(op, va, vb, outShape, 'bool'), outShape, 'bool')));
     }
@@ -127,7 +138,7 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
     const ta = a instanceof Tensor ? a : (temps[temps.length] = scalarFor(backend, a, like));
     const tb = b instanceof Tensor ? b : (temps[temps.length] = scalarFor(backend, b, like));
     const outShape = broadcastShapes(broadcastShapes(cond.shape, ta.shape, 'where'), tb.shape, 'where');
-    const promoted = promoteTypes(ta.dtype, tb.dtype);
+    const promoted = promoteWithNumbers(a, b, ta, tb);
     const compute = computeDTypeOf(promoted);
     const out = withDType(cond, 'bool', (c) =>
       withDType(ta, compute, (va) => withDType(tb, compute, (vb) => wrap(backend, backend.where(c, va, vb, outShape), outShape, compute))),
