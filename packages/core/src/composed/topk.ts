@@ -1,6 +1,7 @@
 import { tidy } from '../engine.js';
 import { ArgumentError, DTypeError } from '../errors.js';
-import { equal, where } from '../ops/elementwise.js';
+import { equal, logicalNot, logicalOr, where } from '../ops/elementwise.js';
+import { backendOf } from '../ops/plumbing.js';
 import { arange } from '../ops/creation.js';
 import { argmax } from '../ops/reduce.js';
 import { cast } from '../ops/cast.js';
@@ -21,6 +22,7 @@ export interface TopK {
  * needs (k <= 8 of a few hundred experts).
  */
 export function topk(x: Tensor, k: number): TopK {
+  backendOf('topk', x);
   if (x.rank < 1) throw new ArgumentError('topk', 'x must have at least one axis');
   const n = x.shape[x.rank - 1];
   if (!Number.isInteger(k) || k < 0 || k > n) throw new ArgumentError('topk', `k must be an integer in [0, ${n}], got ${k}`);
@@ -34,11 +36,22 @@ export function topk(x: Tensor, k: number): TopK {
     const iota = arange(0, n, 1, 'i32', { backend: x.backend });
     const values: Tensor[] = [];
     const indices: Tensor[] = [];
+    let taken: Tensor | undefined;
     for (let i = 0; i < k; i++) {
-      const idx = expandDims(argmax(cur, -1), -1);
+      let idx = expandDims(argmax(cur, -1), -1);
+      if (taken) {
+        // Taken slots hold -inf and win ties by their lower index, so argmax lands on one only
+        // when every remaining value is -inf: then the answer is the first slot not yet taken.
+        const firstFree = expandDims(argmax(cast(logicalNot(taken), 'i32'), -1), -1);
+        idx = where(gather(taken, -1, idx), firstFree, idx);
+      }
       values.push(gather(cur, -1, idx));
       indices.push(idx);
-      if (i + 1 < k) cur = where(equal(iota, idx), -Infinity, cur);
+      if (i + 1 < k) {
+        const hit = equal(iota, idx);
+        taken = taken ? logicalOr(taken, hit) : hit;
+        cur = where(hit, -Infinity, cur);
+      }
     }
     return { values: concat(values, -1), indices: concat(indices, -1) };
   });
