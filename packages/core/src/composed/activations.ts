@@ -6,19 +6,23 @@ import { formatShape, shapesEqual } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { isFloatDType } from '../dtype.js';
 import { tryFused } from './fused.js';
+import { backendOf } from '../ops/plumbing.js';
 
 /** SiLU (swish): x * sigmoid(x). */
 export function silu(x: Tensor): Tensor {
+  backendOf('silu', x);
   return tidy(() => mul(x, sigmoid(x)));
 }
 
 /** GELU, exact form: x * (1 + erf(x / sqrt 2)) / 2. */
 export function gelu(x: Tensor): Tensor {
+  backendOf('gelu', x);
   return tidy(() => mul(mul(x, add(erf(mul(x, Math.SQRT1_2)), 1)), 0.5));
 }
 
 /** SwiGLU's gate: silu(gate) * up (the two halves of DeepSeek's expert FFN). f32 result. */
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  backendOf('swiglu', gate, up);
   if (!isFloatDType(gate.dtype) || !isFloatDType(up.dtype)) throw new DTypeError('swiglu', `expects float tensors, got ${gate.dtype} and ${up.dtype}`);
   if (!shapesEqual(gate.shape, up.shape)) throw new ShapeError('swiglu', `gate ${formatShape(gate.shape)} and up ${formatShape(up.shape)} must have one shape`);
   return tidy(() => {

@@ -9,6 +9,7 @@ import { mean, sum } from '../ops/reduce.js';
 import { formatShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { logSoftmax } from './softmax.js';
+import { backendOf } from '../ops/plumbing.js';
 
 export interface CrossEntropyOptions {
   /** Targets equal to this are skipped (default -100, as PyTorch). */
@@ -22,6 +23,7 @@ export interface CrossEntropyOptions {
  * stable log-softmax in f32 (DeepSeek-V3 keeps the output head in high precision).
  */
 export function crossEntropy(logits: Tensor, targets: Tensor, options: CrossEntropyOptions = {}): Tensor {
+  backendOf('crossEntropy', logits, targets);
   const ignoreIndex = options.ignoreIndex ?? -100;
   const reduction = options.reduction ?? 'mean';
   if (targets.dtype !== 'i32') throw new DTypeError('crossEntropy', `targets must be i32, got ${targets.dtype}`);
@@ -44,5 +46,6 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options: CrossEntr
 
 /** Mean squared error over all elements, f32. */
 export function mse(a: Tensor, b: Tensor): Tensor {
+  backendOf('mse', a, b);
   return tidy(() => mean(square(sub(cast(a, 'f32'), cast(b, 'f32')))));
 }

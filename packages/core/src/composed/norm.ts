@@ -7,12 +7,14 @@ import { mean } from '../ops/reduce.js';
 import { formatShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { tryFused } from './fused.js';
+import { backendOf } from '../ops/plumbing.js';
 
 /**
  * RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * weight, computed in f32
  * (as DeepSeek-V3 keeps normalisation in higher precision). f32 result.
  */
 export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
+  backendOf('rmsNorm', x, weight);
   if (!isFloatDType(x.dtype) || !isFloatDType(weight.dtype)) {
     throw new DTypeError('rmsNorm', `expects float tensors, got x ${x.dtype} and weight ${weight.dtype}`);
   }

@@ -6,6 +6,7 @@ import { concat, reshape, sliceAxis } from '../ops/layout.js';
 import { formatShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { isFloatDType } from '../dtype.js';
+import { backendOf } from '../ops/plumbing.js';
 
 export interface RotaryOptions {
   /**
@@ -21,6 +22,7 @@ export interface RotaryOptions {
  * The output keeps x's pair layout. f32 result.
  */
 export function rotary(x: Tensor, cos: Tensor, sin: Tensor, options: RotaryOptions = {}): Tensor {
+  backendOf('rotary', x, cos, sin);
   const layout = options.layout ?? 'interleaved';
   if (!isFloatDType(x.dtype)) throw new DTypeError('rotary', `x must be float, got ${x.dtype}`);
   const d = x.shape[x.rank - 1];

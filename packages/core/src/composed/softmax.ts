@@ -7,6 +7,7 @@ import { cast } from '../ops/cast.js';
 import { normalizeAxis } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { tryFused } from './fused.js';
+import { backendOf } from '../ops/plumbing.js';
 
 function asF32(x: Tensor, op: string): Tensor {
   if (!isFloatDType(x.dtype)) throw new DTypeError(op, `expects a float tensor, got ${x.dtype}`);
@@ -15,6 +16,7 @@ function asF32(x: Tensor, op: string): Tensor {
 
 /** Numerically stable softmax along `axis` (default last). f32 result. */
 export function softmax(x: Tensor, axis = -1): Tensor {
+  backendOf('softmax', x);
   const ax = normalizeAxis(axis, x.rank, 'softmax');
   return tidy(() => {
     const v = asF32(x, 'softmax');
@@ -30,6 +32,7 @@ export function softmax(x: Tensor, axis = -1): Tensor {
 
 /** log(sum(exp(x))) along `axis`, stable. */
 export function logSumExp(x: Tensor, axis = -1, keepDims = false): Tensor {
+  backendOf('logSumExp', x);
   const ax = normalizeAxis(axis, x.rank, 'logSumExp');
   return tidy(() => {
     const v = asF32(x, 'logSumExp');
@@ -42,6 +45,7 @@ export function logSumExp(x: Tensor, axis = -1, keepDims = false): Tensor {
 
 /** log(softmax(x)) along `axis`, stable. f32 result. */
 export function logSoftmax(x: Tensor, axis = -1): Tensor {
+  backendOf('logSoftmax', x);
   const ax = normalizeAxis(axis, x.rank, 'logSoftmax');
   return tidy(() => {
     const v = asF32(x, 'logSoftmax');
