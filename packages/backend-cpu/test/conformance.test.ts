@@ -1,0 +1,4 @@
+import { runConformance } from '@kiln/conformance';
+import { CpuBackend } from '@kiln/backend-cpu';
+
+runConformance(() => new CpuBackend());
