@@ -443,7 +443,8 @@ describe.each([2, 4])('runCpuRanks with %i ranks (worker threads, built packages
       }
       expect(r[q].skipped!.name).toBe('CollectiveTimeoutError');
       expect(r[q].skipped!.message).toMatch(new RegExp(`^barrier: rank ${q}.*rank 1 did not arrive|^barrier: rank ${q}, call #2: the group was aborted .* while waiting for rank 1$`));
-      expect(r[q].ms).toBeGreaterThanOrEqual(timeoutMs - 5);
+      // the rank that timed out waited its timeoutMs; the others were woken by its abort
+      if (/timed out after/.test(r[q].skipped!.message!)) expect(r[q].ms).toBeGreaterThanOrEqual(timeoutMs - 5);
       expect(r[q].ms).toBeLessThan(timeoutMs + 2000);
       expect(r[q].next.name).toBe('CollectiveError');
     }
