@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { FP8_DECODE_TABLE, fp8GemmReference, quantizeBlockwise, roundToMantissaBits, type Fp8Format } from '@kiln/core';
-import { accumulatorRounder, blockScaledJs, matmulFp8Kernel, type Fp8Operand } from '../src/kernels/fp8.js';
+import { bitsToF32, E4M3, E5M2, encodeMinifloat, FP8_DECODE_TABLE, fp8GemmReference, quantizeBlockwise, roundToMantissaBits, type Fp8Format } from '@kiln/core';
+import { accumulatorRounder, blockScaledJs, encodeFp8Bits, matmulFp8Kernel, quantizeKernel, type Fp8Operand } from '../src/kernels/fp8.js';
 import { sgemm } from '../src/gemm/index.js';
 
 function normal(n: number, seed: number, std = 1): Float32Array {
@@ -152,6 +152,58 @@ describe('cpu FP8 GEMM kernel', () => {
       for (const promotionInterval of [Infinity, 128]) {
         const o = { promotionInterval, accumulatorMantissaBits: 13, accumulatorRounding };
         expect(bitsOf(matmulFp8Kernel(a, b, o))).toEqual(bitsOf(ref(a, b, o)));
+      }
+    }
+  });
+
+  it('encodeFp8Bits equals encodeMinifloat on f32 patterns around every rounding boundary and on a sweep of all patterns', () => {
+    for (const fmt of [E4M3, E5M2]) {
+      const check = (bits: number) => {
+        const x = bitsToF32(bits >>> 0);
+        if (Number.isNaN(x)) return;
+        const got = encodeFp8Bits(bits >>> 0, fmt);
+        const want = encodeMinifloat(x, fmt, false);
+        if (got !== want) expect(got, `bits 0x${(bits >>> 0).toString(16)} (${x})`).toBe(want);
+      };
+      for (let b = 0; b < 2 ** 32; b += 4099) check(b);
+      const shiftN = 23 - fmt.mantissaBits;
+      for (let exp = 0; exp < 256; exp++) {
+        for (let top = 0; top < 1 << fmt.mantissaBits; top++) {
+          const base = (exp << 23) | (top << shiftN);
+          for (let sh = shiftN; sh <= 26; sh++) {
+            // around the half-way point of a quantum of 2^sh (the subnormal targets use larger shifts)
+            const half = 2 ** (sh - 1);
+            for (const d of [0, 1, half - 1, half, half + 1, 2 * half - 1]) {
+              for (const sign of [0, 0x80000000]) check((sign | base) + d);
+            }
+          }
+        }
+      }
+      check(0x7f800000);
+      check(0xff800000);
+    }
+  });
+
+  it('quantizeKernel is bit-exact with quantizeBlockwise (formats, scale formats, blocks, special values)', () => {
+    const x = normal(37 * 300, 51, 3);
+    x[5] = 0;
+    x[7] = -0;
+    x[300] = 1e-30; // f32 range but far below the block's scale
+    x[301] = -2e-45;
+    for (let i = 600; i < 900; i++) x[i] = 0; // an all-zero row: amax floor
+    for (let i = 900; i < 1200; i++) x[i] = (i - 1050) * 1e-7; // tiny values: subnormal codes
+    x[1500] = 3e38;
+    x[2000] = Infinity;
+    x[2101] = -Infinity;
+    x[2500] = NaN;
+    for (const format of ['e4m3', 'e5m2'] as const) {
+      for (const scaleFormat of ['fp32', 'ue8m0'] as const) {
+        for (const block of [[1, 128], [128, 128], [5, 7], [37, 300], [1, 1]] as [number, number][]) {
+          const got = quantizeKernel(x, 37, 300, block, format, scaleFormat);
+          const want = quantizeBlockwise(x, [37, 300], block, { format, scaleFormat });
+          expect(Array.from(got.codes), `${format} ${scaleFormat} ${block}`).toEqual(Array.from(want.codes));
+          expect(bitsOf(got.scales)).toEqual(bitsOf(want.scales));
+        }
       }
     }
   });

@@ -1,16 +1,30 @@
 import {
+  AMAX_FLOOR,
+  E4M3,
+  E4M3_MAX,
+  E5M2,
+  E5M2_MAX,
+  encodeMinifloat,
   FP8_DECODE_TABLE,
   fp8GemmReference,
   quantizeBlockwise,
+  roundScaleUpToPowerOfTwo,
   roundToMantissaBits,
   type Fp8Format,
+  type MinifloatFormat,
   type PrimitiveFp8GemmOptions,
 } from '@kiln/core';
 import { sgemm } from '../gemm/index.js';
 import { newF32 } from '../pool.js';
 import { fp8Wasm, type Fp8Wasm } from './fp8-wasm.js';
 
-/** Block quantisation: core's definition is already a tight host loop; reuse it (bit-exact by construction). */
+/**
+ * Fine-grained FP8 quantisation, bit for bit `quantizeBlockwise` (tested against it): the same
+ * per-block amax, floor and scale, then codes = fp8(f32(x / scale)), with the f32 → FP8
+ * rounding (to nearest, ties to even; overflow to NaN for e4m3, to inf for e5m2) done on the
+ * f32 bit pattern by integer arithmetic (`encodeFp8Bits`) instead of core's general minifloat
+ * encoder, about 30x faster.
+ */
 export function quantizeKernel(
   x: Float32Array,
   rows: number,
@@ -19,7 +33,90 @@ export function quantizeKernel(
   format: Fp8Format,
   scaleFormat: 'fp32' | 'ue8m0',
 ): { codes: Uint8Array; scales: Float32Array } {
-  return quantizeBlockwise(x, [rows, cols], [block[0], block[1]], { format, scaleFormat });
+  const [br, bc] = block;
+  if (!(x.length === rows * cols && Number.isInteger(br) && Number.isInteger(bc) && br > 0 && bc > 0) || (format !== 'e4m3' && format !== 'e5m2')) {
+    return quantizeBlockwise(x, [rows, cols], [br, bc], { format, scaleFormat }); // reports what is wrong
+  }
+  const fmt = format === 'e4m3' ? E4M3 : E5M2;
+  const invMax = Math.fround(1 / (format === 'e4m3' ? E4M3_MAX : E5M2_MAX));
+  const nr = Math.ceil(rows / br);
+  const nc = Math.ceil(cols / bc);
+  const codes = new Uint8Array(rows * cols);
+  const scales = new Float32Array(nr * nc);
+  const q = new Float32Array(Math.min(bc, cols));
+  const qBits = new Uint32Array(q.buffer);
+  const shift = 23 - fmt.mantissaBits;
+  const half = (1 << (shift - 1)) - 1;
+  const rebias = (127 - fmt.bias) << fmt.mantissaBits;
+  const normalMin = (128 - fmt.bias) << 23;
+  const maxFinite = fmt.maxFiniteCode;
+  const overflow = fmt.overflowCode;
+  for (let bi = 0; bi < nr; bi++) {
+    const r0 = bi * br;
+    const r1 = Math.min(rows, r0 + br);
+    for (let bj = 0; bj < nc; bj++) {
+      const c0 = bj * bc;
+      const c1 = Math.min(cols, c0 + bc);
+      const w = c1 - c0;
+      let amax = 0;
+      let nan = false;
+      for (let r = r0; r < r1; r++) {
+        const row = r * cols;
+        for (let c = c0; c < c1; c++) {
+          const a = Math.abs(x[row + c]);
+          if (a > amax) amax = a;
+          else if (a !== a) nan = true;
+        }
+      }
+      if (nan) amax = NaN;
+      else if (amax < AMAX_FLOOR) amax = AMAX_FLOOR;
+      let s = Math.fround(amax * invMax);
+      if (scaleFormat === 'ue8m0' && Number.isFinite(s)) s = roundScaleUpToPowerOfTwo(s);
+      scales[bi * nc + bj] = s;
+      for (let r = r0; r < r1; r++) {
+        const row = r * cols + c0;
+        for (let j = 0; j < w; j++) q[j] = x[row + j] / s; // the store rounds to f32
+        for (let j = 0; j < w; j++) {
+          const bits = qBits[j];
+          const abs = bits & 0x7fffffff;
+          if (abs >= normalMin && abs < 0x7f800000) {
+            // encodeFp8Bits' normal case, inlined
+            const code = ((abs + half + ((abs >>> shift) & 1)) >>> shift) - rebias;
+            codes[row + j] = ((bits >>> 24) & 0x80) | (code > maxFinite ? overflow : code);
+          } else {
+            codes[row + j] = abs > 0x7f800000 ? encodeMinifloat(q[j], fmt, false) : encodeFp8Bits(bits, fmt);
+          }
+        }
+      }
+    }
+  }
+  return { codes, scales };
+}
+
+/**
+ * The FP8 code of the f32 with bit pattern `bits` (not NaN), rounded to nearest even, not
+ * saturating: what core's `encodeMinifloat` gives, in integer arithmetic on the pattern.
+ * RNE of a magnitude m by 2^shift: (m + 2^(shift−1) − 1 + lsb) >>> shift, where lsb is the
+ * last kept bit; a carry out of the mantissa moves into the exponent, as it should.
+ */
+export function encodeFp8Bits(bits: number, fmt: MinifloatFormat): number {
+  const sign = (bits >>> 24) & 0x80; // branch-free: signs of data are random
+  const abs = bits & 0x7fffffff;
+  const mb = fmt.mantissaBits;
+  const expField = abs >>> 23;
+  let code: number;
+  if (expField === 0xff) return sign | ((abs & 0x7fffff) !== 0 ? fmt.nanCode : fmt.infCode);
+  if (expField >= 128 - fmt.bias) {
+    // normal in the target format (or overflowing): round the magnitude bits, re-bias the exponent
+    const shift = 23 - mb;
+    code = ((abs + (1 << (shift - 1)) - 1 + ((abs >>> shift) & 1)) >>> shift) - ((127 - fmt.bias) << mb);
+  } else {
+    // subnormal in the target format: the mantissa with its leading bit, shifted further
+    const m = expField === 0 ? abs : (abs & 0x7fffff) | 0x800000;
+    const shift = 23 - mb + (128 - fmt.bias - Math.max(expField, 1));
+    code = shift > 25 ? 0 : (m + (1 << (shift - 1)) - 1 + ((m >>> shift) & 1)) >>> shift;
+  }
+  return sign | (code > fmt.maxFiniteCode ? fmt.overflowCode : code);
 }
 
 export interface Fp8Operand {
