@@ -5,7 +5,7 @@
  * primitive, and dispose everything the case made.
  */
 import type { Backend, DataId, DType, Shape, StorageArray, TensorView } from '@kiln/core';
-import { Tensor, fromStorage, memory, tidy } from '@kiln/core';
+import { QuantizedTensor, Tensor, fromStorage, memory, tidy } from '@kiln/core';
 import { fail } from './check.js';
 import { Rng } from './prng.js';
 import { f32FromBits } from './reference/float.js';
@@ -166,12 +166,15 @@ export class Ctx {
     readonly id: string,
   ) {}
 
-  /** Registers every tensor in `value` (tensor, array, plain object) for disposal after the case. */
+  /** Registers every tensor in `value` (tensor, QuantizedTensor, array, plain object) for disposal after the case. */
   track<T>(value: T): T {
     const visit = (v: unknown, depth: number): void => {
       if (depth > 6 || v === null || typeof v !== 'object') return;
       if (isTensor(v)) this.owned.add(v);
-      else if (Array.isArray(v)) for (const x of v) visit(x, depth + 1);
+      else if (v instanceof QuantizedTensor) {
+        this.owned.add(v.codes);
+        this.owned.add(v.scales);
+      } else if (Array.isArray(v)) for (const x of v) visit(x, depth + 1);
       else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v as object)) visit(x, depth + 1);
     };
     visit(value, 0);

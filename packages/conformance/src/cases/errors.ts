@@ -27,6 +27,12 @@ function checks(c: Ctx, cls: ErrorClass, list: [string, string, () => unknown][]
   for (const [label, op, fn] of list) expectThrows(label, cls, op, () => c.run(fn));
 }
 
+/** A small valid quantised pair for the FP8 error checks. */
+function q(c: Ctx, rows: number, cols: number, block: [number, number]): k.QuantizedTensor {
+  const x = c.tensor(Array.from({ length: rows * cols }, (_, i) => Math.sin(i)), [rows, cols]);
+  return c.track(k.quantize(x, { block }));
+}
+
 const cases: CaseDef[] = [
   {
     name: 'ShapeError (naming the op) for mismatched shapes, bad axes, bad sizes, empty reductions',
@@ -75,6 +81,11 @@ const cases: CaseDef[] = [
         ['tensor ragged nested array', 'tensor', () => k.tensor([[1, 2], [3]] as unknown as number[][])],
         ['zeros negative dimension', 'full', () => k.zeros([2, -1])],
         ['fromStorage length', 'fromStorage', () => k.fromStorage(new Float32Array(3), [2, 2], 'f32')],
+        ['quantize of a 3-D tensor', 'quantize', () => k.quantize(c.tensor(new Array(8).fill(1), [2, 2, 2]))],
+        ['matmulFp8 K mismatch', 'matmulFp8', () => k.matmulFp8(q(c, 2, 128, [1, 128]), q(c, 3, 130, [128, 128]))],
+        ['matmulFp8 K blocks differ', 'matmulFp8', () => k.matmulFp8(q(c, 2, 128, [1, 128]), q(c, 3, 128, [128, 64]))],
+        ['QuantizedTensor scales shape', 'QuantizedTensor', () => new k.QuantizedTensor(k.cast(a23, 'e4m3'), c.tensor([1], [1, 1]), [1, 3])],
+        ['sliceRows through a block', 'QuantizedTensor.sliceRows', () => q(c, 256, 128, [128, 128]).sliceRows(64, 128)],
       ]);
     },
   },
@@ -105,6 +116,9 @@ const cases: CaseDef[] = [
         ['full with an unknown dtype', 'full', () => k.full([1], 0, 'int8' as never)],
         ['add with a string operand', 'add', () => k.add(f, '1' as never)],
         ['add of two numbers', 'add', () => k.add(1, 2)],
+        ['quantize of i32', 'quantize', () => k.quantize(i)],
+        ['QuantizedTensor with f32 codes', 'QuantizedTensor', () => new k.QuantizedTensor(f, c.tensor([1, 1], [2, 1]), [1, 3])],
+        ['matmulFp8 outDtype', 'matmulFp8', () => k.matmulFp8(q(c, 1, 128, [1, 128]), q(c, 1, 128, [128, 128]), { outDtype: 'f16' as never })],
       ]);
     },
   },
@@ -140,6 +154,7 @@ const cases: CaseDef[] = [
         ['indexSelect', 'indexSelect', () => k.indexSelect(dead, 0, c.tensor([0], [1], 'i32'))],
         ['scatterAdd', 'scatterAdd', () => k.scatterAdd(dead, 0, c.tensor([0, 0, 0, 0, 0, 0], [2, 3], 'i32'), live)],
         ['clone', 'clone', () => k.clone(dead)],
+        ['quantize', 'quantize', () => k.quantize(dead)],
         // composed ops check their operands before any kernel (fused ones included) runs
         ['softmax', 'softmax', () => k.softmax(dead)],
         ['logSoftmax', 'logSoftmax', () => k.logSoftmax(dead)],
@@ -202,6 +217,11 @@ const cases: CaseDef[] = [
         ['transpose bad permutation', 'transpose', () => k.transpose(x, [0, 0])],
         ['transpose permutation length', 'transpose', () => k.transpose(x, [0])],
         ['fromStorage wrong array type', 'fromStorage', () => k.fromStorage(new Float32Array(4), [4], 'f16')],
+        ['quantize format', 'quantize', () => k.quantize(x, { format: 'e3m4' as never })],
+        ['matmulFp8 promotionInterval 0', 'matmulFp8', () => k.matmulFp8(q(c, 1, 128, [1, 128]), q(c, 1, 128, [128, 128]), { promotionInterval: 0 })],
+        ['matmulFp8 promotionInterval 48 with 128-wide blocks', 'matmulFp8', () => k.matmulFp8(q(c, 1, 128, [1, 128]), q(c, 1, 128, [128, 128]), { promotionInterval: 48 })],
+        ['matmulFp8 accumulator bits', 'matmulFp8', () => k.matmulFp8(q(c, 1, 128, [1, 128]), q(c, 1, 128, [128, 128]), { accumulatorMantissaBits: 40 })],
+        ['matmulFp8 of plain tensors', 'matmulFp8', () => k.matmulFp8(x as never, x as never)],
       ]);
     },
   },

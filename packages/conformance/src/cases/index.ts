@@ -4,6 +4,7 @@ import { castArea } from './cast.js';
 import { composedArea } from './composed.js';
 import { creationAndRandom } from './creation-and-random.js';
 import { errorsArea } from './errors.js';
+import { fp8Area } from './fp8.js';
 import { indexingArea } from './indexing.js';
 import { layoutArea } from './layout.js';
 import { matmulArea } from './matmul.js';
@@ -26,6 +27,7 @@ export const AREAS: readonly Area[] = [
   layoutArea,
   castArea,
   composedArea,
+  fp8Area,
   errorsArea,
   memoryArea,
 ];
