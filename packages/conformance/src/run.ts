@@ -49,7 +49,9 @@ export function runConformance(factory: () => Backend | Promise<Backend>, option
   }
   const seed = (options.seed ?? DEFAULT_SEED) >>> 0;
   const skip = options.skip ?? [];
-  const skipFor = (area: string, id: string): string | undefined => skip.find((s) => s === area || s === id || id.startsWith(`${s} `));
+  // an entry names an area, or a case by a prefix of its id that ends at a word boundary
+  const skipFor = (area: string, id: string): string | undefined =>
+    skip.find((s) => s === area || (id.startsWith(s) && s.includes('/') && !/[A-Za-z0-9]/.test(id.charAt(s.length))));
 
   const state: { backend?: Backend; previous?: Backend; reason?: string } = {};
 

@@ -1,4 +1,4 @@
-import type { DType, StorageArray } from '@kiln/core';
+import type { DType, StorageArray, Tensor } from '@kiln/core';
 import { promoteTypes } from '@kiln/core';
 import { assert, expectCodes, expectExact, fail } from '../check.js';
 import { codesFor, decodeCodes, type Area, type CaseDef, type Ctx } from '../harness.js';
@@ -140,6 +140,24 @@ const cases: CaseDef[] = [
           assert(t.rank === shape.length, `rank ${t.rank} != ${shape.length}`);
           assert(t.bytes === size(shape) * bytesOf(dtype), `${dtype} [${shape.join(', ')}]: bytes ${t.bytes}, expected ${size(shape) * bytesOf(dtype)}`);
         }
+      }
+    },
+  },
+  {
+    name: 'array() nests decoded values by shape (rank 0, 1, 3, empty dims); arraySync agrees when the backend reads synchronously',
+    async run(c) {
+      const t3 = c.tensor([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [2, 3, 2], 'bf16');
+      const want3 = [[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 10], [11, 12]]];
+      const cases: [Tensor, unknown][] = [
+        [t3, want3],
+        [c.tensor([2.5], [], 'f32'), 2.5],
+        [c.tensor([1, 0, 1], [3], 'bool'), [1, 0, 1]],
+        [c.tensor([], [2, 0], 'i32'), [[], []]],
+      ];
+      for (const [t, want] of cases) {
+        const got = await t.array();
+        if (JSON.stringify(got) !== JSON.stringify(want)) fail(`array() of ${t.dtype} [${t.shape.join(', ')}]: ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+        if (c.backend.readSync && JSON.stringify(t.arraySync()) !== JSON.stringify(want)) fail(`arraySync() of ${t.dtype} [${t.shape.join(', ')}] differs`);
       }
     },
   },

@@ -63,7 +63,7 @@ const cases: CaseDef[] = [
     },
   },
   {
-    name: 'where with number operands: where(c, x, 0), where(c, 1.5, -2), where(c, i32, 7)',
+    name: 'where with number operands: where(c, x, 0), where(c, 1.5, -2), where(c, i32, 7), where(c, f16, 0) stays f16',
     async run(c) {
       const cond = c.tensor([1, 0, 1, 0], [4], 'bool');
       const x = c.tensor([0.5, NaN, -Infinity, 3], [4], 'f32');
@@ -74,6 +74,9 @@ const cases: CaseDef[] = [
       const xi = c.tensor([10, 20, 30, 40], [4], 'i32');
       const y3 = c.run(() => where(cond, xi, 7));
       expectNear('where(c, i32, 7)', 'i32', (await readChecked(c, y3, 'where(c, i32, 7)', 'i32', [4])).values, [10, 7, 30, 7], 0);
+      const xh = c.tensor([0.5, -1, 2, 3], [4], 'f16');
+      const y4 = c.run(() => where(cond, 0.1, xh));
+      expectCodes('where(c, 0.1, f16)', 'f16', (await readChecked(c, y4, 'where(c, 0.1, f16)', 'f16', [4])).codes, codesFor([0.1, -1, 0.1, 3], 'f16'));
     },
   },
   {
