@@ -51,3 +51,5 @@ export * from './quant/fp8-gemm-reference.js';
 export * from './quant/quantized-tensor.js';
 export * from './quant/serialize.js';
 export * from './io/safetensors.js';
+export { valueAndGrads, noGrad, isRecording, recordGrad, type BackwardFn, type ValueAndGrads } from './autograd/tape.js';
+export { sumToShape } from './autograd/grads.js';

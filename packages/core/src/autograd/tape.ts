@@ -79,7 +79,8 @@ export interface ValueAndGrads<P extends readonly Tensor[] | Record<string, Tens
 
 /**
  * Evaluates `f` and the gradients of its (scalar, or summed) value with respect to `params`.
- * Intermediates are released as backward proceeds; `f` may use `tidy` freely.
+ * `f` runs inside a `tidy` scope, so its intermediates never leak; what backward needs is
+ * held by the tape and released as backward proceeds.
  */
 export function valueAndGrads<P extends readonly Tensor[] | Record<string, Tensor>>(f: () => Tensor, params: P): ValueAndGrads<P> {
   const list: Tensor[] = Array.isArray(params) ? [...(params as readonly Tensor[])] : Object.values(params as Record<string, Tensor>);
@@ -91,7 +92,8 @@ export function valueAndGrads<P extends readonly Tensor[] | Record<string, Tenso
   engine.tapes.push(tape);
   let value: Tensor;
   try {
-    value = f();
+    // f runs in its own scope: intermediates are freed (the tape keeps what backward needs).
+    value = engine.tidy(f);
   } catch (err) {
     engine.tapes.pop();
     releaseTape(tape);
@@ -113,8 +115,16 @@ export function valueAndGrads<P extends readonly Tensor[] | Record<string, Tenso
         if (dy) {
           if (!paramIds.has(node.outputId)) grads.delete(node.outputId);
           const dxs = engine.tidy(() => node.backward(dy, node.saved, node.output).map((g) => g ?? null));
+          // A rule may return dy itself, or one tensor for two inputs: give each input its own.
+          const seen = new Set<Tensor>([dy]);
+          let dyReused = false;
           for (let j = 0; j < node.inputIds.length; j++) {
             let g = dxs[j];
+            if (g && seen.has(g)) {
+              if (g === dy && !dyReused) dyReused = true;
+              else g = engine.makeTensor(g.backend, g.backend.slice(g, g.shape.map(() => 0), g.shape), g.shape, g.dtype);
+            }
+            if (g) seen.add(g);
             const id = node.inputIds[j];
             if (!g) continue;
             if (g.dtype !== 'f32') {
@@ -135,7 +145,7 @@ export function valueAndGrads<P extends readonly Tensor[] | Record<string, Tenso
               grads.set(id, addInto(prev, g));
             } else grads.set(id, g);
           }
-          if (!paramIds.has(node.outputId)) dy.dispose();
+          if (!paramIds.has(node.outputId) && !dyReused) dy.dispose();
         }
         for (const t of node.saved) t.dispose();
         node.output.dispose();

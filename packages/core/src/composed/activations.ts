@@ -1,3 +1,4 @@
+import { recordSwiglu } from '../autograd/grads.js';
 import { tidy } from '../engine.js';
 import { DTypeError, ShapeError } from '../errors.js';
 import { add, erf, mul, sigmoid } from '../ops/elementwise.js';
@@ -29,7 +30,10 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
     const g = gate.dtype === 'f32' ? gate : cast(gate, 'f32');
     const u = up.dtype === 'f32' ? up : cast(up, 'f32');
     const fused = tryFused('swiglu', g, (k, t) => k(t, u));
-    if (fused) return fused;
+    if (fused) {
+      recordSwiglu(g, u, fused);
+      return fused;
+    }
     return mul(silu(g), u);
   });
 }

@@ -1,3 +1,4 @@
+import { recordRmsNorm } from '../autograd/grads.js';
 import { isFloatDType } from '../dtype.js';
 import { DTypeError, ShapeError } from '../errors.js';
 import { tidy } from '../engine.js';
@@ -26,7 +27,10 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
     const v = x.dtype === 'f32' ? x : cast(x, 'f32');
     const w = weight.dtype === 'f32' ? weight : cast(weight, 'f32');
     const fused = tryFused('rmsNorm', v, (k, t) => k(t, w, eps));
-    if (fused) return fused;
+    if (fused) {
+      recordRmsNorm(v, w, eps, fused);
+      return fused;
+    }
     const inv = rsqrt(add(mean(square(v), -1, { keepDims: true }), eps));
     return mul(mul(v, inv), w);
   });

@@ -1,3 +1,4 @@
+import { recordLogSoftmax, recordSoftmax } from '../autograd/grads.js';
 import { isFloatDType } from '../dtype.js';
 import { DTypeError } from '../errors.js';
 import { tidy } from '../engine.js';
@@ -22,7 +23,10 @@ export function softmax(x: Tensor, axis = -1): Tensor {
     const v = asF32(x, 'softmax');
     if (ax === x.rank - 1) {
       const fused = tryFused('softmax', v, (k, t) => k(t));
-      if (fused) return fused;
+      if (fused) {
+        recordSoftmax(v, fused);
+        return fused;
+      }
     }
     const m = max(v, ax, { keepDims: true });
     const e = exp(sub(v, m));
@@ -51,7 +55,10 @@ export function logSoftmax(x: Tensor, axis = -1): Tensor {
     const v = asF32(x, 'logSoftmax');
     if (ax === x.rank - 1) {
       const fused = tryFused('logSoftmax', v, (k, t) => k(t));
-      if (fused) return fused;
+      if (fused) {
+        recordLogSoftmax(v, fused);
+        return fused;
+      }
     }
     return sub(v, logSumExp(v, ax, true));
   });

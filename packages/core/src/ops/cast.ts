@@ -1,3 +1,5 @@
+import { recordCast } from '../autograd/grads.js';
+import { isFloatDType } from '../dtype.js';
 import type { DType } from '../dtype.js';
 import { backendOf, assertDTypeName, wrap } from './plumbing.js';
 import type { Tensor } from '../tensor.js';
@@ -15,5 +17,7 @@ export interface CastOptions {
 export function cast(x: Tensor, dtype: DType, options: CastOptions = {}): Tensor {
   const backend = backendOf('cast', x);
   assertDTypeName('cast', dtype);
-  return wrap(backend, backend.cast(x, dtype, { saturate: options.saturate ?? false }), x.shape, dtype);
+  const y = wrap(backend, backend.cast(x, dtype, { saturate: options.saturate ?? false }), x.shape, dtype);
+  if (isFloatDType(x.dtype)) recordCast(x, y);
+  return y;
 }

@@ -3,6 +3,7 @@ import { isFloatDType, promoteTypes, type DType } from '../dtype.js';
 import { broadcastShapes } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { DTypeError } from '../errors.js';
+import { recordBinary, recordUnary, recordWhere } from '../autograd/grads.js';
 import { backendOf, castOwned, computeDTypeOf, scalarFor, withDType, wrap, type TensorLike } from './plumbing.js';
 
 const FLOAT_ONLY: ReadonlySet<UnaryOp> = new Set(['sqrt', 'rsqrt', 'reciprocal', 'exp', 'log', 'sin', 'cos', 'tanh', 'sigmoid', 'erf']);
@@ -25,7 +26,9 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
   if (isFloatDType(x.dtype) || FLOAT_ONLY.has(op)) {
     const result = isFloatDType(x.dtype) ? floatResult(x.dtype) : 'f32';
     const out = withDType(x, 'f32', (v) => wrap(backend, backend.unary(op, v, 'f32'), x.shape, 'f32'));
-    return castOwned(out, result);
+    const y = castOwned(out, result);
+    recordUnary(op, x, y);
+    return y;
   }
   if (INT_IDENTITY.has(op)) return wrap(backend, backend.cast(x, x.dtype, { saturate: false }), x.shape, x.dtype);
   // Integer arithmetic happens in i32 (u8 and bool widen).
@@ -104,7 +107,10 @@ export function binary(op: BinaryOp, a: TensorLike, b: TensorLike): Tensor {
     const out = withDType(ta, compute, (va) =>
       withDType(tb, compute, (vb) => wrap(backend, backend.binary(op, va, vb, outShape, outDtype), outShape, outDtype)),
     );
-    return COMPARISON_OPS.has(op) ? out : castOwned(out, result);
+    if (COMPARISON_OPS.has(op)) return out;
+    const y = castOwned(out, result);
+    recordBinary(op, ta, tb, y);
+    return y;
   } finally {
     for (const t of temps) t.dispose();
   }
@@ -143,7 +149,9 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
     const out = withDType(cond, 'bool', (c) =>
       withDType(ta, compute, (va) => withDType(tb, compute, (vb) => wrap(backend, backend.where(c, va, vb, outShape), outShape, compute))),
     );
-    return castOwned(out, promoted);
+    const y = castOwned(out, promoted);
+    recordWhere(cond, ta, tb, y);
+    return y;
   } finally {
     for (const t of temps) t.dispose();
   }

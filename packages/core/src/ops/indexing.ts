@@ -1,3 +1,4 @@
+import { recordGather, recordIndexAdd, recordIndexSelect, recordScatterAdd } from '../autograd/grads.js';
 import { promoteTypes } from '../dtype.js';
 import { DTypeError, ShapeError } from '../errors.js';
 import { formatShape, normalizeAxis } from '../shape.js';
@@ -23,7 +24,9 @@ export function gather(x: Tensor, axis: number, indices: Tensor): Tensor {
       throw new ShapeError('gather', `indices ${formatShape(indices.shape)} exceed x ${formatShape(x.shape)} on axis ${d}`);
     }
   }
-  return wrap(backend, backend.gather(x, ax, indices), indices.shape, x.dtype);
+  const y = wrap(backend, backend.gather(x, ax, indices), indices.shape, x.dtype);
+  recordGather(x, ax, indices, y);
+  return y;
 }
 
 /** x.index_select(axis, indices): picks whole slices along `axis` (indices is 1-D). */
@@ -34,7 +37,9 @@ export function indexSelect(x: Tensor, axis: number, indices: Tensor): Tensor {
   if (indices.rank !== 1) throw new ShapeError('indexSelect', `indices must be 1-D, got ${formatShape(indices.shape)}`);
   const outShape = [...x.shape];
   outShape[ax] = indices.shape[0];
-  return wrap(backend, backend.indexSelect(x, ax, indices), outShape, x.dtype);
+  const y = wrap(backend, backend.indexSelect(x, ax, indices), outShape, x.dtype);
+  recordIndexSelect(x, ax, indices, y);
+  return y;
 }
 
 function accumulate(op: 'scatterAdd' | 'indexAdd', base: Tensor, src: Tensor, run: (b: Tensor, s: Tensor) => Tensor): Tensor {
@@ -61,7 +66,9 @@ export function scatterAdd(base: Tensor, axis: number, indices: Tensor, src: Ten
     if (indices.shape[d] !== src.shape[d]) throw new ShapeError('scatterAdd', `indices ${formatShape(indices.shape)} must have src's shape ${formatShape(src.shape)}`);
     if (d !== ax && src.shape[d] > base.shape[d]) throw new ShapeError('scatterAdd', `src ${formatShape(src.shape)} exceeds base ${formatShape(base.shape)} on axis ${d}`);
   }
-  return accumulate('scatterAdd', base, src, (b, s) => wrap(backend, backend.scatterAdd(b, ax, indices, s), base.shape, b.dtype));
+  const y = accumulate('scatterAdd', base, src, (b, s) => wrap(backend, backend.scatterAdd(b, ax, indices, s), base.shape, b.dtype));
+  recordScatterAdd(base, ax, indices, src, y);
+  return y;
 }
 
 /** torch.index_add, out of place: adds src's slices into base at the 1-D `indices` along `axis`. */
@@ -75,5 +82,7 @@ export function indexAdd(base: Tensor, axis: number, indices: Tensor, src: Tenso
   if (src.rank !== base.rank || src.shape.some((d, i) => d !== expected[i])) {
     throw new ShapeError('indexAdd', `src ${formatShape(src.shape)} must be ${formatShape(expected)} (base ${formatShape(base.shape)} with axis ${ax} = ${indices.shape[0]} indices)`);
   }
-  return accumulate('indexAdd', base, src, (b, s) => wrap(backend, backend.indexAdd(b, ax, indices, s), base.shape, b.dtype));
+  const y = accumulate('indexAdd', base, src, (b, s) => wrap(backend, backend.indexAdd(b, ax, indices, s), base.shape, b.dtype));
+  recordIndexAdd(base, ax, indices, src, y);
+  return y;
 }

@@ -1,3 +1,5 @@
+import { recordConcat, recordReshape, recordSlice, recordTranspose, sumToShape } from '../autograd/grads.js';
+import { noGrad, recordGrad } from '../autograd/tape.js';
 import { DTypeError, ShapeError } from '../errors.js';
 import { assertPermutation, broadcastShapes, formatShape, inferReshape, normalizeAxis, shapesEqual, type Shape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
@@ -7,7 +9,9 @@ import { backendOf, wrap } from './plumbing.js';
 export function reshape(x: Tensor, shape: Shape): Tensor {
   const backend = backendOf('reshape', x);
   const target = inferReshape(x.size, shape, 'reshape');
-  return wrap(backend, x.dataId, target, x.dtype);
+  const y = wrap(backend, x.dataId, target, x.dtype);
+  recordReshape(x, y);
+  return y;
 }
 
 export function flatten(x: Tensor): Tensor {
@@ -37,7 +41,9 @@ export function transpose(x: Tensor, perm?: readonly number[]): Tensor {
   const p = perm ?? x.shape.map((_, i) => x.rank - 1 - i);
   assertPermutation(p, x.rank, 'transpose');
   const outShape = p.map((a) => x.shape[a]);
-  return wrap(backend, backend.transpose(x, p), outShape, x.dtype);
+  const y = wrap(backend, backend.transpose(x, p), outShape, x.dtype);
+  recordTranspose(x, p, y);
+  return y;
 }
 
 /** Swaps two axes. */
@@ -74,7 +80,9 @@ export function slice(x: Tensor, begin: readonly number[], size?: readonly numbe
     b.push(bi);
     s.push(si);
   }
-  return wrap(backend, backend.slice(x, b, s), s, x.dtype);
+  const y = wrap(backend, backend.slice(x, b, s), s, x.dtype);
+  recordSlice(x, b, s, y);
+  return y;
 }
 
 /** Slice of `length` elements from `start` along one axis. */
@@ -105,7 +113,9 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
     }
     outShape[ax] += t.shape[ax];
   }
-  return wrap(backend, backend.concat(xs, ax, outShape), outShape, first.dtype);
+  const y = wrap(backend, backend.concat(xs, ax, outShape), outShape, first.dtype);
+  recordConcat(xs, ax, y);
+  return y;
 }
 
 /** Joins equally shaped tensors along a new axis. */
@@ -149,6 +159,13 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
   const out = broadcastShapes(x.shape, shape, 'broadcastTo');
   if (!shapesEqual(out, shape)) throw new ShapeError('broadcastTo', `cannot broadcast ${formatShape(x.shape)} to ${formatShape(shape)}`);
   if (shapesEqual(x.shape, shape)) return clone(x);
+  const y = noGrad(() => broadcastCopy(x, shape));
+  recordGrad('broadcastTo', [x], y, (dy, [xs]) => [sumToShape(dy, xs.shape)]);
+  return y;
+}
+
+function broadcastCopy(x: Tensor, shape: Shape): Tensor {
+  const backend = x.backend;
   // Broadcast by gathering with zero strides: index_select of row 0 along every size-1 axis.
   let cur = reshape(x, [...new Array(shape.length - x.rank).fill(1), ...x.shape]);
   for (let d = 0; d < shape.length; d++) {
@@ -168,5 +185,7 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
 /** A copy with its own storage. */
 export function clone(x: Tensor): Tensor {
   const backend = backendOf('clone', x);
-  return wrap(backend, backend.slice(x, x.shape.map(() => 0), x.shape), x.shape, x.dtype);
+  const y = wrap(backend, backend.slice(x, x.shape.map(() => 0), x.shape), x.shape, x.dtype);
+  recordGrad('clone', [x], y, (dy) => [dy]);
+  return y;
 }

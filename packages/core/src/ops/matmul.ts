@@ -1,3 +1,4 @@
+import { recordMatmul } from '../autograd/grads.js';
 import { promoteTypes } from '../dtype.js';
 import { DTypeError, ShapeError } from '../errors.js';
 import { broadcastShapes, formatShape } from '../shape.js';
@@ -37,7 +38,9 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   const out = withDType(a, compute, (va) =>
     withDType(b, compute, (vb) => wrap(backend, backend.matmul(va, vb, { transposeA, transposeB }, outShape), outShape, compute)),
   );
-  return castOwned(out, promoted === 'u8' ? 'i32' : promoted);
+  const y = castOwned(out, promoted === 'u8' ? 'i32' : promoted);
+  recordMatmul(a, b, transposeA, transposeB, y);
+  return y;
 }
 
 /** x W^T + b with W stored [out, in] (PyTorch's Linear layout). */

@@ -1,3 +1,8 @@
+import { recordReduce } from '../autograd/grads.js';
+import { noGrad } from '../autograd/tape.js';
+import { tidy } from '../engine.js';
+import { cast } from './cast.js';
+import { square, sub } from './elementwise.js';
 import type { ReduceOp } from '../backend.js';
 import { isFloatDType, type DType } from '../dtype.js';
 import { DTypeError, ShapeError } from '../errors.js';
@@ -68,9 +73,11 @@ export function reduce(op: ReduceOp, x: Tensor, axes?: Axes, options: ReduceOpti
     return cur;
   });
   const finalShape = reducedShape(x.shape, list, options.keepDims ?? false);
-  const shaped = reshape(out, finalShape);
+  const shaped = noGrad(() => reshape(out, finalShape));
   out.dispose();
-  return castOwned(shaped, result);
+  const y = castOwned(shaped, result);
+  recordReduce(op, x, list, y);
+  return y;
 }
 
 export const sum = (x: Tensor, axes?: Axes, options?: ReduceOptions) => reduce('sum', x, axes, options);
@@ -96,15 +103,9 @@ export function mean(x: Tensor, axes?: Axes, options: ReduceOptions = {}): Tenso
 /** Population variance (divides by N), float result. */
 export function variance(x: Tensor, axes?: Axes, options: ReduceOptions = {}): Tensor {
   if (!isFloatDType(x.dtype) && x.dtype !== 'i32' && x.dtype !== 'u8') throw new DTypeError('variance', `dtype ${x.dtype} is not numeric`);
-  return withDType(x, 'f32', (v) => {
-    const m = mean(v, axes, { keepDims: true });
-    const d = backendOf('variance', v);
-    const diff = wrap(d, d.binary('sub', v, m, v.shape, 'f32'), v.shape, 'f32');
-    const sq = wrap(d, d.binary('mul', diff, diff, v.shape, 'f32'), v.shape, 'f32');
-    const out = mean(sq, axes, options);
-    m.dispose();
-    diff.dispose();
-    sq.dispose();
-    return out;
+  backendOf('variance', x);
+  return tidy(() => {
+    const v = isFloatDType(x.dtype) ? x : cast(x, 'f32');
+    return mean(square(sub(v, mean(v, axes, { keepDims: true }))), axes, options);
   });
 }
