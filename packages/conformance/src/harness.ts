@@ -8,7 +8,6 @@ import type { Backend, DataId, DType, Shape, StorageArray, TensorView } from '@k
 import { QuantizedTensor, Tensor, fromStorage, memory, tidy } from '@kiln/core';
 import { fail } from './check.js';
 import { Rng } from './prng.js';
-import { f32FromBits } from './reference/float.js';
 import { decode, encode, isLowDType } from './reference/formats.js';
 import { size } from './reference/nd.js';
 
@@ -274,6 +273,3 @@ export class Ctx {
 export function isTensor(v: unknown): v is Tensor {
   return v instanceof Tensor;
 }
-
-/** f32 value of a bit pattern, for special inputs. */
-export const bitsF32 = f32FromBits;

@@ -1,16 +1,9 @@
 import type { DType, Tensor } from '@kiln/core';
 import { assertDType, assertShape } from '../check.js';
 import type { Ctx, Read } from '../harness.js';
-import { EPS32, ulp32 } from '../reference/float.js';
+import { EPS32 } from '../reference/float.js';
 import type { Rng } from '../prng.js';
 import type { Shape } from '../reference/nd.js';
-
-/** Bounds of k ulps of f32 at each exact result. */
-export function ulpBounds(exact: ArrayLike<number>, k: number): Float64Array {
-  const out = new Float64Array(exact.length);
-  for (let i = 0; i < exact.length; i++) out[i] = Number.isFinite(exact[i]) ? k * ulp32(exact[i]) : 0;
-  return out;
-}
 
 /** Reads a result after checking its dtype and shape. */
 export async function readChecked(c: Ctx, t: Tensor, label: string, dtype: DType, shape: Shape): Promise<Read> {
@@ -25,7 +18,6 @@ export function logUniform(r: Rng, lo: number, hi: number, signed = false): numb
   return signed && r.bool() ? -v : v;
 }
 
-export const F32_MAX = 3.4028234663852886e38;
 export const F32_MIN_NORMAL = 2 ** -126;
 export const isF32Subnormal = (x: number): boolean => x !== 0 && Math.abs(x) < F32_MIN_NORMAL;
 

@@ -13,8 +13,6 @@
 import type { BinaryOp, DType, ReduceOp, UnaryOp } from '@kiln/core';
 
 export const ALL_DTYPES: readonly DType[] = ['f32', 'f16', 'bf16', 'e4m3', 'e5m2', 'i32', 'u8', 'bool'];
-export const FLOAT_DTYPES: readonly DType[] = ['f32', 'f16', 'bf16', 'e4m3', 'e5m2'];
-export const INT_DTYPES: readonly DType[] = ['i32', 'u8'];
 
 export type Compute = 'f32' | 'i32' | 'u8' | 'bool';
 

@@ -36,8 +36,6 @@ const LAYOUTS: Record<LowDType, Layout> = {
   e5m2: { bits: 8, expBits: 5, manBits: 2, bias: 15, ieee: true, maxFiniteCode: 0x7b, nanCode: 0x7f, nanKeepsSign: true, infCode: 0x7c },
 };
 
-export const LOW_DTYPES: readonly LowDType[] = ['f16', 'bf16', 'e4m3', 'e5m2'];
-
 export function isLowDType(d: string): d is LowDType {
   return d === 'f16' || d === 'bf16' || d === 'e4m3' || d === 'e5m2';
 }
@@ -48,10 +46,6 @@ export function codeCount(d: LowDType): number {
 
 export function signBit(d: LowDType): number {
   return 2 ** (LAYOUTS[d].bits - 1);
-}
-
-export function maxFinite(d: LowDType): number {
-  return decode(d, LAYOUTS[d].maxFiniteCode);
 }
 
 /** Exact value of a code. */
@@ -67,11 +61,6 @@ export function decode(d: LowDType, code: number): number {
   }
   const mag = exp === 0 ? man * 2 ** (1 - L.bias - L.manBits) : (2 ** L.manBits + man) * 2 ** (exp - L.bias - L.manBits);
   return sign * mag;
-}
-
-/** Whether a code is NaN, and its sign bit. */
-export function isNaNCode(d: LowDType, code: number): boolean {
-  return Number.isNaN(decode(d, code));
 }
 
 const grids = new Map<LowDType, Float64Array>();
@@ -138,17 +127,4 @@ export function encode(d: LowDType, x: number, options: EncodeOptions = {}): num
   else code = lo % 2 === 0 ? lo : lo + 1;
   if (code > L.maxFiniteCode) return overflow();
   return s | code;
-}
-
-/**
- * Position of a value on the format's ordered value line: 0 for +-0, +-k for the k-th
- * magnitude, +-(maxFiniteCode+1) for +-inf. Used to allow "one step of the target format".
- */
-export function rankOf(d: LowDType, v: number): number {
-  if (Number.isNaN(v)) return NaN;
-  const L = LAYOUTS[d];
-  if (!Number.isFinite(v)) return Math.sign(v) * (L.maxFiniteCode + 1);
-  const code = encode(d, Math.abs(v));
-  if (decode(d, code) !== Math.abs(v)) return NaN; // not on the grid
-  return Math.sign(v) * code;
 }
