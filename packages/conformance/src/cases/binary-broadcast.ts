@@ -144,6 +144,30 @@ const cases: CaseDef[] = [
     },
   },
   {
+    name: 'signed zeros where IEEE 754 defines them: neg, abs, floor, ceil, round, sqrt, mul, add, sub, div',
+    async run(c) {
+      const x = c.tensor([0, -0, -0.4, -0.5, 0.3], [5], 'f32');
+      for (const [label, f, want] of [
+        ['neg', () => core.neg(x), [-0, 0, 0.4, 0.5, -0.3]],
+        ['abs', () => core.abs(x), [0, 0, 0.4, 0.5, 0.3]],
+        ['floor', () => core.floor(x), [0, -0, -1, -1, 0]],
+        ['ceil', () => core.ceil(x), [0, -0, -0, -0, 1]],
+        ['round', () => core.round(x), [0, -0, -0, -0, 0]],
+        ['sqrt', () => core.sqrt(core.minimum(x, 0.3)), [0, -0, NaN, NaN, Math.sqrt(Math.fround(0.3))]],
+        ['mul by -1', () => core.mul(x, -1), [-0, 0, 0.4, 0.5, -0.3]],
+        ['add -0', () => core.add(x, c.tensor([-0], [1])), [0, -0, -0.4, -0.5, 0.3]],
+        ['sub itself', () => core.sub(x, x), [0, 0, 0, 0, 0]],
+        ['div by -inf', () => core.div(core.abs(x), -Infinity), [-0, -0, -0, -0, -0]],
+      ] as [string, () => Tensor, number[]][]) {
+        const y = c.run(f);
+        const r = await readChecked(c, y, label, 'f32', [5]);
+        const exp = want.map((v) => (Number.isNaN(v) ? NaN : Math.fround(v)));
+        const bad = exp.findIndex((e, i) => !(Object.is(r.values[i], e) || (Number.isNaN(e) && Number.isNaN(r.values[i])) || (e !== 0 && Math.abs(r.values[i] - e) <= c.tol.f32 * ulp32(e))));
+        assert(bad < 0, () => `${label}: element ${bad} is ${Object.is(r.values[bad], -0) ? '-0' : r.values[bad]}, expected ${Object.is(exp[bad], -0) ? '-0' : exp[bad]}`);
+      }
+    },
+  },
+  {
     name: 'i32 arithmetic wraps like int32 (add, sub, mul, neg via sub) and mod is floored for every sign combination',
     async run(c) {
       const a = [2147483647, -2147483648, 65536, -7, 7, -7, 7, 123456789, 0, -2147483648];
