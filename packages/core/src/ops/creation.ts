@@ -76,7 +76,7 @@ export function tensor(values: NumericInput, shape?: Shape, dtype: DType = 'f32'
     inferred = [];
     flatten(values, out, inferred, 0, 'tensor');
     flat = out;
-  } else if (values && typeof (values as ArrayLike<number>).length === 'number') {
+  } else if (values && typeof values === 'object' && typeof (values as ArrayLike<number>).length === 'number') {
     flat = values as ArrayLike<number>;
     inferred = [flat.length];
   } else {

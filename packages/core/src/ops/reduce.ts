@@ -105,7 +105,7 @@ export function variance(x: Tensor, axes?: Axes, options: ReduceOptions = {}): T
   if (!isFloatDType(x.dtype) && x.dtype !== 'i32' && x.dtype !== 'u8') throw new DTypeError('variance', `dtype ${x.dtype} is not numeric`);
   backendOf('variance', x);
   return tidy(() => {
-    const v = isFloatDType(x.dtype) ? x : cast(x, 'f32');
+    const v = x.dtype === 'f32' ? x : cast(x, 'f32'); // always an f32 result
     return mean(square(sub(v, mean(v, axes, { keepDims: true }))), axes, options);
   });
 }
