@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { bitsToF32, E4M3, E5M2, encodeMinifloat, FP8_DECODE_TABLE, fp8GemmReference, quantizeBlockwise, roundToMantissaBits, type Fp8Format } from '@kiln/core';
 import { accumulatorRounder, blockScaledJs, encodeFp8Bits, matmulFp8Kernel, quantizeKernel, type Fp8Operand } from '../src/kernels/fp8.js';
 import { sgemm } from '../src/gemm/index.js';
+import { fp8Wasm } from '../src/kernels/fp8-wasm.js';
 
 function normal(n: number, seed: number, std = 1): Float32Array {
   let s = seed >>> 0;
@@ -204,6 +205,33 @@ describe('cpu FP8 GEMM kernel', () => {
           expect(Array.from(got.codes), `${format} ${scaleFormat} ${block}`).toEqual(Array.from(want.codes));
           expect(bitsOf(got.scales)).toEqual(bitsOf(want.scales));
         }
+      }
+    }
+  });
+
+  it('the wasm decode gives every code of both formats its table value', () => {
+    const w = fp8Wasm();
+    expect(w).not.toBeNull();
+    if (!w) return;
+    for (const format of ['e4m3', 'e5m2'] as const) {
+      for (const width of [256, 131, 5]) {
+        const rows = 3;
+        const stride = 300;
+        const src = 4096;
+        const dst = 8192;
+        w.reserve(dst + rows * width * 4 + 64);
+        const u8 = new Uint8Array(w.memory.buffer);
+        const f32 = new Float32Array(w.memory.buffer);
+        f32.set(FP8_DECODE_TABLE[format], 0);
+        for (let r = 0; r < rows; r++) for (let j = 0; j < stride; j++) u8[src + r * stride + j] = (j * 7 + r * 101) & 0xff;
+        w.decode(dst, src, rows, stride, width, 0);
+        for (let r = 0; r < rows; r++)
+          for (let j = 0; j < width; j++) {
+            const want = FP8_DECODE_TABLE[format][(j * 7 + r * 101) & 0xff];
+            const got = f32[dst / 4 + r * width + j];
+            if (Number.isNaN(want)) expect(got).toBeNaN();
+            else expect(Object.is(got, want), `${format} code ${(j * 7 + r * 101) & 0xff}: ${got} vs ${want}`).toBe(true);
+          }
       }
     }
   });
