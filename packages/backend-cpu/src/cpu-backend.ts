@@ -26,6 +26,7 @@ import { binaryKernel } from './kernels/binary.js';
 import { castKernel } from './kernels/cast.js';
 import { concatKernel } from './kernels/concat.js';
 import { fillKernel } from './kernels/fill.js';
+import { disposeFp8Wasm } from './kernels/fp8-wasm.js';
 import { matmulFp8Kernel, quantizeKernel, type Fp8Operand } from './kernels/fp8.js';
 import { logSoftmaxKernel, rmsNormKernel, softmaxKernel, swigluKernel } from './kernels/fused.js';
 import { gatherKernel } from './kernels/gather.js';
@@ -274,6 +275,7 @@ export class CpuBackend implements Backend {
     // Storage is garbage-collected memory: drop the recycled buffers and stop the GEMM workers.
     clearPool();
     disposeGemmPool();
+    disposeFp8Wasm();
   }
 }
 

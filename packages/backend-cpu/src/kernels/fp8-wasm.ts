@@ -240,3 +240,8 @@ export function fp8Wasm(): Fp8Wasm | null {
   }
   return instance;
 }
+
+/** Drops the module and its memory (it is rebuilt on next use). */
+export function disposeFp8Wasm(): void {
+  instance = undefined;
+}
