@@ -1,4 +1,5 @@
 import type { Area } from '../harness.js';
+import { autogradArea } from './autograd.js';
 import { binaryArea } from './binary-broadcast.js';
 import { castArea } from './cast.js';
 import { composedArea } from './composed.js';
@@ -28,6 +29,7 @@ export const AREAS: readonly Area[] = [
   castArea,
   composedArea,
   fp8Area,
+  autogradArea,
   errorsArea,
   memoryArea,
 ];
