@@ -53,3 +53,4 @@ export * from './quant/serialize.js';
 export * from './io/safetensors.js';
 export { valueAndGrads, noGrad, isRecording, recordGrad, type BackwardFn, type ValueAndGrads } from './autograd/tape.js';
 export { sumToShape } from './autograd/grads.js';
+export * as nn from './nn/index.js';

@@ -1,0 +1,15 @@
+export { Module, Initializer, checkShape, type ParamInit } from './module.js';
+export { Linear } from './linear.js';
+export { Embedding } from './embedding.js';
+export { RMSNorm } from './rms-norm.js';
+export { MLP } from './mlp.js';
+export { ropeInvFreq, yarnInvFreq, yarnGetMscale, attentionSoftmaxScale, type YarnScaling } from './yarn.js';
+export { RotaryEmbedding, deinterleave, type RotaryConfig } from './rotary-embedding.js';
+export { MultiHeadLatentAttention, causalMask, type MLAConfig } from './mla.js';
+export { KVCache } from './kv-cache.js';
+export type { Router, ExpertDispatch, MoELayer, Routing } from './moe/types.js';
+export { SigmoidGroupRouter, type RouterConfig } from './moe/router.js';
+export { GroupedGemmDispatch } from './moe/dispatch.js';
+export { DeepseekMoE, type DeepseekMoEConfig } from './moe/moe-layer.js';
+export { DecoderLayer, type DecoderLayerConfig } from './decoder-layer.js';
+export { MTPModule } from './mtp.js';
