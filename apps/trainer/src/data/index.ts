@@ -1,0 +1,3 @@
+export * from './brown.js';
+export * from './stream.js';
+export * from './readers.js';

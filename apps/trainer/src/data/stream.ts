@@ -1,0 +1,98 @@
+import { ArgumentError, tensor, type Tensor } from '@kiln/core';
+
+/** Resumable position of a TokenStream: save it with a checkpoint, pass it back to resume exactly. */
+export interface TokenStreamState {
+  epoch: number;
+  /** Windows already served in this epoch. */
+  offset: number;
+  /** RNG state at the start of this epoch (the epoch's window order is derived from it). */
+  rngState: number;
+}
+
+export interface TokenStreamOptions {
+  batchSize: number;
+  seqLen: number;
+  seed?: number;
+  /** Shuffle window order each epoch (default true). */
+  shuffle?: boolean;
+}
+
+/** splitmix32-style step: returns [value, nextState]; uint32 in, uint32 out. */
+function nextRandom(state: number): [number, number] {
+  const s = (state + 0x9e3779b9) >>> 0;
+  let z = s;
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+  return [(z ^ (z >>> 16)) >>> 0, s];
+}
+
+/**
+ * Cuts token ids into non-overlapping windows of seqLen+1 tokens (inputs plus the shifted targets; each
+ * window starts seqLen after the previous one) and serves them as [batch, seqLen+1] i32 batches, in a
+ * seeded order that is reshuffled each epoch. The position is a small state object, so a run resumes
+ * exactly where it stopped.
+ */
+export class TokenStream {
+  readonly batchSize: number;
+  readonly seqLen: number;
+  readonly windows: number;
+  private readonly shuffle: boolean;
+  private state: TokenStreamState;
+  private order: Uint32Array;
+
+  constructor(private readonly ids: ArrayLike<number>, options: TokenStreamOptions, state?: TokenStreamState) {
+    const { batchSize, seqLen } = options;
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new ArgumentError('TokenStream', `batchSize must be a positive integer, got ${batchSize}`);
+    if (!Number.isInteger(seqLen) || seqLen < 1) throw new ArgumentError('TokenStream', `seqLen must be a positive integer, got ${seqLen}`);
+    this.batchSize = batchSize;
+    this.seqLen = seqLen;
+    this.windows = Math.max(0, Math.floor((ids.length - 1) / seqLen));
+    if (this.windows < 1) throw new ArgumentError('TokenStream', `${ids.length} tokens are too few for one window of ${seqLen + 1}`);
+    this.shuffle = options.shuffle ?? true;
+    this.state = state ? { ...state } : { epoch: 0, offset: 0, rngState: (options.seed ?? 0) >>> 0 };
+    this.order = this.epochOrder();
+  }
+
+  private epochOrder(): Uint32Array {
+    const order = new Uint32Array(this.windows);
+    for (let i = 0; i < order.length; i++) order[i] = i;
+    if (this.shuffle) {
+      let s = this.state.rngState;
+      for (let i = order.length - 1; i > 0; i--) {
+        const [r, next] = nextRandom(s);
+        s = next;
+        const j = r % (i + 1);
+        const t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+      }
+    }
+    return order;
+  }
+
+  /** A copy of the current position. */
+  getState(): TokenStreamState {
+    return { ...this.state };
+  }
+
+  /** The next batch as host ids, row-major [batchSize, seqLen+1]. */
+  nextHost(): Int32Array {
+    const w = this.seqLen + 1;
+    const out = new Int32Array(this.batchSize * w);
+    for (let b = 0; b < this.batchSize; b++) {
+      if (this.state.offset >= this.windows) {
+        const [, next] = nextRandom(this.state.rngState ^ 0x5bd1e995);
+        this.state = { epoch: this.state.epoch + 1, offset: 0, rngState: next };
+        this.order = this.epochOrder();
+      }
+      const start = this.order[this.state.offset++] * this.seqLen;
+      for (let i = 0; i < w; i++) out[b * w + i] = this.ids[start + i];
+    }
+    return out;
+  }
+
+  /** The next batch as an i32 tensor [batchSize, seqLen+1]. */
+  next(): Tensor {
+    return tensor(this.nextHost(), [this.batchSize, this.seqLen + 1], 'i32');
+  }
+}

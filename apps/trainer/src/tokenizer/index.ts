@@ -1,0 +1,2 @@
+export * from './bpe.js';
+export * from './train.js';
