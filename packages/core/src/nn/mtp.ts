@@ -32,7 +32,7 @@ export class MTPModule extends Module {
     this.sharedHeadNorm = this.registerModule('shared_head.norm', new RMSNorm(hidden, init, config.rmsNormEps));
   }
   /**
-   * hidden [B, T, D] (the main model's final hidden states before its norm) and the ids shifted by
+   * hidden [B, T, D] (the previous depth: the main model's final normed hidden states for module 0) and the ids shifted by
    * one (`nextIds` [B, T] = t_{i+1}) -> logits [B, T, V] predicting t_{i+2}.
    */
   forward(hidden: Tensor, nextIds: Tensor, embed: Embedding, head: Linear, options: { cache?: KVCache; positionOffset?: number } = {}): { hidden: Tensor; logits: Tensor } {

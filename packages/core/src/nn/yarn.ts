@@ -10,6 +10,14 @@ export interface YarnScaling {
   mscaleAllDim?: number;
   /** Round the correction range to integers (transformers' default: true). */
   truncate?: boolean;
+  /** An explicit cos/sin scale (`attention_factor`), overriding the mscale rule. */
+  attentionFactor?: number;
+  /**
+   * The model's `max_position_embeddings`: transformers' RoPE then uses
+   * max_position_embeddings / original_max_position_embeddings in place of `factor` (the
+   * softmax-scale correction still uses `factor`).
+   */
+  maxPositionEmbeddings?: number;
 }
 
 /** Plain RoPE: inv_freq[i] = base^(-2i/dim), i < dim/2. */
@@ -47,18 +55,17 @@ export function yarnInvFreq(dim: number, base: number, s: YarnScaling): { invFre
   low = Math.max(low, 0);
   high = Math.min(high, dim - 1);
   if (low === high) high += 0.001;
+  const factor = s.maxPositionEmbeddings !== undefined ? s.maxPositionEmbeddings / s.originalMaxPositionEmbeddings : s.factor;
   const extrapolation = ropeInvFreq(dim, base);
   const invFreq = new Float64Array(dim / 2);
   for (let i = 0; i < dim / 2; i++) {
     const ramp = Math.min(1, Math.max(0, (i - low) / (high - low)));
     const extrapolationFactor = 1 - ramp;
-    const interp = extrapolation[i] / s.factor;
+    const interp = extrapolation[i] / factor;
     invFreq[i] = interp * (1 - extrapolationFactor) + extrapolation[i] * extrapolationFactor;
   }
   const attentionFactor =
-    s.mscale !== undefined && s.mscaleAllDim !== undefined
-      ? yarnGetMscale(s.factor, s.mscale) / yarnGetMscale(s.factor, s.mscaleAllDim)
-      : yarnGetMscale(s.factor);
+    s.attentionFactor ?? (s.mscale && s.mscaleAllDim ? yarnGetMscale(factor, s.mscale) / yarnGetMscale(factor, s.mscaleAllDim) : yarnGetMscale(factor));
   return { invFreq, attentionFactor };
 }
 
