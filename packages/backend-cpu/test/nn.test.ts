@@ -130,6 +130,17 @@ describe('nn: layer gradient checks', () => {
     const specs = [{ shape: [5, 6] }, ...names.map((n) => ({ shape: [...moe.parameters().get(n)!.shape] }))];
     await gradcheck('MoE', ([x, ...ps]) => (withParams(moe, names, ps), moe.forward(x, { fixedIndices: fixed })), specs, { probes: 10 });
   });
+  it('RotaryEmbedding (YaRN, interleaved) input', async () => {
+    const r = rope();
+    await gradcheck('rope', ([x]) => r.apply(x, 3), [{ shape: [2, 3, 4] }]);
+  });
+  it('DecoderLayer with a MoE MLP and a fixed routing decision (input, norms, attention and router weights)', async () => {
+    const layer = new nn.DecoderLayer({ attention: { ...mlaConfig(5), hiddenSize: 6 }, mlp: { kind: 'moe', ...moeConfig() }, rmsNormEps: 1e-6 }, rope(), init(14, 0.4), 1);
+    const fixed = k.tensor([0, 1, 2, 3, 4, 5, 6, 7, 1, 4, 2, 6], [6, 2], 'i32');
+    const names = ['input_layernorm.weight', 'self_attn.kv_b_proj.weight', 'post_attention_layernorm.weight', 'mlp.gate.weight', 'mlp.experts.4.gate_proj.weight'];
+    const specs = [{ shape: [2, 3, 6] }, ...names.map((n) => ({ shape: [...layer.parameters().get(n)!.shape], lo: n.includes('layernorm') ? 0.5 : -1, hi: n.includes('layernorm') ? 1.5 : 1 }))];
+    await gradcheck('DecoderLayer', ([x, ...ps]) => (withParams(layer, names, ps), layer.forward(x, { fixedIndices: fixed })), specs, { probes: 8 });
+  });
   it('MTP module (hidden input, enorm, eh_proj)', async () => {
     const layerCfg: k.nn.DecoderLayerConfig = { attention: mlaConfig(5), mlp: { kind: 'dense', intermediateSize: 6 }, rmsNormEps: 1e-6 };
     const mtp = new nn.MTPModule(layerCfg, rope(), init(4, 0.3), 0);
