@@ -101,6 +101,21 @@ export class DeepseekV3ForCausalLM extends nn.Module {
     return true;
   }
 
+  /**
+   * DeepSeek-V3's reference FP8 inference: every Linear holding an FP8 weight quantizes its
+   * input per 1x128 tile and multiplies in FP8 (`matmulFp8`). Returns how many Linears switched.
+   */
+  useFp8Activations(on = true): number {
+    let n = 0;
+    for (const [, m] of this.modules()) {
+      if (m instanceof nn.Linear && m.quantized) {
+        m.fp8Activations = on;
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Final hidden states (before `model.norm`) [B, T, hidden]. */
   hidden(inputIds: Tensor, options: ForwardOptions = {}): Tensor {
     if (inputIds.rank !== 2 || inputIds.dtype !== 'i32') throw new ShapeError('forward', `inputIds must be [B, T] i32, got [${inputIds.shape.join(', ')}] ${inputIds.dtype}`);

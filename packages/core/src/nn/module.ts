@@ -56,6 +56,13 @@ export abstract class Module {
   }
 
   /** The module at a dotted path relative to this one (undefined if absent). */
+  /** Every module below this one (depth first), with its dotted name. */
+  *modules(prefix = ''): Generator<[string, Module]> {
+    for (const [n, m] of this.children) {
+      yield [`${prefix}${n}`, m];
+      yield* m.modules(`${prefix}${n}.`);
+    }
+  }
   child(path: string): Module | undefined {
     if (path === '') return this;
     for (const [n, m] of this.children) {
