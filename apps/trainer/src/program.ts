@@ -1,6 +1,9 @@
 import { Command, CommanderError } from 'commander';
 import { demoCommand } from './commands/demo.js';
+import { generateCommand } from './commands/generate.js';
 import { infoCommand } from './commands/info.js';
+import { logitsCommand } from './commands/logits.js';
+import { tokenizerCommand } from './commands/tokenizer.js';
 import { isKilnError } from './errors.js';
 import { VERSION } from './version.js';
 
@@ -12,9 +15,14 @@ export function createProgram(): Command {
     .option('--verbose', 'print stack traces of errors (or set KILN_DEBUG=1)')
     .addCommand(infoCommand())
     .addCommand(demoCommand())
+    .addCommand(tokenizerCommand())
+    .addCommand(logitsCommand())
+    .addCommand(generateCommand())
     .addHelpText(
       'after',
-      ['', 'Examples:', '  kiln info              backends available here, with device names', '  kiln info --json', '  kiln demo --size 512   a checked GEMM on the best backend'].join('\n'),
+      ['', 'Examples:', '  kiln info              backends available here, with device names', '  kiln info --json', '  kiln demo --size 512   a checked GEMM on the best backend',
+        '  kiln logits --model DIR --input ids.safetensors --out logits.safetensors',
+        '  kiln generate --model DIR --prompt "The jury" --max-new-tokens 40'].join('\n'),
     );
   // Unknown commands/options and bad values: commander prints the error, then the help;
   // main() turns its exit into a return code.

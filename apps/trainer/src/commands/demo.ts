@@ -16,7 +16,7 @@ import { Command, Option } from 'commander';
 import { loadBackendPackages } from '../backends.js';
 import { formatFields } from '../format.js';
 import { formatMemory } from './info.js';
-import { disposeBackends, positiveInt, writeOut } from './shared.js';
+import { disposeBackends, positiveInt, selectBackend, writeOut } from './shared.js';
 
 export interface DemoOptions {
   /** N for an N x N x N GEMM. Default 1024. */
@@ -52,19 +52,6 @@ export interface DemoResult {
 /** Tolerance on the relative error of an f32 GEMM (f32 rounding over K terms is far below). */
 export const DEMO_TOLERANCE = 1e-4;
 
-async function pickBackend(name: string | undefined): Promise<Backend> {
-  const packages = await loadBackendPackages();
-  if (name === undefined) return bestAvailableBackend();
-  const pkg = packages.find((p) => p.backend === name);
-  if (pkg?.status === 'not installed') {
-    throw new BackendError('demo', `backend ${JSON.stringify(name)} is not available: ${pkg.package} is not installed`);
-  }
-  if (pkg?.status === 'failed') {
-    throw new BackendError('demo', `backend ${JSON.stringify(name)} is not available: ${pkg.package} failed to load: ${pkg.error}`);
-  }
-  return setBackend(name);
-}
-
 /** Deterministic positions to check: the four corners, then pseudo-random entries. */
 function checkPositions(n: number, count: number, seed: number): [number, number][] {
   const out: [number, number][] = [
@@ -93,7 +80,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const checks = options.checks ?? 16;
   if (!Number.isSafeInteger(n) || n < 1) throw new ArgumentError('demo', `size must be a positive integer, got ${n}`);
   if (!Number.isSafeInteger(repeat) || repeat < 1) throw new ArgumentError('demo', `repeat must be a positive integer, got ${repeat}`);
-  const backend = await pickBackend(options.backend);
+  const backend = await selectBackend('demo', options.backend);
 
   // Warm-up: first use of a kernel may compile or start workers.
   const warm = Math.min(n, 64);

@@ -1,4 +1,5 @@
-import { initBackend } from '@kiln/core';
+import { BackendError, bestAvailableBackend, initBackend, setBackend, type Backend } from '@kiln/core';
+import { loadBackendPackages } from '../backends.js';
 import { InvalidArgumentError } from 'commander';
 
 /** Writes to stdout and resolves once the text is handed to the OS (safe before exiting). */
@@ -31,4 +32,22 @@ export function positiveInt(label: string, max = Number.MAX_SAFE_INTEGER) {
     }
     return n;
   };
+}
+
+/**
+ * Loads the installed backend packages and activates `name`, or the best available backend
+ * when it is undefined. A named backend that is not installed or failed to load is a
+ * BackendError saying which and why.
+ */
+export async function selectBackend(command: string, name: string | undefined): Promise<Backend> {
+  const packages = await loadBackendPackages();
+  if (name === undefined) return bestAvailableBackend();
+  const pkg = packages.find((p) => p.backend === name);
+  if (pkg?.status === 'not installed') {
+    throw new BackendError(command, `backend ${JSON.stringify(name)} is not available: ${pkg.package} is not installed`);
+  }
+  if (pkg?.status === 'failed') {
+    throw new BackendError(command, `backend ${JSON.stringify(name)} is not available: ${pkg.package} failed to load: ${pkg.error}`);
+  }
+  return setBackend(name);
 }
