@@ -3,9 +3,13 @@
  * runs it. `npm test` builds first (scripts/setup.mjs); under a bare `vitest`, run `npm run setup`.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { brownText } from '../src/data/brown.js';
+import { BpeTokenizer, WordCounter, trainBpe } from '../src/tokenizer/bpe.js';
 
 const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -37,6 +41,29 @@ describe('kiln CLI (built)', () => {
     expect(r.stdout).toContain('Usage: kiln');
     expect(r.stdout).toMatch(/^\s+info\b/m);
     expect(r.stdout).toMatch(/^\s+demo\b/m);
+  });
+
+  it('logits and generate run a Hugging Face checkpoint', () => {
+    const fixture = fileURLToPath(new URL('./fixtures/dsv3-noqlora-sharded', import.meta.url));
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-'));
+    const out = join(dir, 'logits.safetensors');
+    const r = kiln(['logits', '--model', fixture, '--input', join(fixture, 'reference.safetensors'), '--out', out, '--backend', 'cpu']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/logits \[2, 10, 320\] f32 .* tokens\/s/);
+    expect(existsSync(out)).toBe(true);
+    cpSync(fixture, dir, { recursive: true });
+    const counts = new WordCounter();
+    counts.add(brownText('train').slice(0, 100_000));
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(new BpeTokenizer(trainBpe(counts.counts, { vocabSize: 320, minFrequency: 2 })).toHuggingFaceJson()));
+    const g = kiln(['generate', '--model', dir, '--prompt', 'The jury', '--max-new-tokens', '5', '--temperature', '0.8', '--seed', '3']);
+    expect(g.stderr).toBe('');
+    expect(g.code).toBe(0);
+    expect(g.stdout.startsWith('The jury')).toBe(true);
+    expect(g.stdout).toMatch(/decode [\d.]+ tokens\/s on cpu; KV cache 32 values\/token\/layer/);
+    const bad = kiln(['generate', '--model', dir, '--prompt', 'x', '--top-p', '2']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--top-p must be a number/);
   });
 
   it('--version prints the package version', () => {
