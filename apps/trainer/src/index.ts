@@ -21,3 +21,4 @@ export * from './tokenizer/index.js';
 export * from './data/index.js';
 export * from './optim/index.js';
 export * from './baseline/index.js';
+export { saveSnapshot, loadLatestSnapshot, loadSnapshot, assertSameConfig, listSnapshotDirs, snapshotDirName, CheckpointDiskFullError, ConfigMismatchError, MODEL_TENSOR_PREFIX, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, type SnapshotTensor, type TrainingSnapshot, type SaveSnapshotOptions, type SnapshotProgress } from './train/snapshot.js';
