@@ -1,0 +1,1 @@
+export { exportHuggingFace, loadHuggingFaceModel, writeExportReference, modelFromSnapshot, type HfExportOptions } from './hf-export.js';
