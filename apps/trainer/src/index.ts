@@ -22,3 +22,6 @@ export * from './data/index.js';
 export * from './optim/index.js';
 export * from './baseline/index.js';
 export { saveSnapshot, loadLatestSnapshot, loadSnapshot, assertSameConfig, listSnapshotDirs, snapshotDirName, CheckpointDiskFullError, ConfigMismatchError, MODEL_TENSOR_PREFIX, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, type SnapshotTensor, type TrainingSnapshot, type SaveSnapshotOptions, type SnapshotProgress } from './train/snapshot.js';
+export * from './train/index.js';
+export { PRESETS, DEFAULT_PRESET, type Preset, type ModelSettings, type TrainSettings, type Precision, type ScheduleKind } from './presets/index.js';
+export { runTrainCommand, trainCommand, type TrainCommandOptions } from './commands/train.js';

@@ -4,6 +4,7 @@ import { generateCommand } from './commands/generate.js';
 import { infoCommand } from './commands/info.js';
 import { logitsCommand } from './commands/logits.js';
 import { tokenizerCommand } from './commands/tokenizer.js';
+import { trainCommand } from './commands/train.js';
 import { isKilnError } from './errors.js';
 import { VERSION } from './version.js';
 
@@ -18,11 +19,13 @@ export function createProgram(): Command {
     .addCommand(tokenizerCommand())
     .addCommand(logitsCommand())
     .addCommand(generateCommand())
+    .addCommand(trainCommand())
     .addHelpText(
       'after',
       ['', 'Examples:', '  kiln info              backends available here, with device names', '  kiln info --json', '  kiln demo --size 512   a checked GEMM on the best backend',
         '  kiln logits --model DIR --input ids.safetensors --out logits.safetensors',
-        '  kiln generate --model DIR --prompt "The jury" --max-new-tokens 40'].join('\n'),
+        '  kiln generate --model DIR --prompt "The jury" --max-new-tokens 40',
+        '  kiln train              train the default preset, then compare with xz -9e'].join('\n'),
     );
   // Unknown commands/options and bad values: commander prints the error, then the help;
   // main() turns its exit into a return code.

@@ -1,4 +1,4 @@
-import { tidy } from '../../engine.js';
+import { keep, tidy } from '../../engine.js';
 import { add } from '../../ops/elementwise.js';
 import { reshape } from '../../ops/layout.js';
 import type { Tensor } from '../../tensor.js';
@@ -6,7 +6,7 @@ import { MLP } from '../mlp.js';
 import { Initializer, Module } from '../module.js';
 import { GroupedGemmDispatch } from './dispatch.js';
 import { SigmoidGroupRouter, type RouterConfig } from './router.js';
-import type { MoELayer } from './types.js';
+import type { MoELayer, RoutingStats } from './types.js';
 
 export interface DeepseekMoEConfig extends RouterConfig {
   moeIntermediateSize: number;
@@ -19,6 +19,10 @@ export class DeepseekMoE extends Module implements MoELayer {
   readonly experts: MLP[] = [];
   readonly sharedExperts: MLP;
   readonly dispatcher: GroupedGemmDispatch;
+  /** Called after every forward with the routing's per-expert counts (and affinities, see below). */
+  onRouting: ((stats: RoutingStats) => void) | null = null;
+  /** When on (and `onRouting` is set), the stats carry the normalised affinities [tokens, E]. */
+  routingAffinities = false;
   constructor(readonly config: DeepseekMoEConfig, init: Initializer) {
     super();
     const c = config;
@@ -31,8 +35,17 @@ export class DeepseekMoE extends Module implements MoELayer {
     return tidy(() => {
       const D = this.config.hiddenSize;
       const flat = reshape(x, [x.size / D, D]);
-      const routing = this.gate.route(flat, options.fixedIndices);
+      const listener = this.onRouting;
+      const routing = this.gate.route(flat, options.fixedIndices, { affinities: listener !== null && this.routingAffinities });
       const routed = this.dispatcher.dispatch(flat, routing);
+      if (listener) {
+        const indices = Int32Array.from(routing.indices.valuesSync() as Int32Array);
+        const counts = new Int32Array(this.config.nRoutedExperts);
+        for (let i = 0; i < indices.length; i++) counts[indices[i]]++;
+        const stats: RoutingStats = { counts, indices, tokenShape: x.shape.slice(0, -1), k: routing.indices.shape[1] };
+        if (routing.affinities) stats.affinities = keep(routing.affinities);
+        listener(stats);
+      }
       routing.indices.dispose();
       routing.weights.dispose();
       return add(reshape(routed, x.shape), this.sharedExperts.forward(x));

@@ -7,7 +7,7 @@ import { sum } from '../../ops/reduce.js';
 import { noGrad } from '../../autograd/tape.js';
 import type { Tensor } from '../../tensor.js';
 import { Initializer, Module } from '../module.js';
-import type { Router, Routing } from './types.js';
+import type { RouteOptions, Router, Routing } from './types.js';
 
 export interface RouterConfig {
   hiddenSize: number;
@@ -24,6 +24,8 @@ export interface RouterConfig {
  * (`e_score_correction_bias`), limited to the `topk_group` groups with the largest sum of their
  * top-2 biased scores (experts of the other groups get a biased score of 0, as transformers
  * masks them); the weights are the unbiased s of the chosen experts, normalised when
+ * `norm_topk_prob`, times `routed_scaling_factor`. The bias is not a trained parameter: the
+ * auxiliary-loss-free balancing rule moves it between optimizer steps.
  */
 export class SigmoidGroupRouter extends Module implements Router {
   constructor(readonly config: RouterConfig, init: Initializer) {
@@ -57,7 +59,12 @@ export class SigmoidGroupRouter extends Module implements Router {
     );
   }
 
-  route(x: Tensor, fixedIndices?: Tensor): Routing {
+  /**
+   * Routes tokens x [N, hidden]. With `options.affinities`, the routing also carries the
+   * normalised affinities s_i / Σ_j s_j [N, E] (differentiable; for the sequence-wise balance
+   * loss). The decision and the weights are the same either way.
+   */
+  route(x: Tensor, fixedIndices?: Tensor, options: RouteOptions = {}): Routing {
     const c = this.config;
     const scores = tidy(() => sigmoid(matmul(x, this.param('weight'), { transposeB: true })));
     const indices = fixedIndices ? keep(tidy(() => add(fixedIndices, 0))) : this.select(scores);
@@ -66,8 +73,14 @@ export class SigmoidGroupRouter extends Module implements Router {
       if (c.normTopkProb) w = div(w, add(sum(w, -1, { keepDims: true }), 1e-20));
       return mul(w, c.routedScalingFactor);
     });
+    const affinities = options.affinities ? tidy(() => div(scores, sum(scores, -1, { keepDims: true }))) : undefined;
     scores.dispose();
-    return { indices, weights };
+    return affinities ? { indices, weights, affinities } : { indices, weights };
+  }
+
+  /** The current selection bias (`e_score_correction_bias`) [E]. */
+  get bias(): Tensor {
+    return this.param('e_score_correction_bias');
   }
 }
 

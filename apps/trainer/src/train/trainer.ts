@@ -1,0 +1,715 @@
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  add,
+  ArgumentError,
+  bestAvailableBackend,
+  crossEntropy,
+  getBackend,
+  keep,
+  memory,
+  mul,
+  nn,
+  noGrad,
+  setBackend,
+  sliceAxis,
+  tensor,
+  tidy,
+  valueAndGrads,
+  type Backend,
+  type Tensor,
+} from '@kiln/core';
+import { bitsPerByte, utf8Bytes, xzBitsPerByte, type CompressionBaseline } from '../baseline/bpb.js';
+import { brownText } from '../data/brown.js';
+import { readTextData } from '../data/readers.js';
+import { TokenStream, type TokenStreamState } from '../data/stream.js';
+import { parseDeepseekV3Config } from '../model/config.js';
+import { DeepseekV3ForCausalLM } from '../model/deepseek-v3.js';
+import { AdamW, GradAccumulator, type AdamWState } from '../optim/adamw.js';
+import { warmupConstantDecay, warmupCosine } from '../optim/schedule.js';
+import type { TrainSettings } from '../presets/index.js';
+import { BpeTokenizer, END_OF_TEXT } from '../tokenizer/bpe.js';
+import { loadTokenizer, saveTokenizer, trainTokenizer } from '../tokenizer/train.js';
+import { VERSION } from '../version.js';
+import { balanceBiasUpdate, maxOverMean, sequenceBalanceLoss } from './balance.js';
+import { modelConfigJson, resolveTrainConfig, type ResolveOptions, type TrainConfig } from './config.js';
+import { Progress, type ProgressMode } from './progress.js';
+import { assertSameConfig, loadLatestSnapshot, MODEL_TENSOR_PREFIX, saveSnapshot, type SnapshotTensor, type TrainingSnapshot } from './snapshot.js';
+
+/** One line of metrics.jsonl for a training step (field names are read by `kiln plot`). */
+export interface TrainMetrics {
+  type: 'train';
+  step: number;
+  loss: number;
+  ceLoss: number;
+  mtpLoss: number;
+  balanceLoss: number;
+  lr: number;
+  gradNorm: number;
+  skipped: boolean;
+  tokens: number;
+  tokensPerSec: number;
+  elapsedSec: number;
+  router: RouterMetrics[];
+}
+
+export interface RouterMetrics {
+  /** Decoder layer index (MTP modules continue after the last main layer). */
+  layer: number;
+  /** Tokens routed to each expert over the step. */
+  load: number[];
+  maxOverMean: number;
+  /** e_score_correction_bias after the step's balancing update. */
+  bias: number[];
+}
+
+/** One line of metrics.jsonl for a validation pass. */
+export interface ValMetrics {
+  type: 'val';
+  step: number;
+  /** Mean cross-entropy, nats per token. */
+  loss: number;
+  /** Bits per UTF-8 byte of the validation text. */
+  bpb: number;
+  tokens: number;
+  bytes: number;
+}
+
+export interface TrainRunOptions extends ResolveOptions {
+  /** Backend name (default: the best available), or an initialised backend. */
+  backend?: string | Backend;
+  /** Run directory (default runs/<preset>-<UTC timestamp>; with resume: the latest runs/<preset>-*). */
+  out?: string;
+  /** Continue from the run directory's latest checkpoint. */
+  resume?: boolean;
+  /** Training text (.txt/.jsonl file or directory) instead of the Brown training split. */
+  data?: string;
+  /** A byte-level BPE tokenizer.json to use instead of training one. */
+  tokenizer?: string;
+  /** Where trained tokenizers and encoded corpora are cached (default runs/.cache or $KILN_CACHE_DIR). */
+  cacheDir?: string;
+  /** Stop after this many steps in this invocation (the schedule still runs to train.steps). */
+  stopAfter?: number;
+  /** Progress display: a bar on a TTY, plain lines otherwise (auto), or nothing. */
+  progress?: ProgressMode;
+  /** Where plain lines go (default stdout). */
+  log?: (line: string) => void;
+  /** Skip the final xz baseline (tests). */
+  baseline?: boolean;
+  /** Sees (and may modify) the accumulated FP32 gradients of each step before the optimizer. */
+  onGradients?: (step: number, grads: Map<string, Float32Array>) => void;
+}
+
+export interface TrainRunResult {
+  runDir: string;
+  config: TrainConfig;
+  /** Steps completed in total (the next step index). */
+  step: number;
+  /** True when the run stopped before train.steps (stopAfter). */
+  stopped: boolean;
+  /** Steps skipped for non-finite gradients, over the whole run. */
+  skipped: number;
+  /** Final validation (absent when stopped early). */
+  val?: ValMetrics;
+  xz?: CompressionBaseline;
+  /** Training wall time of this invocation (seconds), all phases included. */
+  seconds: number;
+  /** Mean training throughput of this invocation. */
+  tokensPerSec: number;
+  /** Peak tensor bytes (when the core reports it). */
+  peakBytes?: number;
+  parameters: number;
+  backend: string;
+  device: string;
+}
+
+/** Config fields that do not change the trained weights (free to differ on resume). */
+const RUNTIME_ONLY: readonly (keyof TrainSettings)[] = ['evalEvery', 'logEvery', 'checkpointEvery', 'keepCheckpoints', 'evalBytes'];
+
+const BIAS_SUFFIX = '.gate.e_score_correction_bias';
+
+function defaultCacheDir(): string {
+  return process.env.KILN_CACHE_DIR || join('runs', '.cache');
+}
+
+function timestamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
+}
+
+/** Learning rate of step `step` (0-based). */
+export function learningRate(step: number, t: TrainSettings): number {
+  const minLr = t.lr * t.minLrRatio;
+  if (t.schedule === 'cosine') return warmupCosine(step, { peakLr: t.lr, warmupSteps: t.warmupSteps, totalSteps: t.steps, minLr });
+  const decayStart = Math.max(t.warmupSteps, Math.round(t.decayFrom * t.steps));
+  return warmupConstantDecay(step, { peakLr: t.lr, warmupSteps: t.warmupSteps, decayStart, decaySteps: t.steps - decayStart, minLr });
+}
+
+interface MoEEntry {
+  name: string;
+  layer: number;
+  moe: nn.DeepseekMoE;
+  biasName: string;
+  bias: Float32Array;
+  load: Float64Array;
+}
+
+type RoutingStats = Parameters<NonNullable<nn.DeepseekMoE['onRouting']>>[0];
+
+interface Corpus {
+  tokenizer: BpeTokenizer;
+  tokenizerHash: string;
+  trainIds: Uint16Array | Int32Array;
+  trainBytes: number;
+  valText: string;
+  valIds: Int32Array;
+}
+
+function sha(text: string | Uint8Array): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** Loads or trains (and caches) the tokenizer, then encodes the training and validation text. */
+async function prepareCorpus(cfg: TrainConfig, options: TrainRunOptions, log: (s: string) => void): Promise<Corpus> {
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  mkdirSync(cacheDir, { recursive: true });
+  let tokenizer: BpeTokenizer;
+  if (options.tokenizer) {
+    tokenizer = loadTokenizer(options.tokenizer);
+  } else {
+    const source = options.data ? `data-${sha(options.data).slice(0, 12)}` : 'brown';
+    const path = join(cacheDir, `tokenizer-${source}-${cfg.train.vocabSize}.json`);
+    if (existsSync(path)) tokenizer = loadTokenizer(path);
+    else {
+      const r = await trainTokenizer({ vocabSize: cfg.train.vocabSize, data: options.data });
+      tokenizer = r.tokenizer;
+      saveTokenizer(tokenizer, path);
+      log(`tokenizer: trained a ${tokenizer.vocabSize}-token byte-level BPE in ${r.seconds.toFixed(1)} s (cached at ${path})`);
+    }
+  }
+  const tokenizerJson = JSON.stringify(tokenizer.toHuggingFaceJson());
+  const tokenizerHash = sha(tokenizerJson).slice(0, 16);
+  const eot = tokenizer.tokenId(END_OF_TEXT);
+  if (eot === undefined) throw new ArgumentError('train', `the tokenizer has no ${END_OF_TEXT} token`);
+
+  // Training ids: <|endoftext|> then each document's text, cached per tokenizer and data.
+  const dataKey = options.data ? sha(options.data).slice(0, 12) : 'brown-train';
+  const cachePath = join(cacheDir, `ids-${dataKey}-${tokenizerHash}.u32.bin`);
+  let trainIds: Int32Array;
+  let trainBytes: number;
+  const metaPath = `${cachePath}.json`;
+  if (existsSync(cachePath) && existsSync(metaPath)) {
+    const buf = readFileSync(cachePath);
+    trainIds = new Int32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+    trainBytes = (JSON.parse(readFileSync(metaPath, 'utf8')) as { bytes: number }).bytes;
+  } else {
+    const ids: number[] = [];
+    trainBytes = 0;
+    const addDoc = (text: string): void => {
+      ids.push(eot);
+      for (const id of tokenizer.encode(text)) ids.push(id);
+      trainBytes += utf8Bytes(text);
+    };
+    if (options.data) for await (const doc of readTextData(options.data)) addDoc(doc);
+    else addDoc(brownText('train'));
+    trainIds = Int32Array.from(ids);
+    writeFileSync(cachePath, new Uint8Array(trainIds.buffer));
+    writeFileSync(metaPath, JSON.stringify({ bytes: trainBytes, tokens: trainIds.length }));
+  }
+  const valText = brownText('validation');
+  const valIds = Int32Array.from([eot, ...tokenizer.encode(valText)]);
+  return { tokenizer, tokenizerHash, trainIds, trainBytes, valText, valIds };
+}
+
+function latestRunDir(preset: string): string | undefined {
+  if (!existsSync('runs')) return undefined;
+  const names = readdirSync('runs')
+    .filter((n) => n.startsWith(`${preset}-`))
+    .sort();
+  return names.length ? join('runs', names[names.length - 1]) : undefined;
+}
+
+/** The config part a checkpoint must match to resume (everything that changes the weights). */
+function fingerprint(cfg: TrainConfig, vocabSize: number, tokenizerHash: string, data: string | undefined): Record<string, unknown> {
+  const train: Record<string, unknown> = { ...cfg.train };
+  for (const k of RUNTIME_ONLY) delete train[k];
+  return { preset: cfg.preset, model: modelConfigJson(cfg, vocabSize), train, tokenizer: { vocabSize, sha256: tokenizerHash }, data: data ?? 'brown:train' };
+}
+
+/**
+ * A training run: the loop behind `kiln train`. Sets up backend, tokenizer, data, model and
+ * optimizer (or restores them from the run's latest checkpoint), trains with gradient
+ * accumulation, balancing and MTP, writes metrics.jsonl / run.json / checkpoints, validates,
+ * and compares with xz at the end.
+ */
+export class Trainer {
+  readonly config: TrainConfig;
+  readonly runDir: string;
+  model!: DeepseekV3ForCausalLM;
+  private opt!: AdamW;
+  private stream!: TokenStream;
+  private corpus!: Corpus;
+  private moes: MoEEntry[] = [];
+  private configJson!: Record<string, unknown>;
+  private collected: { entry: MoEEntry; s: RoutingStats }[] = [];
+  private collecting = false;
+  /** Next step to run. */
+  step = 0;
+  /** Steps skipped for non-finite gradients. */
+  skipped = 0;
+  /** Tokens trained on (over the whole run, resumed ones included). */
+  tokens = 0;
+  /** Training seconds of earlier invocations (resume). */
+  private priorSeconds = 0;
+  private log: (s: string) => void;
+  private lastVal: ValMetrics | undefined;
+  backendName = '';
+  device = '';
+
+  private constructor(config: TrainConfig, runDir: string, private readonly options: TrainRunOptions) {
+    this.config = config;
+    this.runDir = runDir;
+    this.log = options.log ?? ((s: string) => process.stdout.write(`${s}\n`));
+  }
+
+  /** Resolves the config, picks the run directory and sets everything up (resuming if asked). */
+  static async create(options: TrainRunOptions = {}): Promise<Trainer> {
+    const config = resolveTrainConfig(options);
+    let runDir = options.out;
+    if (runDir === undefined) {
+      runDir = options.resume ? latestRunDir(config.preset) : join('runs', `${config.preset}-${timestamp()}`);
+      if (runDir === undefined) throw new ArgumentError('train', `--resume: no run of preset ${config.preset} under runs/; pass --out RUN_DIR`);
+    }
+    if (options.stopAfter !== undefined && !(Number.isInteger(options.stopAfter) && options.stopAfter >= 1)) {
+      throw new ArgumentError('train', `stopAfter must be a positive integer, got ${options.stopAfter}`);
+    }
+    const t = new Trainer(config, runDir, options);
+    await t.setup();
+    return t;
+  }
+
+  private async setup(): Promise<void> {
+    const o = this.options;
+    const backend = typeof o.backend === 'object' ? o.backend : o.backend !== undefined ? await setBackend(o.backend) : await bestAvailableBackend();
+    this.backendName = backend.name;
+    this.device = backend.device.name;
+    if (getBackend() !== backend) throw new ArgumentError('train', `backend ${backend.name} is not the current backend`);
+    const precision = this.config.train.precision;
+    const setPrecision = (nn as { setLinearPrecision?: unknown }).setLinearPrecision;
+    if (precision !== 'fp32' && typeof setPrecision !== 'function') {
+      throw new ArgumentError('train', `--precision ${precision} needs nn.setLinearPrecision, which this @kiln/core does not have yet; use --precision fp32`);
+    }
+
+    mkdirSync(this.runDir, { recursive: true });
+    const snap = o.resume ? await loadLatestSnapshot(this.runDir) : undefined;
+    if (o.resume && !snap) throw new ArgumentError('train', `--resume: ${this.runDir} has no checkpoint to resume from`);
+    if (!o.resume && existsSync(join(this.runDir, 'metrics.jsonl'))) {
+      throw new ArgumentError('train', `${this.runDir} already holds a run; pass --resume to continue it or --out to start a new one`);
+    }
+
+    this.corpus = await prepareCorpus(this.config, o, this.log);
+    const vocab = this.corpus.tokenizer.vocabSize;
+    if (o.tokenizer) this.config.train.vocabSize = vocab;
+    this.configJson = fingerprint(this.config, vocab, this.corpus.tokenizerHash, o.data);
+    if (snap) assertSameConfig(snap.configJson, this.configJson, `${this.runDir} (checkpoint step ${snap.step})`);
+    saveTokenizer(this.corpus.tokenizer, join(this.runDir, 'tokenizer.json'));
+    writeFileSync(join(this.runDir, 'config.json'), `${JSON.stringify(this.configJson.model, null, 2)}\n`);
+
+    const modelCfg = parseDeepseekV3Config(this.configJson.model, `preset ${this.config.preset}`);
+    this.model = DeepseekV3ForCausalLM.create(modelCfg, { seed: this.config.train.seed });
+    if (precision !== 'fp32') {
+      (setPrecision as (root: nn.Module, p: string, o: { exclude: (n: string) => boolean }) => number)(this.model, precision, { exclude: (n) => n === 'lm_head' });
+    }
+    for (const [name, m] of this.model.modules()) {
+      if (!(m instanceof nn.DeepseekMoE)) continue;
+      const layer = Number(/layers\.(\d+)\.mlp$/.exec(name)?.[1] ?? -1);
+      const entry: MoEEntry = { name, layer, moe: m, biasName: `${name}${BIAS_SUFFIX}`, bias: new Float32Array(m.config.nRoutedExperts), load: new Float64Array(m.config.nRoutedExperts) };
+      m.onRouting = (s) => {
+        if (this.collecting) this.collected.push({ entry, s });
+        else s.affinities?.dispose();
+      };
+      m.routingAffinities = this.config.train.auxAlpha > 0;
+      this.moes.push(entry);
+    }
+    const t = this.config.train;
+    const trained = new Map([...this.model.parameters()].filter(([n]) => !n.endsWith(BIAS_SUFFIX)));
+    const adamOptions = { beta1: t.beta1, beta2: t.beta2, weightDecay: t.weightDecay, maxGradNorm: t.gradClip > 0 ? t.gradClip : undefined, momentDtype: t.momentDtype };
+    if (snap) {
+      this.restore(snap, adamOptions);
+    } else {
+      this.opt = await AdamW.create(trained, adamOptions);
+      this.stream = new TokenStream(this.corpus.trainIds, { batchSize: t.microBatch, seqLen: t.seqLen, seed: t.seed });
+      writeFileSync(join(this.runDir, 'metrics.jsonl'), '');
+    }
+    this.writeRunJson();
+  }
+
+  get parameterCount(): number {
+    let n = 0;
+    for (const [name, p] of this.model.parameters()) if (!name.endsWith(BIAS_SUFFIX)) n += p.size;
+    return n;
+  }
+
+  private writeRunJson(result?: Record<string, unknown>): void {
+    const run = {
+      kiln: VERSION,
+      node: process.version,
+      preset: this.config.preset,
+      precision: this.config.train.precision,
+      backend: this.backendName,
+      device: this.device,
+      seed: this.config.train.seed,
+      parameters: this.parameterCount,
+      config: this.config,
+      model: this.configJson.model,
+      tokenizer: { vocabSize: this.corpus.tokenizer.vocabSize, source: this.options.tokenizer ?? `trained on ${this.options.data ?? 'brown train split'}`, sha256: this.corpus.tokenizerHash },
+      data: { train: this.options.data ?? 'brown:train', trainTokens: this.corpus.trainIds.length, trainBytes: this.corpus.trainBytes, validation: 'brown:validation', valTokens: this.corpus.valIds.length - 1, valBytes: utf8Bytes(this.corpus.valText) },
+      resumedFrom: this.options.resume ? this.step : undefined,
+      result,
+    };
+    writeFileSync(join(this.runDir, 'run.json'), `${JSON.stringify(run, null, 2)}\n`);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // checkpoints
+
+  /** Everything needed to continue bit-exactly. */
+  snapshot(): TrainingSnapshot {
+    const tensors = new Map<string, SnapshotTensor>();
+    const host = this.opt.toHost();
+    for (const [name, s] of Object.entries(host.params)) {
+      tensors.set(`${MODEL_TENSOR_PREFIX}${name}`, { dtype: 'f32', shape: s.shape, data: s.master });
+      const md = host.momentDtype === 'bf16' ? 'bf16' : 'f32';
+      tensors.set(`optim/m/${name}`, { dtype: md, shape: s.shape, data: s.m });
+      tensors.set(`optim/v/${name}`, { dtype: md, shape: s.shape, data: s.v });
+    }
+    for (const e of this.moes) tensors.set(`${MODEL_TENSOR_PREFIX}${e.biasName}`, { dtype: 'f32', shape: [e.bias.length], data: e.bias.slice() });
+    const shapes: Record<string, { shape: number[]; dtype: string }> = {};
+    for (const [name, s] of Object.entries(host.params)) shapes[name] = { shape: s.shape, dtype: s.dtype };
+    return {
+      step: this.step,
+      configJson: this.configJson,
+      tensors,
+      state: {
+        kiln: VERSION,
+        adamw: { step: host.step, skipped: host.skipped, momentDtype: host.momentDtype, params: shapes },
+        stream: this.stream.getState(),
+        skipped: this.skipped,
+        tokens: this.tokens,
+        elapsedSec: this.elapsed(),
+        lastVal: this.lastVal ?? null,
+      },
+    };
+  }
+
+  private restore(snap: TrainingSnapshot, adamOptions: Parameters<typeof AdamW.fromHost>[1]): void {
+    const st = snap.state as { adamw: { step: number; skipped: number; momentDtype: 'bf16' | 'f32'; params: Record<string, { shape: number[]; dtype: string }> }; stream: TokenStreamState; skipped: number; tokens: number; elapsedSec: number; lastVal: ValMetrics | null };
+    const get = (key: string): SnapshotTensor => {
+      const t = snap.tensors.get(key);
+      if (!t) throw new ArgumentError('train', `checkpoint step ${snap.step}: tensor ${key} is missing`);
+      return t;
+    };
+    const params: AdamWState['params'] = {};
+    for (const [name, meta] of Object.entries(st.adamw.params)) {
+      params[name] = { shape: meta.shape, dtype: meta.dtype, master: get(`${MODEL_TENSOR_PREFIX}${name}`).data as Float32Array, m: get(`optim/m/${name}`).data as Uint16Array | Float32Array, v: get(`optim/v/${name}`).data as Uint16Array | Float32Array };
+    }
+    this.opt = AdamW.fromHost({ step: st.adamw.step, skipped: st.adamw.skipped, momentDtype: st.adamw.momentDtype, params }, adamOptions);
+    for (const [name, t] of this.opt.params()) this.model.setParameter(name, t);
+    for (const e of this.moes) {
+      e.bias = Float32Array.from(get(`${MODEL_TENSOR_PREFIX}${e.biasName}`).data as Float32Array);
+      this.model.setParameter(e.biasName, tensor(e.bias, [e.bias.length]));
+    }
+    const t = this.config.train;
+    this.stream = new TokenStream(this.corpus.trainIds, { batchSize: t.microBatch, seqLen: t.seqLen, seed: t.seed }, st.stream);
+    this.step = snap.step;
+    this.skipped = st.skipped;
+    this.tokens = st.tokens;
+    this.priorSeconds = st.elapsedSec;
+    this.lastVal = st.lastVal ?? undefined;
+    // metrics.jsonl: drop lines past the checkpoint (an interrupted run may have logged more).
+    const path = join(this.runDir, 'metrics.jsonl');
+    if (existsSync(path)) {
+      const keepLines = readFileSync(path, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .filter((l) => {
+          try {
+            const m = JSON.parse(l) as { type?: string; step?: number };
+            return m.type === 'train' ? (m.step ?? 0) < this.step : (m.step ?? 0) <= this.step;
+          } catch {
+            return false;
+          }
+        });
+      writeFileSync(path, keepLines.map((l) => `${l}\n`).join(''));
+    }
+  }
+
+  async checkpoint(): Promise<string> {
+    return saveSnapshot(this.runDir, this.snapshot(), { keep: this.config.train.keepCheckpoints });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // the loss
+
+  /**
+   * Loss of one micro-batch [B, T+1] i32: CE(main) + (λ/D)·Σ_d CE(MTP d) + α·Σ_layers balance.
+   * The parts come back kept (dispose them).
+   */
+  private microLoss(batch: Tensor): { total: Tensor; ce: Tensor; mtp: Tensor; bal: Tensor } {
+    const t = this.config.train;
+    const T = batch.shape[1] - 1;
+    const inputs = sliceAxis(batch, 1, 0, T);
+    const targets = sliceAxis(batch, 1, 1, T);
+    const D = this.model.config.numNextnPredictLayers;
+    const { logits, mtpLogits } = D > 0 ? this.model.forwardWithMtp(inputs) : { logits: this.model.forward(inputs), mtpLogits: [] as Tensor[] };
+    const ce = crossEntropy(logits, targets);
+    let mtp: Tensor = tensor([0], []);
+    mtpLogits.forEach((l, j) => {
+      // depth j at position i predicts t_{i+2+j}
+      const n = T - 1 - j;
+      mtp = add(mtp, crossEntropy(l, sliceAxis(batch, 1, 2 + j, n)));
+    });
+    if (D > 0) mtp = mul(mtp, t.mtpLambda / D);
+    let bal: Tensor = tensor([0], []);
+    if (t.auxAlpha > 0) {
+      for (const { s } of this.collected) {
+        if (!s.affinities) continue;
+        const [B, S] = s.tokenShape.length === 2 ? s.tokenShape : [1, s.tokenShape[0]];
+        bal = add(bal, sequenceBalanceLoss(s.affinities, s.indices, B, S, s.k));
+      }
+      bal = mul(bal, t.auxAlpha);
+    }
+    const total = add(add(ce, mtp), bal);
+    return { total, ce: keep(ce), mtp: keep(mtp), bal: keep(bal) };
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // one step
+
+  private elapsedStart = performance.now();
+  private elapsed(): number {
+    return this.priorSeconds + (performance.now() - this.elapsedStart) / 1000;
+  }
+
+  /** Runs one optimizer step (all its micro-batches) and returns its metrics line. */
+  async trainStep(): Promise<TrainMetrics> {
+    const t = this.config.train;
+    const t0 = performance.now();
+    const micro = t.batchTokens / (t.microBatch * t.seqLen);
+    const lr = learningRate(this.step, t);
+    const acc = new GradAccumulator();
+    for (const e of this.moes) e.load.fill(0);
+    let ce = 0;
+    let mtp = 0;
+    let bal = 0;
+    for (let i = 0; i < micro; i++) {
+      const batch = this.stream.next();
+      const params = Object.fromEntries([...this.model.parameters()].filter(([n]) => !n.endsWith(BIAS_SUFFIX)));
+      this.collected = [];
+      this.collecting = true;
+      let parts: { ce: Tensor; mtp: Tensor; bal: Tensor } | undefined;
+      try {
+        const { value, grads } = valueAndGrads(() => {
+          const r = this.microLoss(batch);
+          parts = r;
+          return r.total;
+        }, params);
+        value.dispose();
+        await acc.add(new Map(Object.entries(grads)));
+        for (const g of Object.values(grads)) g.dispose();
+      } finally {
+        this.collecting = false;
+        for (const { s } of this.collected) s.affinities?.dispose();
+        batch.dispose();
+      }
+      const p = parts!;
+      ce += p.ce.valuesSync()[0] / micro;
+      mtp += p.mtp.valuesSync()[0] / micro;
+      bal += p.bal.valuesSync()[0] / micro;
+      p.ce.dispose();
+      p.mtp.dispose();
+      p.bal.dispose();
+      // Loads over the step's tokens, per MoE layer.
+      for (const { entry, s } of this.collected) for (let j = 0; j < s.counts.length; j++) entry.load[j] += s.counts[j];
+      this.collected = [];
+    }
+    const grads = acc.take();
+    this.options.onGradients?.(this.step, grads);
+    const r = await this.opt.step(grads, lr);
+    if (r.applied) {
+      for (const [name, p] of r.params) this.model.setParameter(name, p);
+      if (t.balanceGamma > 0) {
+        for (const e of this.moes) {
+          e.bias = balanceBiasUpdate(e.bias, e.load, t.balanceGamma);
+          this.model.setParameter(e.biasName, tensor(e.bias, [e.bias.length]));
+        }
+      }
+    } else {
+      for (const p of r.params.values()) p.dispose();
+      this.skipped++;
+    }
+    const stepTokens = micro * t.microBatch * t.seqLen;
+    this.tokens += stepTokens;
+    const seconds = (performance.now() - t0) / 1000;
+    const line: TrainMetrics = {
+      type: 'train',
+      step: this.step,
+      loss: ce + mtp + bal,
+      ceLoss: ce,
+      mtpLoss: mtp,
+      balanceLoss: bal,
+      lr,
+      gradNorm: r.gradNorm,
+      skipped: !r.applied,
+      tokens: this.tokens,
+      tokensPerSec: stepTokens / seconds,
+      elapsedSec: this.elapsed(),
+      router: this.moes.map((e) => ({ layer: e.layer, load: Array.from(e.load), maxOverMean: maxOverMean(e.load), bias: Array.from(e.bias) })),
+    };
+    this.step++;
+    this.appendMetrics(line);
+    return line;
+  }
+
+  private appendMetrics(line: TrainMetrics | ValMetrics): void {
+    appendFileSync(join(this.runDir, 'metrics.jsonl'), `${JSON.stringify(line)}\n`);
+  }
+
+  /** Validation: bits per byte of the main head over the Brown validation split. */
+  evaluate(): ValMetrics {
+    const t = this.config.train;
+    let ids = this.corpus.valIds;
+    let text = this.corpus.valText;
+    if (t.evalBytes > 0 && utf8Bytes(text) > t.evalBytes) {
+      // A prefix of whole tokens covering about evalBytes bytes.
+      const tk = this.corpus.tokenizer;
+      text = Buffer.from(text, 'utf8').subarray(0, t.evalBytes).toString('utf8').replace(/\uFFFD$/, '');
+      ids = Int32Array.from([ids[0], ...tk.encode(text)]);
+    }
+    const T = t.seqLen;
+    const rows = Math.max(1, t.microBatch * 2);
+    let nats = 0;
+    let tokens = 0;
+    const windows: number[] = [];
+    for (let s = 0; s + 1 < ids.length; s += T) windows.push(s);
+    for (let w = 0; w < windows.length; ) {
+      const len = Math.min(T, ids.length - 1 - windows[w]);
+      const group: number[] = [];
+      while (w < windows.length && group.length < rows && Math.min(T, ids.length - 1 - windows[w]) === len) group.push(windows[w++]);
+      const inp = new Int32Array(group.length * len);
+      const tgt = new Int32Array(group.length * len);
+      group.forEach((s, b) => {
+        inp.set(ids.subarray(s, s + len), b * len);
+        tgt.set(ids.subarray(s + 1, s + 1 + len), b * len);
+      });
+      const sum = noGrad(() =>
+        tidy(() => {
+          const logits = this.model.forward(tensor(inp, [group.length, len], 'i32'));
+          return crossEntropy(logits, tensor(tgt, [group.length, len], 'i32'), { reduction: 'sum' });
+        }),
+      );
+      nats += sum.valuesSync()[0];
+      sum.dispose();
+      tokens += group.length * len;
+    }
+    const bytes = utf8Bytes(text);
+    const v: ValMetrics = { type: 'val', step: this.step, loss: nats / tokens, bpb: bitsPerByte(nats, bytes), tokens, bytes };
+    this.lastVal = v;
+    this.appendMetrics(v);
+    return v;
+  }
+
+  /** Trains to train.steps (or stopAfter more steps), validating and checkpointing on the way. */
+  async run(): Promise<TrainRunResult> {
+    const t = this.config.train;
+    const o = this.options;
+    const start = performance.now();
+    this.elapsedStart = start;
+    const startStep = this.step;
+    const startTokens = this.tokens;
+    const last = o.stopAfter !== undefined ? Math.min(t.steps, this.step + o.stopAfter) : t.steps;
+    const bytesPerToken = this.corpus.trainBytes / this.corpus.trainIds.length;
+    const memoryPeak = (): number | undefined => (memory() as { peakBytes?: number }).peakBytes;
+    const progress = new Progress(o.progress ?? 'auto', t.steps, this.step, this.log, t.logEvery);
+    this.log(
+      `kiln train: preset ${this.config.preset}, ${(this.parameterCount / 1e6).toFixed(2)}M parameters, ${this.backendName} (${this.device}), ${t.precision}; ` +
+        `${t.steps} steps of ${t.batchTokens} tokens (seq ${t.seqLen}); run dir ${this.runDir}${this.step > 0 ? `; resuming at step ${this.step}` : ''}`,
+    );
+    while (this.step < last) {
+      const m = await this.trainStep();
+      progress.update(m, m.ceLoss / Math.LN2 / bytesPerToken, this.lastVal?.bpb);
+      if (t.evalEvery > 0 && this.step % t.evalEvery === 0 && this.step < t.steps) {
+        const v = this.evaluate();
+        progress.note(`step ${this.step}: validation ${v.bpb.toFixed(4)} bits/byte (loss ${v.loss.toFixed(4)})`);
+      }
+      if (t.checkpointEvery > 0 && this.step % t.checkpointEvery === 0 && this.step < last) await this.checkpoint();
+    }
+    progress.stop();
+    const stopped = this.step < t.steps;
+    let val: ValMetrics | undefined;
+    let xz: CompressionBaseline | undefined;
+    if (!stopped) {
+      val = this.evaluate();
+      if (o.baseline !== false) xz = await xzBitsPerByte(t.evalBytes > 0 ? Buffer.from(this.corpus.valText, 'utf8').subarray(0, val.bytes).toString('utf8') : this.corpus.valText);
+    }
+    await this.checkpoint();
+    const seconds = (performance.now() - start) / 1000;
+    const result: TrainRunResult = {
+      runDir: this.runDir,
+      config: this.config,
+      step: this.step,
+      stopped,
+      skipped: this.skipped,
+      val,
+      xz,
+      seconds,
+      tokensPerSec: (this.tokens - startTokens) / seconds,
+      peakBytes: memoryPeak(),
+      parameters: this.parameterCount,
+      backend: this.backendName,
+      device: this.device,
+    };
+    this.writeRunJson({
+      step: this.step,
+      stopped,
+      skipped: this.skipped,
+      seconds: Math.round(seconds * 10) / 10,
+      tokensPerSec: Math.round(result.tokensPerSec),
+      val,
+      xz,
+      peakBytes: result.peakBytes,
+      stepsThisInvocation: this.step - startStep,
+    });
+    return result;
+  }
+
+  /** Releases the model's tensors. */
+  dispose(): void {
+    for (const e of this.moes) e.moe.onRouting = null;
+    this.model?.dispose();
+  }
+}
+
+/** Verdict line: the model's validation BPB next to xz -9e's on the same text. */
+export function formatVerdict(val: ValMetrics, xz: CompressionBaseline): string {
+  const name = xz.method === 'xz' ? 'xz -9e' : 'lzma (preset 9)';
+  const diff = xz.bitsPerByte - val.bpb;
+  const lines = [
+    `validation: ${val.bpb.toFixed(4)} bits/byte (${val.loss.toFixed(4)} nats/token over ${val.tokens.toLocaleString('en-US')} tokens, ${val.bytes.toLocaleString('en-US')} bytes)`,
+    `${name.padEnd(10)}: ${xz.bitsPerByte.toFixed(4)} bits/byte (${xz.compressedBytes.toLocaleString('en-US')} bytes compressed)`,
+    diff > 0
+      ? `verdict: the model beats ${name} by ${diff.toFixed(4)} bits/byte (${((100 * diff) / xz.bitsPerByte).toFixed(1)}% smaller)`
+      : `verdict: ${name} beats the model by ${(-diff).toFixed(4)} bits/byte; train longer or larger`,
+  ];
+  return lines.join('\n');
+}
+
+/** Sets up a run (new or resumed), trains it and returns the result. */
+export async function runTraining(options: TrainRunOptions = {}): Promise<TrainRunResult> {
+  const trainer = await Trainer.create(options);
+  try {
+    return await trainer.run();
+  } finally {
+    trainer.dispose();
+  }
+}
