@@ -21,6 +21,8 @@ interface BackendStats {
   tensors: number;
   bytes: number;
   buffers: number;
+  /** Most `bytes` held at once since the last resetPeakMemory(). */
+  peakBytes: number;
 }
 
 class Engine {
@@ -35,12 +37,15 @@ class Engine {
   readonly tapes: unknown[] = [];
   /** > 0 inside noGrad(): nothing is recorded. */
   noGradDepth = 0;
+  /** Live tensor storage over all backends, and its maximum since the last resetPeakMemory(). */
+  liveBytes = 0;
+  peakBytes = 0;
   private nextId = 1;
 
   statsOf(name: string): BackendStats {
     let s = this.stats.get(name);
     if (!s) {
-      s = { tensors: 0, bytes: 0, buffers: 0 };
+      s = { tensors: 0, bytes: 0, buffers: 0, peakBytes: 0 };
       this.stats.set(name, s);
     }
     return s;
@@ -55,6 +60,9 @@ class Engine {
       this.data.set(dataId, rec);
       s.buffers += 1;
       s.bytes += rec.bytes;
+      if (s.peakBytes < s.bytes) s.peakBytes = s.bytes;
+      this.liveBytes += rec.bytes;
+      if (this.peakBytes < this.liveBytes) this.peakBytes = this.liveBytes;
     }
     rec.refs += 1;
     s.tensors += 1;
@@ -73,6 +81,7 @@ class Engine {
     if (rec.refs === 0) {
       s.buffers -= 1;
       s.bytes -= rec.bytes;
+      this.liveBytes -= rec.bytes;
       this.data.delete(t.dataId);
       rec.backend.release(t.dataId);
     }
@@ -272,26 +281,60 @@ export function dispose(value: unknown): void {
   for (const t of found) if (!t.isDisposed) t.dispose();
 }
 
+export interface BackendMemoryInfo {
+  tensors: number;
+  bytes: number;
+  buffers: number;
+  backendBytes: number;
+  /** Most tensor-storage bytes this backend held at once since the last `resetPeakMemory()`. */
+  peakBytes: number;
+}
+
 export interface MemoryInfo {
   /** Live tensors, all backends. */
   readonly tensors: number;
   /** Bytes of live storage, all backends (shared storage counted once). */
   readonly bytes: number;
-  readonly backends: Readonly<Record<string, { tensors: number; bytes: number; buffers: number; backendBytes: number }>>;
+  /**
+   * Most bytes of live tensor storage held at once, all backends together, since the last
+   * `resetPeakMemory()` (or since the engine started). Counts tensor storage as `bytes` does
+   * (storage dtype size × elements, shared storage once), at every allocation; a kernel's own
+   * scratch buffers are not included.
+   */
+  readonly peakBytes: number;
+  readonly backends: Readonly<Record<string, BackendMemoryInfo>>;
 }
 
-/** Live tensors and bytes, per backend. `backendBytes` is what the backend itself reports holding. */
+/**
+ * Live tensors and bytes, per backend, and the peak since `resetPeakMemory()`. `backendBytes`
+ * is what the backend itself reports holding.
+ */
 export function memory(): MemoryInfo {
   let tensors = 0;
   let bytes = 0;
-  const backends: Record<string, { tensors: number; bytes: number; buffers: number; backendBytes: number }> = {};
+  const backends: Record<string, BackendMemoryInfo> = {};
   for (const [name, s] of engine.stats) {
     tensors += s.tensors;
     bytes += s.bytes;
     const inst = engine.instances.get(name);
-    backends[name] = { tensors: s.tensors, bytes: s.bytes, buffers: s.buffers, backendBytes: inst ? inst.memory().bytes : 0 };
+    backends[name] = { tensors: s.tensors, bytes: s.bytes, buffers: s.buffers, backendBytes: inst ? inst.memory().bytes : 0, peakBytes: Math.max(s.peakBytes, s.bytes) };
   }
-  return { tensors, bytes, backends };
+  return { tensors, bytes, peakBytes: Math.max(engine.peakBytes, bytes), backends };
+}
+
+/**
+ * Starts a new peak-memory window: every backend's `peakBytes` (and the total) is set to what
+ * is live now. Returns the live byte count.
+ */
+export function resetPeakMemory(): number {
+  let live = 0;
+  for (const s of engine.stats.values()) {
+    s.peakBytes = s.bytes;
+    live += s.bytes;
+  }
+  engine.liveBytes = live;
+  engine.peakBytes = live;
+  return live;
 }
 
 export function assertLive(t: Tensor, op: string): void {

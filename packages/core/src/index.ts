@@ -22,8 +22,10 @@ export {
   keep,
   dispose,
   memory,
+  resetPeakMemory,
   type BackendAvailability,
   type MemoryInfo,
+  type BackendMemoryInfo,
 } from './engine.js';
 export * from './random.js';
 export * from './codecs/fp8.js';
@@ -50,7 +52,8 @@ export * from './quant/accumulator.js';
 export * from './quant/fp8-gemm-reference.js';
 export * from './quant/quantized-tensor.js';
 export * from './quant/serialize.js';
+export * from './quant/fp8-linear.js';
 export * from './io/safetensors.js';
-export { valueAndGrads, noGrad, isRecording, recordGrad, type BackwardFn, type ValueAndGrads } from './autograd/tape.js';
+export { valueAndGrads, noGrad, isRecording, recordGrad, recordGradWith, type BackwardFn, type SavedBackwardFn, type ValueAndGrads } from './autograd/tape.js';
 export { sumToShape } from './autograd/grads.js';
 export * as nn from './nn/index.js';

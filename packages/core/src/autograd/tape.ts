@@ -14,13 +14,23 @@ import type { Tensor } from '../tensor.js';
 /** Computes input gradients from the output gradient; null where an input gets none. */
 export type BackwardFn = (dy: Tensor, inputs: readonly Tensor[], output: Tensor) => readonly (Tensor | null | undefined)[];
 
+/**
+ * Backward of a node recorded with `recordGradWith`: it receives the tensors the op chose to
+ * save (not its inputs, not its output) and returns one gradient per input.
+ */
+export type SavedBackwardFn = (dy: Tensor, saved: readonly Tensor[]) => readonly (Tensor | null | undefined)[];
+
 interface TapeNode {
   readonly op: string;
   readonly inputIds: readonly number[];
+  /** Input shapes, to check the gradients backward produces. */
+  readonly inputShapes: readonly (readonly number[])[];
   readonly outputId: number;
+  /** Aliases held until the node has run: the inputs (recordGrad) or the op's own choice (recordGradWith). */
   readonly saved: Tensor[];
-  readonly output: Tensor;
-  readonly backward: BackwardFn;
+  /** recordGrad keeps an alias of the output for its rule; recordGradWith keeps none. */
+  readonly output: Tensor | undefined;
+  readonly run: (dy: Tensor) => readonly (Tensor | null | undefined)[];
 }
 
 class Tape {
@@ -49,13 +59,46 @@ export function recordGrad(op: string, inputs: readonly Tensor[], output: Tensor
   let any = false;
   for (const t of inputs) if (tape.tracked.has(t.id)) any = true;
   if (!any) return;
+  const saved = inputs.map((t) => engine.alias(t));
+  const out = engine.alias(output);
   tape.nodes.push({
     op,
     inputIds: inputs.map((t) => t.id),
+    inputShapes: inputs.map((t) => t.shape),
     outputId: output.id,
-    saved: inputs.map((t) => engine.alias(t)),
-    output: engine.alias(output),
-    backward,
+    saved,
+    output: out,
+    run: (dy) => backward(dy, saved, out),
+  });
+  tape.tracked.add(output.id);
+}
+
+/**
+ * Like `recordGrad`, but the node holds only the tensors in `saved` (aliases of them), not the
+ * inputs nor the output: an op can keep a compressed copy of what its backward needs (FP8 or
+ * bf16 activations, see `fp8Linear`) so that the f32 input is freed as soon as nothing else
+ * uses it. `backward` gets `saved` in the order given and returns one gradient (or null) per
+ * input. Nothing is recorded when no input is tracked.
+ */
+export function recordGradWith(op: string, inputs: readonly Tensor[], output: Tensor, saved: readonly Tensor[], backward: SavedBackwardFn): void {
+  const tape = activeTape();
+  if (!tape || !isFloatDType(output.dtype)) return;
+  let any = false;
+  for (const t of inputs) if (tape.tracked.has(t.id)) any = true;
+  if (!any) return;
+  for (const t of saved) {
+    if (!t || typeof t !== 'object' || !('dataId' in t)) throw new ArgumentError('recordGradWith', `${op}: saved must hold Tensors`);
+    if (t.isDisposed) throw new ArgumentError('recordGradWith', `${op}: saved tensor #${t.id} was disposed`);
+  }
+  const kept = saved.map((t) => engine.alias(t));
+  tape.nodes.push({
+    op,
+    inputIds: inputs.map((t) => t.id),
+    inputShapes: inputs.map((t) => t.shape),
+    outputId: output.id,
+    saved: kept,
+    output: undefined,
+    run: (dy) => backward(dy, kept),
   });
   tape.tracked.add(output.id);
 }
@@ -114,7 +157,7 @@ export function valueAndGrads<P extends readonly Tensor[] | Record<string, Tenso
         const dy = grads.get(node.outputId);
         if (dy) {
           if (!paramIds.has(node.outputId)) grads.delete(node.outputId);
-          const dxs = engine.tidy(() => node.backward(dy, node.saved, node.output).map((g) => g ?? null));
+          const dxs = engine.tidy(() => node.run(dy).map((g) => g ?? null));
           // A rule may return dy itself, or one tensor for two inputs: give each input its own.
           const seen = new Set<Tensor>([dy]);
           let dyReused = false;
@@ -136,9 +179,9 @@ export function valueAndGrads<P extends readonly Tensor[] | Record<string, Tenso
               g.dispose();
               continue;
             }
-            const input = node.saved[j];
-            if (g.shape.length !== input.shape.length || g.shape.some((d, k) => d !== input.shape[k])) {
-              throw new ShapeError('valueAndGrads', `backward of ${node.op} produced a gradient of shape [${g.shape.join(', ')}] for an input of shape [${input.shape.join(', ')}]`);
+            const inputShape = node.inputShapes[j];
+            if (g.shape.length !== inputShape.length || g.shape.some((d, k) => d !== inputShape[k])) {
+              throw new ShapeError('valueAndGrads', `backward of ${node.op} produced a gradient of shape [${g.shape.join(', ')}] for an input of shape [${inputShape.join(', ')}]`);
             }
             const prev = grads.get(id);
             if (prev) {
@@ -148,7 +191,7 @@ export function valueAndGrads<P extends readonly Tensor[] | Record<string, Tenso
           if (!paramIds.has(node.outputId) && !dyReused) dy.dispose();
         }
         for (const t of node.saved) t.dispose();
-        node.output.dispose();
+        node.output?.dispose();
       }
     });
   } finally {
@@ -167,7 +210,7 @@ export function valueAndGrads<P extends readonly Tensor[] | Record<string, Tenso
 function releaseTape(tape: Tape): void {
   for (const node of tape.nodes) {
     for (const t of node.saved) t.dispose();
-    node.output.dispose();
+    node.output?.dispose();
   }
   tape.nodes.length = 0;
 }

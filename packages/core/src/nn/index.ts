@@ -1,5 +1,5 @@
 export { Module, Initializer, checkShape, type ParamInit } from './module.js';
-export { Linear } from './linear.js';
+export { Linear, setLinearPrecision } from './linear.js';
 export { Embedding } from './embedding.js';
 export { RMSNorm } from './rms-norm.js';
 export { MLP } from './mlp.js';

@@ -1,10 +1,9 @@
-import { swiglu } from '../composed/activations.js';
 import { tidy } from '../engine.js';
 import type { Tensor } from '../tensor.js';
 import { Linear } from './linear.js';
 import { Initializer, Module } from './module.js';
 
-/** SwiGLU MLP: down_proj(silu(gate_proj(x)) * up_proj(x)). */
+/** SwiGLU MLP: down_proj(silu(gate_proj(x)) * up_proj(x)). Each Linear has its own training `precision`. */
 export class MLP extends Module {
   readonly gateProj: Linear;
   readonly upProj: Linear;
@@ -16,6 +15,8 @@ export class MLP extends Module {
     this.downProj = this.registerModule('down_proj', new Linear(intermediate, hidden, init));
   }
   forward(x: Tensor): Tensor {
-    return tidy(() => this.downProj.forward(swiglu(this.gateProj.forward(x), this.upProj.forward(x))));
+    // forwardSwiglu = downProj.forward(swiglu(g, u)), or in fp8 precision DeepSeek-V3's FP8
+    // caching of the SwiGLU inputs with the output recomputed in backward
+    return tidy(() => this.downProj.forwardSwiglu(this.gateProj.forward(x), this.upProj.forward(x)));
   }
 }
