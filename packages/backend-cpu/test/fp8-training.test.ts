@@ -304,6 +304,32 @@ describe('SwiGLU with FP8 caching', () => {
     expect(wu).toBeLessThan(1e-5);
     k.dispose([g, u, w]);
   });
+
+  it('bf16 keeps gate and up as bf16 (2 bytes each) and matches plain swiglu + bf16Linear on bf16-rounded inputs', () => {
+    const g = k.tensor(gv, [Tt, I]);
+    const u = k.tensor(uv, [Tt, I]);
+    const w = k.tensor(wv, [H, I]);
+    const c = k.tensor(cv, [Tt, H]);
+    let saved = 0;
+    const fused = k.valueAndGrads(() => {
+      const before = k.memory().bytes;
+      const y = k.swigluLinear(g, u, w, 'bf16');
+      saved = k.memory().bytes - before - y.bytes;
+      return k.sum(k.mul(y, c));
+    }, [g, u, w]);
+    expect(saved).toBe(2 * 2 * Tt * I);
+    // the same function composed from differentiable ops (casts pass gradients straight through)
+    const r = (t: k.Tensor) => k.cast(k.cast(t, 'bf16'), 'f32');
+    const plain = k.valueAndGrads(() => k.sum(k.mul(k.bf16Linear(k.swiglu(r(g), r(u)), w), c)), [g, u, w]);
+    for (let i = 0; i < 3; i++) {
+      const a = host(fused.grads[i]);
+      const b = host(plain.grads[i]);
+      let scale = 0;
+      for (const v of b) scale = Math.max(scale, Math.abs(v));
+      for (let j = 0; j < a.length; j++) expect(Math.abs(a[j] - b[j])).toBeLessThanOrEqual(1e-5 * scale);
+    }
+    k.dispose([fused, plain, g, u, w, c]);
+  });
 });
 
 class Net extends k.nn.Module {
@@ -344,6 +370,22 @@ describe('nn: setLinearPrecision and training in each precision', () => {
     expect(() => k.nn.setLinearPrecision(net, 'fp4' as k.LinearPrecision)).toThrow(k.ArgumentError);
     expect(() => (net.head.precision = 'int8' as k.LinearPrecision)).toThrow(k.ArgumentError);
     net.dispose();
+  });
+
+  it('a Linear holding an FP8 checkpoint weight ignores the training precision (inference path unchanged)', () => {
+    const init = new k.nn.Initializer({ seed: 3, std: 0.05 });
+    const lin = new k.nn.Linear(256, 128, init);
+    const x = k.randomNormal([4, 256], 8);
+    lin.setQuantizedWeight(k.quantize(lin.weight, { block: [128, 128] }));
+    const want = host(lin.forward(x)).slice();
+    lin.precision = 'fp8';
+    expect(Array.from(host(lin.forward(x)))).toEqual(Array.from(want));
+    lin.fp8Activations = true;
+    const act = host(lin.forward(x)).slice();
+    lin.precision = 'fp32';
+    expect(Array.from(host(lin.forward(x)))).toEqual(Array.from(act));
+    k.dispose([x]);
+    lin.dispose();
   });
 
   it('a residual stack of SwiGLU MLPs trains to similar losses in fp32, bf16 and fp8; peak memory fp8 < bf16 < fp32', () => {

@@ -181,7 +181,9 @@ export interface MatmulFp8Options extends Fp8GemmOptions {
 /**
  * DeepSeek-V3's FP8 GEMM: a [M, K] (1x128 tiles) times b [N, K]^T (a Linear weight in 128x128
  * blocks) -> [M, N], promoting partial sums to f32 every `promotionInterval` (default 128) K
- * elements and applying both block scales there. K need not be a multiple of 128.
+ * elements and applying both block scales there. K need not be a multiple of 128. b may have
+ * any block height, e.g. 1x128 tiles like a: the weight-gradient GEMM of FP8 training
+ * (`fp8Linear`) multiplies dyᵀ [N, T] by xᵀ [K, T], both tiled 1x128 along the tokens T.
  */
 export function matmulFp8(a: QuantizedTensor, b: QuantizedTensor, options: MatmulFp8Options = {}): Tensor {
   const op = 'matmulFp8';
