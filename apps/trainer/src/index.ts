@@ -25,3 +25,8 @@ export { saveSnapshot, loadLatestSnapshot, loadSnapshot, assertSameConfig, listS
 export * from './train/index.js';
 export { PRESETS, DEFAULT_PRESET, type Preset, type ModelSettings, type TrainSettings, type Precision, type ScheduleKind } from './presets/index.js';
 export { runTrainCommand, trainCommand, type TrainCommandOptions } from './commands/train.js';
+export { exportHuggingFace, loadHuggingFaceModel, writeExportReference, modelFromSnapshot, type HfExportOptions } from './export/index.js';
+export { toConfigJson } from './model/config-json.js';
+export { MetricsError, readRunMetrics, plotRuns, renderCharts, type RunMetrics, type PlotOptions, type Chart, type ChartId } from './plot/index.js';
+export { runExport, exportCommand, type ExportCommandOptions, type ExportReport } from './commands/export.js';
+export { runPlot, plotCommand, type PlotCommandOptions } from './commands/plot.js';

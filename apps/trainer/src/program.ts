@@ -1,8 +1,10 @@
 import { Command, CommanderError } from 'commander';
 import { demoCommand } from './commands/demo.js';
+import { exportCommand } from './commands/export.js';
 import { generateCommand } from './commands/generate.js';
 import { infoCommand } from './commands/info.js';
 import { logitsCommand } from './commands/logits.js';
+import { plotCommand } from './commands/plot.js';
 import { tokenizerCommand } from './commands/tokenizer.js';
 import { trainCommand } from './commands/train.js';
 import { isKilnError } from './errors.js';
@@ -20,12 +22,16 @@ export function createProgram(): Command {
     .addCommand(logitsCommand())
     .addCommand(generateCommand())
     .addCommand(trainCommand())
+    .addCommand(exportCommand())
+    .addCommand(plotCommand())
     .addHelpText(
       'after',
       ['', 'Examples:', '  kiln info              backends available here, with device names', '  kiln info --json', '  kiln demo --size 512   a checked GEMM on the best backend',
         '  kiln logits --model DIR --input ids.safetensors --out logits.safetensors',
         '  kiln generate --model DIR --prompt "The jury" --max-new-tokens 40',
-        '  kiln train              train the default preset, then compare with xz -9e'].join('\n'),
+        '  kiln train              train the default preset, then compare with xz -9e',
+        '  kiln export --run runs/RUN --out hf/   the newest checkpoint as a Hugging Face model',
+        '  kiln plot runs/A runs/B --out runs.html'].join('\n'),
     );
   // Unknown commands/options and bad values: commander prints the error, then the help;
   // main() turns its exit into a return code.

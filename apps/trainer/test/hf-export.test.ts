@@ -18,7 +18,8 @@ import { parseDeepseekV3Config, type DeepseekV3Config } from '../src/model/confi
 import { toConfigJson } from '../src/model/config-json.js';
 import { DeepseekV3ForCausalLM } from '../src/model/deepseek-v3.js';
 import { exportHuggingFace, loadHuggingFaceModel, modelFromSnapshot, writeExportReference } from '../src/export/hf-export.js';
-import type { SnapshotTensor } from '../src/train/snapshot.js';
+import { saveSnapshot, type SnapshotTensor } from '../src/train/snapshot.js';
+import { runExport } from '../src/commands/export.js';
 
 let backend: CpuBackend;
 let dir: string;
@@ -249,6 +250,61 @@ describe('modelFromSnapshot', () => {
     const wrong = new Map(tensors);
     wrong.set('model/lm_head.weight', { dtype: 'f32', shape: [2], data: new Float32Array(2) });
     expect(() => modelFromSnapshot({ ...snap, tensors: wrong }, 'src')).toThrow(CheckpointError);
+  });
+});
+
+describe('kiln export (runExport)', () => {
+  it('exports the newest complete checkpoint of a run, with its tokenizer and a reference file', async () => {
+    const c = cfg();
+    const run = join(dir, 'run-export');
+    const snapOf = (m: DeepseekV3ForCausalLM, step: number) => {
+      const tensors = new Map<string, SnapshotTensor>();
+      for (const [name, p] of m.parameters()) tensors.set(`model/${name}`, { dtype: 'f32', shape: [...p.shape], data: Float32Array.from(p.dataSync() as Float32Array) });
+      tensors.set('optim/m/lm_head.weight', { dtype: 'bf16', shape: [4], data: new Uint16Array(4) });
+      return { step, configJson: { preset: 'test', model: toConfigJson(c), train: { lr: 1e-3 } }, tensors, state: { note: 'x' } };
+    };
+    const older = randomModel(c, 7);
+    const newer = randomModel(c, 8);
+    await saveSnapshot(run, snapOf(older, 10));
+    const ckpt20 = await saveSnapshot(run, snapOf(newer, 20));
+    writeFileSync(join(run, 'tokenizer.json'), '{"version":"1.0","model":{"type":"BPE"}}');
+    const x = ids(c, 2, 8, 9);
+    const want = logitsOf(newer, x);
+
+    const out = outDir();
+    const report = await runExport({ run, out, reference: true, dropMtp: true }, false);
+    k.useBackend(backend);
+    expect(report.step).toBe(20);
+    expect(report.files.map((f) => f.split('/').pop()).sort()).toEqual(['config.json', 'model.safetensors', 'reference.safetensors', 'tokenizer.json']);
+    const back = await loadHuggingFaceModel(out);
+    expect(back.model.mtp).toHaveLength(0);
+    expectBitEqual(logitsOf(back, x), want);
+    // reference.safetensors holds kiln's logits of the exported model for its input_ids
+    const ref = await SafetensorsFile.open(join(out, 'reference.safetensors'));
+    const refIds = (await ref.readHost('input_ids')) as { shape: number[]; data: Int32Array };
+    const refLogits = (await ref.readHost('logits')).data as Float32Array;
+    await ref.close();
+    expectBitEqual(logitsOf(back, k.tensor(refIds.data, refIds.shape, 'i32')), refLogits);
+
+    // A corrupt newest checkpoint: the older one is exported, with a warning.
+    writeFileSync(join(ckpt20, 'state.json'), '{}');
+    const out2 = outDir();
+    const r2 = await runExport({ run, out: out2, dtype: 'bf16' }, false);
+    k.useBackend(backend);
+    expect(r2.step).toBe(10);
+    expect(r2.warnings.join()).toMatch(/step-00000020.*state\.json/);
+    const ck = await HfCheckpoint.open(out2);
+    expect(ck.entry('lm_head.weight').dtype).toBe('BF16');
+    expect(ck.has('model.layers.2.eh_proj.weight')).toBe(true);
+    await ck.close();
+
+    // --checkpoint picks one directory; a run without checkpoints is an error.
+    const r3 = await runExport({ checkpoint: join(run, 'checkpoints', 'step-00000010'), out: outDir() }, false);
+    k.useBackend(backend);
+    expect(r3.step).toBe(10);
+    await expect(runExport({ run: join(dir, 'nothing-here'), out: outDir() }, false)).rejects.toThrow(/no complete checkpoint/);
+    k.useBackend(backend);
+    await expect(runExport({ out: outDir() } as never, false)).rejects.toThrow(/exactly one of --run/);
   });
 });
 
