@@ -372,6 +372,39 @@ describe('nn: setLinearPrecision and training in each precision', () => {
     net.dispose();
   });
 
+  it('an MLP keeps one low-precision copy of its input (shared by gate_proj and up_proj) and of gate/up: exact bytes per precision', () => {
+    const Tn = 200;
+    const H = 96;
+    const I = 256;
+    const xv = normal(Tn * H, 41);
+    const savedBytes = (precision: k.LinearPrecision): number => {
+      const start = k.memory().bytes;
+      const mlp = new k.nn.MLP(H, I, new k.nn.Initializer({ seed: 2, std: 0.05 }));
+      k.nn.setLinearPrecision(mlp, precision);
+      const x = k.tensor(xv, [Tn, H]);
+      const before = k.memory().bytes;
+      let saved = 0;
+      const { value, grads } = k.valueAndGrads(() => {
+        const y = mlp.forward(x);
+        x.dispose();
+        const loss = k.sum(y);
+        saved = k.memory().bytes - before + Tn * H * 4 - y.bytes - loss.bytes;
+        return loss;
+      }, Object.fromEntries(mlp.parameters()));
+      k.dispose([value, grads]);
+      mlp.dispose();
+      expect(k.memory().bytes).toBe(start); // the tape's shared copies are released too
+      return saved;
+    };
+    const got = { fp32: savedBytes('fp32'), bf16: savedBytes('bf16'), fp8: savedBytes('fp8') };
+    console.log(`MLP ${H}/${I}, ${Tn} tokens: bytes kept for backward per token`, JSON.stringify(Object.fromEntries(Object.entries(got).map(([p, b]) => [p, b / Tn]))));
+    // fp32: x, gate and up outputs, h (f32); bf16: x once, gate and up as bf16
+    expect(got.fp32).toBe(4 * Tn * H + 3 * 4 * Tn * I);
+    expect(got.bf16).toBe(2 * Tn * H + 2 * 2 * Tn * I);
+    // fp8: x once in 128-token tiles (codes + a scale per 128 tokens), gate and up in 1x128 tiles along I
+    expect(got.fp8).toBe(Tn * H + 4 * H * Math.ceil(Tn / 128) + 2 * (Tn * I + 4 * Tn * Math.ceil(I / 128)));
+  });
+
   it('a Linear holding an FP8 checkpoint weight ignores the training precision (inference path unchanged)', () => {
     const init = new k.nn.Initializer({ seed: 3, std: 0.05 });
     const lin = new k.nn.Linear(256, 128, init);

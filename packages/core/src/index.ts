@@ -54,6 +54,6 @@ export * from './quant/quantized-tensor.js';
 export * from './quant/serialize.js';
 export * from './quant/fp8-linear.js';
 export * from './io/safetensors.js';
-export { valueAndGrads, noGrad, isRecording, recordGrad, recordGradWith, type BackwardFn, type SavedBackwardFn, type ValueAndGrads } from './autograd/tape.js';
+export { valueAndGrads, noGrad, isRecording, recordGrad, recordGradWith, savedCopy, type BackwardFn, type SavedBackwardFn, type ValueAndGrads } from './autograd/tape.js';
 export { sumToShape } from './autograd/grads.js';
 export * as nn from './nn/index.js';

@@ -37,6 +37,32 @@ class Tape {
   readonly nodes: TapeNode[] = [];
   /** Ids of watched tensors and of every recorded output. */
   readonly tracked = new Set<number>();
+  /** savedCopy's cache for the forward pass: aliases, released when the forward ends. */
+  readonly copies = new Map<string, Tensor[]>();
+}
+
+function releaseCopies(tape: Tape): void {
+  for (const ts of tape.copies.values()) for (const t of ts) t.dispose();
+  tape.copies.clear();
+}
+
+/**
+ * A copy derived from `source` that an op keeps for backward (e.g. x quantized to FP8), shared
+ * by every op of the same forward pass that asks for the same `tag` of the same tensor: gate_proj
+ * and up_proj both read the MLP's input, and keep one FP8 copy of it instead of two. `make` runs
+ * on the first request; later requests get the same tensors while the forward lasts. Pass the
+ * result to `recordGradWith` (which holds its own aliases); do not dispose it. Outside a
+ * recording tape it simply returns `make()` (owned by the caller's scope).
+ */
+export function savedCopy(source: Tensor, tag: string, make: () => readonly Tensor[]): readonly Tensor[] {
+  const tape = activeTape();
+  if (!tape) return make();
+  const key = `${source.id}\u0000${tag}`;
+  const hit = tape.copies.get(key);
+  if (hit) return hit;
+  const made = make();
+  tape.copies.set(key, made.map((t) => engine.alias(t)));
+  return made;
 }
 
 function activeTape(): Tape | undefined {
@@ -143,6 +169,7 @@ export function valueAndGrads<P extends readonly Tensor[] | Record<string, Tenso
     throw err;
   }
   engine.tapes.pop();
+  releaseCopies(tape);
   if (!value || typeof value !== 'object' || !('shape' in value)) {
     releaseTape(tape);
     throw new ArgumentError('valueAndGrads', 'f must return a Tensor');
@@ -208,6 +235,7 @@ export function valueAndGrads<P extends readonly Tensor[] | Record<string, Tenso
 }
 
 function releaseTape(tape: Tape): void {
+  releaseCopies(tape);
   for (const node of tape.nodes) {
     for (const t of node.saved) t.dispose();
     node.output?.dispose();

@@ -1,5 +1,5 @@
 import type { Fp8Format } from '../codecs/fp8.js';
-import { isRecording, noGrad, recordGradWith } from '../autograd/tape.js';
+import { isRecording, noGrad, recordGradWith, savedCopy } from '../autograd/tape.js';
 import { swiglu } from '../composed/activations.js';
 import { isFloatDType } from '../dtype.js';
 import { tidy } from '../engine.js';
@@ -27,7 +27,8 @@ import { ACTIVATION_BLOCK, dequantize, matmulFp8, quantize, QuantizedTensor, WEI
  *                         dyᵀ [N, T] and xᵀ [K, T] in 1x128 tiles.
  * What the tape keeps for backward is x already quantized for Wgrad (codes 1 byte/element
  * plus one f32 scale per 128 tokens) and the master weight (alive anyway): the f32 input is
- * freed as soon as nothing else uses it. Gradients are f32.
+ * freed as soon as nothing else uses it. Linears reading the same x in one forward pass share
+ * that copy (`savedCopy`). Gradients are f32.
  *
  * bf16 (`bf16Linear`): x, W and dy rounded to bf16, products accumulated in f32, f32 outputs;
  * the tape keeps x as bf16 (2 bytes/element).
@@ -131,17 +132,23 @@ export function fp8Linear(x: Tensor, weight: Tensor, options: Fp8LinearOptions =
   return tidy(() => {
     const needX = isRecording([x]);
     const needW = isRecording([weight]);
-    const { y, xT } = noGrad(() => {
-      const x2 = reshape(x, [T, K]);
-      const xq = quantize(x2, { block: ACTIVATION_BLOCK, format, scaleFormat });
+    const y = noGrad(() => {
+      const xq = quantize(reshape(x, [T, K]), { block: ACTIVATION_BLOCK, format, scaleFormat });
       const wq = quantize(weight, { block: WEIGHT_BLOCK, format, scaleFormat });
-      const y2 = matmulFp8(xq, wq);
-      // Wgrad's operand, quantized now from the f32 values (no second rounding of an FP8 copy)
-      const xT = needW ? quantizeTokenTiles(x2, format, scaleFormat) : undefined;
-      return { y: reshape(y2, [...x.shape.slice(0, -1), N]), xT };
+      return reshape(matmulFp8(xq, wq), [...x.shape.slice(0, -1), N]);
     });
+    // Wgrad's operand, quantized now from the f32 values (no second rounding of an FP8 copy),
+    // and shared with every other FP8 Linear reading the same x in this forward pass
+    const xT = needW
+      ? savedCopy(x, `fp8Linear.xT:${format}:${scaleFormat}`, () =>
+          noGrad(() => {
+            const q = quantizeTokenTiles(reshape(x, [T, K]), format, scaleFormat);
+            return [q.codes, q.scales];
+          }),
+        )
+      : undefined;
     if (needX || needW) {
-      const saved = xT ? [weight, xT.codes, xT.scales] : [weight];
+      const saved = xT ? [weight, ...xT] : [weight];
       recordGradWith(op, [x, weight], y, saved, (dy, [w, codes, scales]) => {
         const xTs = codes ? new QuantizedTensor(codes, scales, ACTIVATION_BLOCK, scaleFormat) : undefined;
         const { dx, dw } = fp8LinearGrads(reshape(dy, [T, N]), w, xTs, needX, format, scaleFormat);
@@ -164,11 +171,11 @@ export function bf16Linear(x: Tensor, weight: Tensor): Tensor {
   return tidy(() => {
     const needX = isRecording([x]);
     const needW = isRecording([weight]);
-    const { y, xb } = noGrad(() => {
-      const xb = cast(reshape(x, [T, K]), 'bf16');
-      const y2 = matmul(cast(xb, 'f32'), toBf16(weight), { transposeB: true });
-      return { y: reshape(y2, [...x.shape.slice(0, -1), N]), xb };
-    });
+    // x in bf16: the GEMM input, and what backward keeps (shared with every other bf16 Linear
+    // reading the same x in this forward pass)
+    const toB = () => noGrad(() => [cast(reshape(x, [T, K]), 'bf16')]);
+    const xb = needW ? savedCopy(x, 'bf16Linear.x', toB)[0] : toB()[0];
+    const y = noGrad(() => reshape(matmul(cast(xb, 'f32'), toBf16(weight), { transposeB: true }), [...x.shape.slice(0, -1), N]));
     if (needX || needW) {
       const saved = needW ? [weight, xb] : [weight];
       recordGradWith(op, [x, weight], y, saved, (dy, [w, xs]) => {
