@@ -232,6 +232,19 @@ describe('exportHuggingFace', () => {
   });
 });
 
+describe('exportHuggingFace baseConfig', () => {
+  it('carries keys kiln does not model, never the quantization or a stale architecture', async () => {
+    const c = cfg({ num_nextn_predict_layers: 0 });
+    const model = randomModel(c, 6);
+    const out = outDir();
+    await exportHuggingFace(model, out, { baseConfig: { ...base, hidden_size: 999, bos_token_id: 5, eos_token_id: 6, quantization_config: { quant_method: 'fp8' }, transformers_version: '4.0' } });
+    const j = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(j).toMatchObject({ bos_token_id: 5, eos_token_id: 6, hidden_size: 32, num_nextn_predict_layers: 0 });
+    expect(j.quantization_config).toBeUndefined();
+    expect(j.transformers_version).toBeUndefined();
+  });
+});
+
 describe('modelFromSnapshot', () => {
   it('builds the model from configJson.model and model/<name> tensors (f32 or bf16)', () => {
     const c = cfg();

@@ -52,7 +52,7 @@ export async function runExport(options: ExportCommandOptions, print = true): Pr
     const model = modelFromSnapshot(snap, ckptDir);
     let files: string[];
     try {
-      ({ files } = await exportHuggingFace(model, options.out, { dropMtp: options.dropMtp, dtype: options.dtype, tokenizerJson: tokenizer }));
+      ({ files } = await exportHuggingFace(model, options.out, { dropMtp: options.dropMtp, dtype: options.dtype, tokenizerJson: tokenizer, baseConfig: snap.configJson.model as Record<string, unknown> }));
     } finally {
       model.dispose();
     }

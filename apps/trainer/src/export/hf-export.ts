@@ -23,7 +23,15 @@ export interface HfExportOptions {
   dtype?: 'f32' | 'bf16';
   /** A tokenizer.json to copy next to the model: a path, or the JSON text itself (starts with `{`). */
   tokenizerJson?: string;
+  /**
+   * The model's original config.json (e.g. a snapshot's `configJson.model`): keys kiln does not
+   * model (bos_token_id, eos_token_id, ...) are carried over; the architecture comes from the model.
+   */
+  baseConfig?: Record<string, unknown>;
 }
+
+/** Keys of a base config that must not be carried into an export (it is dequantized and re-typed). */
+const DROP_FROM_BASE = ['quantization_config', 'torch_dtype', 'dtype', 'transformers_version', 'auto_map'];
 
 const LAYER_RE = /^model\.layers\.(\d+)\./;
 
@@ -84,7 +92,9 @@ export async function exportHuggingFace(model: DeepseekV3ForCausalLM, outDir: st
     await writeFileAtomic(tok, new TextEncoder().encode(tokenizerText));
     files.push(tok);
   }
-  const cfg = toConfigJson(dropMtp ? { ...config, numNextnPredictLayers: 0 } : config, { dtype: dtype === 'f32' ? 'float32' : 'bfloat16' });
+  const base: Record<string, unknown> = { ...(options.baseConfig ?? {}) };
+  for (const key of DROP_FROM_BASE) delete base[key];
+  const cfg = { ...base, ...toConfigJson(dropMtp ? { ...config, numNextnPredictLayers: 0 } : config, { dtype: dtype === 'f32' ? 'float32' : 'bfloat16' }) };
   const configPath = join(outDir, 'config.json');
   await writeFileAtomic(configPath, new TextEncoder().encode(`${JSON.stringify(cfg, null, 2)}\n`));
   files.push(configPath);
