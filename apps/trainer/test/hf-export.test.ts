@@ -6,9 +6,11 @@
  *   KILN_HF_EXPORT_FIXTURES=/some/dir node_modules/.bin/vitest run apps/trainer/test/hf-export.test.ts
  * writes one exported directory per case there, each with a kiln-computed reference.safetensors.
  */
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as k from '@kiln/core';
 import { CpuBackend } from '@kiln/backend-cpu';
@@ -318,6 +320,32 @@ describe('kiln export (runExport)', () => {
     await expect(runExport({ run: join(dir, 'nothing-here'), out: outDir() }, false)).rejects.toThrow(/no complete checkpoint/);
     k.useBackend(backend);
     await expect(runExport({ out: outDir() } as never, false)).rejects.toThrow(/exactly one of --run/);
+  });
+});
+
+describe('kiln export (built CLI)', () => {
+  const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+  it('exports a run as bf16 without MTP and reports the files as JSON', async () => {
+    if (!existsSync(cli)) throw new Error(`${cli} is missing: build first with \`npm run setup\` (npm test does it for you)`);
+    const c = cfg();
+    const model = randomModel(c, 12);
+    const run = join(dir, 'cli-run');
+    const tensors = new Map<string, SnapshotTensor>();
+    for (const [name, p] of model.parameters()) tensors.set(`model/${name}`, { dtype: 'f32', shape: [...p.shape], data: Float32Array.from(p.dataSync() as Float32Array) });
+    await saveSnapshot(run, { step: 3, configJson: { model: toConfigJson(c) }, tensors, state: {} });
+    const out = outDir();
+    const r = spawnSync(process.execPath, [cli, 'export', '--run', run, '--out', out, '--dtype', 'bf16', '--drop-mtp', '--json'], { encoding: 'utf8', env: { ...process.env, KILN_DEBUG: '' }, timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as { step: number; files: string[] };
+    expect(report.step).toBe(3);
+    expect(report.files.map((f) => f.split('/').pop()).sort()).toEqual(['config.json', 'model.safetensors']);
+    const ck = await HfCheckpoint.open(out);
+    expect(ck.entry('lm_head.weight').dtype).toBe('BF16');
+    expect(ck.names().some((n) => n.startsWith('model.layers.2.'))).toBe(false);
+    await ck.close();
+    const bad = spawnSync(process.execPath, [cli, 'export', '--run', join(dir, 'none'), '--out', outDir()], { encoding: 'utf8', env: { ...process.env, KILN_DEBUG: '' }, timeout: 120_000 });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/no complete checkpoint/);
   });
 });
 

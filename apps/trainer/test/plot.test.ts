@@ -1,6 +1,8 @@
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MetricsError, readRunMetrics } from '../src/plot/metrics.js';
 import { plotRuns, renderCharts, smooth } from '../src/plot/charts.js';
@@ -172,5 +174,26 @@ describe('plotRuns / kiln plot', () => {
     const a = makeRun('cmd-bad', { steps: 3 });
     writeFileSync(join(a, 'metrics.jsonl'), '{"type":"train","step":1,"loss":2}\nnot json\n{"type":"train","step":3,"loss":1}\n');
     await expect(runPlot([a], {}, false)).rejects.toThrow(/cmd-bad\/metrics\.jsonl:2: not valid JSON/);
+  });
+});
+
+describe('kiln plot (built CLI)', () => {
+  const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+  const kiln = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, KILN_DEBUG: '' }, timeout: 120_000 });
+  beforeAll(() => {
+    if (!existsSync(cli)) throw new Error(`${cli} is missing: build first with \`npm run setup\` (npm test does it for you)`);
+  });
+
+  it('plots runs into one HTML page; a malformed file exits 1 naming the file and line', () => {
+    const a = makeRun('cli-a', { precision: 'bf16' });
+    const out = join(root, 'cli', 'page.html');
+    const r = kiln(['plot', a, '--out', out, '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).files).toEqual([out]);
+    expect(readFileSync(out, 'utf8')).toContain('cli-a (bf16)');
+    writeFileSync(join(a, 'metrics.jsonl'), '{"type":"train","step":1,"loss":2}\n{oops\n{"type":"train","step":3,"loss":1}\n');
+    const bad = kiln(['plot', a]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain(`${join(a, 'metrics.jsonl')}:2: not valid JSON`);
   });
 });
