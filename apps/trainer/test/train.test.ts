@@ -97,7 +97,7 @@ describe('load balancing', () => {
     const E = 4;
     const frac = (x: number): number => x - Math.floor(x);
     const scores = Array.from({ length: 256 }, (_, n) => Array.from({ length: E }, (_, e) => 0.5 * frac(Math.sin(n * 12.9898 + e * 78.233) * 43758.5453) + (e === 0 ? 0.4 : 0)));
-    let bias = new Float32Array(E);
+    let bias: Float32Array = new Float32Array(E);
     const loadOf = (b: Float32Array): number[] => {
       const load = new Array(E).fill(0);
       for (const s of scores) {

@@ -12,6 +12,7 @@ import {
   mul,
   nn,
   noGrad,
+  resetPeakMemory,
   setBackend,
   sliceAxis,
   tensor,
@@ -117,8 +118,8 @@ export interface TrainRunResult {
   seconds: number;
   /** Mean training throughput of this invocation. */
   tokensPerSec: number;
-  /** Peak tensor bytes (when the core reports it). */
-  peakBytes?: number;
+  /** Peak bytes of live tensor storage during this invocation (core's memory().peakBytes). */
+  peakBytes: number;
   parameters: number;
   backend: string;
   device: string;
@@ -265,6 +266,8 @@ export class Trainer {
   private lastVal: ValMetrics | undefined;
   backendName = '';
   device = '';
+  /** Linear layers set to the run's precision (all but lm_head). */
+  linearsAtPrecision = 0;
 
   private constructor(config: TrainConfig, runDir: string, private readonly options: TrainRunOptions) {
     this.config = config;
@@ -295,10 +298,6 @@ export class Trainer {
     this.device = backend.device.name;
     if (getBackend() !== backend) throw new ArgumentError('train', `backend ${backend.name} is not the current backend`);
     const precision = this.config.train.precision;
-    const setPrecision = (nn as { setLinearPrecision?: unknown }).setLinearPrecision;
-    if (precision !== 'fp32' && typeof setPrecision !== 'function') {
-      throw new ArgumentError('train', `--precision ${precision} needs nn.setLinearPrecision, which this @kiln/core does not have yet; use --precision fp32`);
-    }
 
     mkdirSync(this.runDir, { recursive: true });
     const snap = o.resume ? await loadLatestSnapshot(this.runDir) : undefined;
@@ -317,9 +316,9 @@ export class Trainer {
 
     const modelCfg = parseDeepseekV3Config(this.configJson.model, `preset ${this.config.preset}`);
     this.model = DeepseekV3ForCausalLM.create(modelCfg, { seed: this.config.train.seed });
-    if (precision !== 'fp32') {
-      (setPrecision as (root: nn.Module, p: string, o: { exclude: (n: string) => boolean }) => number)(this.model, precision, { exclude: (n) => n === 'lm_head' });
-    }
+    // FP8/BF16 GEMMs in every Linear but the output head (embedding, router, norms and attention
+    // are not Linears and stay in f32, as in DeepSeek-V3's recipe).
+    this.linearsAtPrecision = nn.setLinearPrecision(this.model, precision, { exclude: (n) => n === 'lm_head' });
     for (const [name, m] of this.model.modules()) {
       if (!(m instanceof nn.DeepseekMoE)) continue;
       const layer = Number(/layers\.(\d+)\.mlp$/.exec(name)?.[1] ?? -1);
@@ -356,6 +355,7 @@ export class Trainer {
       node: process.version,
       preset: this.config.preset,
       precision: this.config.train.precision,
+      linearsAtPrecision: this.linearsAtPrecision,
       backend: this.backendName,
       device: this.device,
       seed: this.config.train.seed,
@@ -629,7 +629,8 @@ export class Trainer {
     const startTokens = this.tokens;
     const last = o.stopAfter !== undefined ? Math.min(t.steps, this.step + o.stopAfter) : t.steps;
     const bytesPerToken = this.corpus.trainBytes / this.corpus.trainIds.length;
-    const memoryPeak = (): number | undefined => (memory() as { peakBytes?: number }).peakBytes;
+    const memoryPeak = (): number => memory().peakBytes;
+    resetPeakMemory();
     const progress = new Progress(o.progress ?? 'auto', t.steps, this.step, this.log, t.logEvery);
     this.log(
       `kiln train: preset ${this.config.preset}, ${(this.parameterCount / 1e6).toFixed(2)}M parameters, ${this.backendName} (${this.device}), ${t.precision}; ` +
