@@ -2,7 +2,7 @@
  * `kiln train` through the BUILT binary (dist/cli.js), as a user runs it. Build first
  * (`npm run setup`, or `cd apps/trainer && tsup` after building core and backend-cpu).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,5 +53,33 @@ describe('kiln train (built CLI)', () => {
     expect(run.result.val.bytes).toBe(20000); // the micro preset validates on a 20 kB prefix
     expect(existsSync(join(out, 'tokenizer.json'))).toBe(true);
     expect(existsSync(join(out, 'config.json'))).toBe(true);
+  });
+
+  it('Ctrl-C checkpoints and stops; --resume continues from there', async () => {
+    const out = join(dir, 'interrupted');
+    const child = spawn(process.execPath, [cli, 'train', '--preset', 'micro', '--steps', '400', '--out', out, '--log-every', '1', '--progress', 'lines'], {
+      cwd: dir,
+      env: { ...process.env, KILN_DEBUG: '', KILN_CACHE_DIR: join(dir, 'cache') },
+    });
+    let stdout = '';
+    let sent = false;
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (!sent && /step 2\/400/.test(stdout)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code).toBe(0);
+    const m = /stopped at step (\d+)\/400, checkpoint saved/.exec(stdout);
+    expect(m, stdout).not.toBeNull();
+    const at = Number(m![1]);
+    expect(stdout).toMatch(new RegExp(`interrupted at step ${at}`));
+    expect(at).toBeLessThan(400);
+    const r = kiln(['train', '--preset', 'micro', '--steps', '400', '--out', out, '--resume', '--stop-after', '1', '--progress', 'lines']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`resuming at step ${at}`));
+    expect(r.stdout).toMatch(new RegExp(`stopped at step ${at + 1}/400`));
   });
 });

@@ -53,7 +53,7 @@ function count(label: string) {
 function formatResult(r: TrainRunResult): string {
   const lines: string[] = [];
   const mb = `, peak tensor memory ${(r.peakBytes / 2 ** 20).toFixed(1)} MiB`;
-  if (r.stopped) lines.push(`stopped at step ${r.step}/${r.config.train.steps} (resume with: kiln train --resume --out ${r.runDir})`);
+  if (r.stopped) lines.push(`stopped at step ${r.step}/${r.config.train.steps}, checkpoint saved (resume with: kiln train --resume --out ${r.runDir})`);
   else lines.push(`trained ${r.step} steps in ${r.seconds.toFixed(1)} s (${Math.round(r.tokensPerSec)} tokens/s${mb}); ${r.skipped} step${r.skipped === 1 ? '' : 's'} skipped for non-finite gradients`);
   if (r.val && r.xz) lines.push(formatVerdict(r.val, r.xz));
   else if (r.val) lines.push(`validation: ${r.val.bpb.toFixed(4)} bits/byte`);
@@ -92,6 +92,7 @@ export async function runTrainCommand(opts: TrainCommandOptions): Promise<TrainR
       data: opts.data,
       tokenizer: opts.tokenizer,
       stopAfter: opts.stopAfter,
+      handleSigint: true,
       progress: opts.json ? 'none' : opts.progress,
       log: opts.json ? () => undefined : undefined,
     });

@@ -96,6 +96,8 @@ export interface TrainRunOptions extends ResolveOptions {
   progress?: ProgressMode;
   /** Where plain lines go (default stdout). */
   log?: (line: string) => void;
+  /** On SIGINT, finish the current step, checkpoint and return (stopped) instead of dying (the CLI sets it). */
+  handleSigint?: boolean;
   /** Skip the final xz baseline (tests). */
   baseline?: boolean;
   /** Sees (and may modify) the accumulated FP32 gradients of each step before the optimizer. */
@@ -631,12 +633,22 @@ export class Trainer {
     const bytesPerToken = this.corpus.trainBytes / this.corpus.trainIds.length;
     const memoryPeak = (): number => memory().peakBytes;
     resetPeakMemory();
-    const progress = new Progress(o.progress ?? 'auto', t.steps, this.step, this.log, t.logEvery);
     this.log(
       `kiln train: preset ${this.config.preset}, ${(this.parameterCount / 1e6).toFixed(2)}M parameters, ${this.backendName} (${this.device}), ${t.precision}; ` +
         `${t.steps} steps of ${t.batchTokens} tokens (seq ${t.seqLen}); run dir ${this.runDir}${this.step > 0 ? `; resuming at step ${this.step}` : ''}`,
     );
-    while (this.step < last) {
+    // The bar starts after the header line (it redraws its own line from then on).
+    const progress = new Progress(o.progress ?? 'auto', t.steps, this.step, this.log, t.logEvery);
+    // Ctrl-C (SIGINT) once: finish the step, checkpoint and stop (resumable); twice: the default exit.
+    let interrupted = false;
+    const onSigint = (): void => {
+      interrupted = true;
+    };
+    if (o.handleSigint) process.once('SIGINT', onSigint);
+    while (this.step < last && !interrupted) {
+      // Let the event loop run between steps (the step's awaits are microtasks only): signals, I/O.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (interrupted) break;
       const m = await this.trainStep();
       progress.update(m, m.ceLoss / Math.LN2 / bytesPerToken, this.lastVal?.bpb);
       if (t.evalEvery > 0 && this.step % t.evalEvery === 0 && this.step < t.steps) {
@@ -646,6 +658,8 @@ export class Trainer {
       if (t.checkpointEvery > 0 && this.step % t.checkpointEvery === 0 && this.step < last) await this.checkpoint();
     }
     progress.stop();
+    process.removeListener('SIGINT', onSigint);
+    if (interrupted) this.log(`interrupted at step ${this.step}: saving a checkpoint`);
     const stopped = this.step < t.steps;
     let val: ValMetrics | undefined;
     let xz: CompressionBaseline | undefined;
