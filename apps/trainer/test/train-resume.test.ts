@@ -48,6 +48,9 @@ describe('checkpoint and resume (CPU backend)', () => {
     const resumed = await runTraining(base(split, { resume: true }));
     expect(resumed.stopped).toBe(false);
     expect(resumed.step).toBe(2 * N);
+    const run = JSON.parse(readFileSync(join(split, 'run.json'), 'utf8'));
+    expect(run.resumedFrom).toBe(N);
+    expect(run.result.stepsThisInvocation).toBe(N);
 
     const a = (await loadLatestSnapshot(straight))!;
     const b = (await loadLatestSnapshot(split))!;

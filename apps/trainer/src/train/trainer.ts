@@ -268,6 +268,8 @@ export class Trainer {
   private lastVal: ValMetrics | undefined;
   backendName = '';
   device = '';
+  /** The checkpoint step this invocation resumed from. */
+  resumedFrom: number | undefined;
   /** Linear layers set to the run's precision (all but lm_head). */
   linearsAtPrecision = 0;
 
@@ -337,6 +339,7 @@ export class Trainer {
     const adamOptions = { beta1: t.beta1, beta2: t.beta2, weightDecay: t.weightDecay, maxGradNorm: t.gradClip > 0 ? t.gradClip : undefined, momentDtype: t.momentDtype };
     if (snap) {
       this.restore(snap, adamOptions);
+      this.resumedFrom = snap.step;
     } else {
       this.opt = await AdamW.create(trained, adamOptions);
       this.stream = new TokenStream(this.corpus.trainIds, { batchSize: t.microBatch, seqLen: t.seqLen, seed: t.seed });
@@ -366,7 +369,7 @@ export class Trainer {
       model: this.configJson.model,
       tokenizer: { vocabSize: this.corpus.tokenizer.vocabSize, source: this.options.tokenizer ?? `trained on ${this.options.data ?? 'brown train split'}`, sha256: this.corpus.tokenizerHash },
       data: { train: this.options.data ?? 'brown:train', trainTokens: this.corpus.trainIds.length, trainBytes: this.corpus.trainBytes, validation: 'brown:validation', valTokens: this.corpus.valIds.length - 1, valBytes: utf8Bytes(this.corpus.valText) },
-      resumedFrom: this.options.resume ? this.step : undefined,
+      resumedFrom: this.resumedFrom,
       result,
     };
     writeFileSync(join(this.runDir, 'run.json'), `${JSON.stringify(run, null, 2)}\n`);
