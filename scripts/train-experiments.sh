@@ -47,7 +47,7 @@ declare -A ARGS=(
   [nomtp]="--config exp.json --precision fp32 --mtp-depth 0"
   [dense]="--config dense.json --precision fp32"
 )
-RUNS=(fp32 bf16 fp8 fp32-seed1 gamma0 auxonly nomtp dense)
+RUNS=(${EXP_RUNS:-fp32 bf16 fp8 fp32-seed1 gamma0 auxonly nomtp dense})
 
 TIME=()
 if [[ -x /usr/bin/time ]]; then TIME=(/usr/bin/time -v); fi # peak RSS per run, in its .log
