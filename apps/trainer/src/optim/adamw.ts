@@ -1,4 +1,4 @@
-import { ArgumentError, FormatError, decodeBf16, encodeBf16, tensor, type DType, type Tensor } from '@kiln/core';
+import { ArgumentError, FormatError, tensor, type DType, type Tensor } from '@kiln/core';
 
 /**
  * AdamW with FP32 master weights and moments in BF16 (DeepSeek-V3's recipe) or FP32. The master
@@ -185,27 +185,9 @@ export class AdamW {
     const bc2 = 1 - b2 ** this.stepCount;
     for (const [name, s] of this.slots) {
       const g = host.get(name)!;
-      const n = g.length;
-      const bf16 = this.momentDtype === 'bf16';
-      let m = bf16 ? decodeBf16(s.m as Uint16Array) : (s.m as Float32Array);
-      let v = bf16 ? decodeBf16(s.v as Uint16Array) : (s.v as Float32Array);
-      for (let i = 0; i < n; i++) {
-        m[i] = b1 * m[i] + (1 - b1) * g[i];
-        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
-      }
-      if (bf16) {
-        // Round to BF16 for storage; the update uses the stored (rounded) moments.
-        s.m = encodeBf16(m);
-        s.v = encodeBf16(v);
-        m = decodeBf16(s.m);
-        v = decodeBf16(s.v);
-      }
       const decay = this.weightDecay > 0 && this.decay(name, s.shape) ? 1 - lr * this.weightDecay : 1;
-      const p = s.master;
-      for (let i = 0; i < n; i++) {
-        const update = m[i] / bc1 / (Math.sqrt(v[i] / bc2) + eps);
-        p[i] = p[i] * decay - lr * update;
-      }
+      if (this.momentDtype === 'bf16') updateBf16(s.master, s.m as Uint16Array, s.v as Uint16Array, g, b1, b2, bc1, bc2, eps, lr, decay);
+      else updateF32(s.master, s.m as Float32Array, s.v as Float32Array, g, b1, b2, bc1, bc2, eps, lr, decay);
     }
     return { applied: true, gradNorm, params: this.params() };
   }
@@ -233,5 +215,47 @@ export class AdamW {
       opt.slots.set(name, { shape: [...s.shape], dtype: s.dtype, master: s.master.slice(), m: s.m.slice(), v: s.v.slice() });
     }
     return opt;
+  }
+}
+
+function updateF32(p: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, b1: number, b2: number, bc1: number, bc2: number, eps: number, lr: number, decay: number): void {
+  for (let i = 0; i < p.length; i++) {
+    m[i] = b1 * m[i] + (1 - b1) * g[i];
+    v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+    p[i] = p[i] * decay - lr * (m[i] / bc1 / (Math.sqrt(v[i] / bc2) + eps));
+  }
+}
+
+// One f32 slot viewed as bits: BF16 <-> f32 without a function call per element.
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
+
+/** f32 value (already rounded) -> BF16 bits, round to nearest even, NaN -> 0x7fc0 (core's encodeBf16). */
+function bf16Round(): number {
+  const bits = scratchU32[0]!;
+  if ((bits & 0x7fffffff) > 0x7f800000) return 0x7fc0;
+  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/**
+ * The moments live as BF16: decode, update in f32, round back to BF16, and step with the stored
+ * (rounded) values — bit-for-bit what decodeBf16/encodeBf16 around the f32 update give, in one pass.
+ */
+function updateBf16(p: Float32Array, m: Uint16Array, v: Uint16Array, g: Float32Array, b1: number, b2: number, bc1: number, bc2: number, eps: number, lr: number, decay: number): void {
+  for (let i = 0; i < p.length; i++) {
+    const gi = g[i]!;
+    scratchU32[0] = m[i]! << 16;
+    scratchF32[0] = b1 * scratchF32[0]! + (1 - b1) * gi;
+    const mc = bf16Round();
+    m[i] = mc;
+    scratchU32[0] = v[i]! << 16;
+    scratchF32[0] = b2 * scratchF32[0]! + (1 - b2) * gi * gi;
+    const vc = bf16Round();
+    v[i] = vc;
+    scratchU32[0] = mc << 16;
+    const mq = scratchF32[0]!;
+    scratchU32[0] = vc << 16;
+    const vq = scratchF32[0]!;
+    p[i] = p[i]! * decay - lr * (mq / bc1 / (Math.sqrt(vq / bc2) + eps));
   }
 }
