@@ -65,25 +65,41 @@ run_all() { # $1: phase dir, $2: steps, $3: extra args
   return $fail
 }
 
+# PHASES=2 splits the training over two invocations (e.g. two calls on a machine with a
+# per-command time limit): phase 1 calibrates, fixes the step count for both and stops halfway;
+# `PHASE=2 scripts/train-experiments.sh OUT_DIR BUDGET` resumes every run to the end.
+PHASES=${PHASES:-1}
+PHASE=${PHASE:-1}
 t0=$SECONDS
-mkdir -p calib
-run_all calib 100000 "--stop-after 40"
-# Seconds per step of the slowest run (without the final validation, which is timed separately).
-read -r per_step val_s < <("$NODE" -e '
-  const fs = require("fs");
-  let worst = 0, val = 0;
-  for (const f of fs.readdirSync(".").filter((f) => f.startsWith("calib-") && f.endsWith(".json"))) {
-    const r = JSON.parse(fs.readFileSync(f, "utf8"));
-    worst = Math.max(worst, r.seconds / r.step);
-    val = 60; // the final validation over the whole split, measured at about this on 2 threads
-  }
-  console.log(worst, val);')
-calib_s=$((SECONDS - t0))
-left=$((BUDGET - calib_s))
-steps=$("$NODE" -e "const s = Math.floor(($left - $val_s - 45) / $per_step); console.log(Math.max(100, Math.min(6000, s - s % 100)))")
-echo "calibration: ${per_step}s/step (slowest run), validation ~${val_s}s, ${calib_s}s spent; training ${steps} steps per run"
-mkdir -p runs
-run_all runs "$steps" "" || echo "some run failed: see runs-*.log"
+if [[ $PHASE == 1 ]]; then
+  mkdir -p calib
+  run_all calib 100000 "--stop-after 40"
+  # Seconds per step of the slowest run (no validation in it; the final one is budgeted apart).
+  per_step=$("$NODE" -e '
+    const fs = require("fs");
+    let worst = 0;
+    for (const f of fs.readdirSync(".").filter((f) => f.startsWith("calib-") && f.endsWith(".json"))) {
+      const r = JSON.parse(fs.readFileSync(f, "utf8"));
+      worst = Math.max(worst, r.seconds / r.step);
+    }
+    console.log(worst);')
+  calib_s=$((SECONDS - t0))
+  val_s=90 # the final validation over the whole split plus start-up, on 2 threads
+  steps=$("$NODE" -e "const s = Math.floor(($PHASES * $BUDGET - $calib_s - $val_s - 30 * $PHASES) / $per_step); console.log(Math.max(100, Math.min(8000, s - s % 100)))")
+  echo "$steps" > steps.txt
+  echo "calibration: ${per_step}s/step (slowest run), ${calib_s}s spent; ${steps} steps per run over $PHASES phase(s)"
+  mkdir -p runs
+  if [[ $PHASES == 2 ]]; then
+    run_all runs "$steps" "--stop-after $((steps / 2))" || echo "some run failed: see runs-*.log"
+    echo "phase 1 done in $((SECONDS - t0))s"
+    exit 0
+  fi
+  run_all runs "$steps" "" || echo "some run failed: see runs-*.log"
+else
+  steps=$(cat steps.txt)
+  # --resume continues each run from its checkpoint to the same step count.
+  run_all runs "$steps" "--resume" || echo "some run failed: see runs-*.log"
+fi
 "${KILN[@]}" plot runs/* --out plots || true
 # Checkpoints are large and not needed for the report (set KEEP_CHECKPOINTS=1 to keep them).
 if [[ -z "${KEEP_CHECKPOINTS:-}" ]]; then rm -rf calib runs/*/checkpoints; fi
