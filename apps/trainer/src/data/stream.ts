@@ -17,6 +17,37 @@ export interface TokenStreamOptions {
   shuffle?: boolean;
 }
 
+/**
+ * Where training windows come from: `length` token ids, of which `read` copies `count` starting at
+ * `start` into `out` (out.length >= count). TokenStream only ever reads whole windows through it, so a
+ * source need not hold its ids in memory.
+ */
+export interface TokenSource {
+  readonly length: number;
+  read(start: number, count: number, out: Int32Array): void;
+}
+
+/** A TokenSource over ids held in memory (the Brown training split: a few MB of ids). */
+export class ArrayTokenSource implements TokenSource {
+  constructor(private readonly ids: ArrayLike<number>) {}
+
+  get length(): number {
+    return this.ids.length;
+  }
+
+  read(start: number, count: number, out: Int32Array): void {
+    if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= this.ids.length)) {
+      throw new ArgumentError('TokenSource', `read of ${count} ids at ${start} is outside 0..${this.ids.length}`);
+    }
+    const ids = this.ids;
+    for (let i = 0; i < count; i++) out[i] = ids[start + i];
+  }
+}
+
+function isTokenSource(x: TokenSource | ArrayLike<number>): x is TokenSource {
+  return typeof (x as Partial<TokenSource>).read === 'function';
+}
+
 /** splitmix32-style step: returns [value, nextState]; uint32 in, uint32 out. */
 function nextRandom(state: number): [number, number] {
   const s = (state + 0x9e3779b9) >>> 0;
@@ -39,15 +70,18 @@ export class TokenStream {
   private readonly shuffle: boolean;
   private state: TokenStreamState;
   private order: Uint32Array;
+  private readonly source: TokenSource;
 
-  constructor(private readonly ids: ArrayLike<number>, options: TokenStreamOptions, state?: TokenStreamState) {
+  /** `ids`: a TokenSource (in memory or shard files), or the ids themselves (read in memory). */
+  constructor(ids: TokenSource | ArrayLike<number>, options: TokenStreamOptions, state?: TokenStreamState) {
+    this.source = isTokenSource(ids) ? ids : new ArrayTokenSource(ids);
     const { batchSize, seqLen } = options;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new ArgumentError('TokenStream', `batchSize must be a positive integer, got ${batchSize}`);
     if (!Number.isInteger(seqLen) || seqLen < 1) throw new ArgumentError('TokenStream', `seqLen must be a positive integer, got ${seqLen}`);
     this.batchSize = batchSize;
     this.seqLen = seqLen;
-    this.windows = Math.max(0, Math.floor((ids.length - 1) / seqLen));
-    if (this.windows < 1) throw new ArgumentError('TokenStream', `${ids.length} tokens are too few for one window of ${seqLen + 1}`);
+    this.windows = Math.max(0, Math.floor((this.source.length - 1) / seqLen));
+    if (this.windows < 1) throw new ArgumentError('TokenStream', `${this.source.length} tokens are too few for one window of ${seqLen + 1}`);
     this.shuffle = options.shuffle ?? true;
     this.state = state ? { ...state } : { epoch: 0, offset: 0, rngState: (options.seed ?? 0) >>> 0 };
     this.order = this.epochOrder();
@@ -86,7 +120,7 @@ export class TokenStream {
         this.order = this.epochOrder();
       }
       const start = this.order[this.state.offset++] * this.seqLen;
-      for (let i = 0; i < w; i++) out[b * w + i] = this.ids[start + i];
+      this.source.read(start, w, out.subarray(b * w, (b + 1) * w));
     }
     return out;
   }

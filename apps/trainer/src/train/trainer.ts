@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   add,
@@ -23,8 +23,9 @@ import {
 } from '@kiln/core';
 import { bitsPerByte, utf8Bytes, xzBitsPerByte, type CompressionBaseline } from '../baseline/bpb.js';
 import { brownText } from '../data/brown.js';
-import { readTextData } from '../data/readers.js';
-import { TokenStream, type TokenStreamState } from '../data/stream.js';
+import { listDataFiles, readTextData } from '../data/readers.js';
+import { isShardFile, ShardTokenSource, ShardWriter } from '../data/shards.js';
+import { ArrayTokenSource, TokenStream, type TokenSource, type TokenStreamState } from '../data/stream.js';
 import { parseDeepseekV3Config } from '../model/config.js';
 import { DeepseekV3ForCausalLM } from '../model/deepseek-v3.js';
 import { AdamW, GradAccumulator, type AdamWState } from '../optim/adamw.js';
@@ -162,8 +163,12 @@ type RoutingStats = Parameters<NonNullable<nn.DeepseekMoE['onRouting']>>[0];
 interface Corpus {
   tokenizer: BpeTokenizer;
   tokenizerHash: string;
-  trainIds: Uint16Array | Int32Array;
-  trainBytes: number;
+  /** Training ids: in memory (Brown) or streamed from shard files (`--data`). */
+  train: TokenSource;
+  /** Shard files to close when the run ends (undefined for the in-memory source). */
+  shards?: ShardTokenSource;
+  /** UTF-8 bytes of the training text (null for pre-tokenized shards: the text is not known). */
+  trainBytes: number | null;
   valText: string;
   valIds: Int32Array;
 }
@@ -172,10 +177,27 @@ function sha(text: string | Uint8Array): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
+/** How `--data` is read: text documents (encoded and cached), or pre-tokenized shards (ids used directly). */
+function dataKind(data: string | undefined): 'brown' | 'text' | 'shards' {
+  if (!data) return 'brown';
+  const files = listDataFiles(data);
+  const shards = files.filter(isShardFile);
+  if (shards.length === 0) return 'text';
+  if (shards.length < files.length) {
+    const text = files.find((f) => !isShardFile(f));
+    throw new ArgumentError('data', `--data ${data} mixes token shards (${shards[0]}) with text (${text}); put .bin shards and .txt/.jsonl text in separate directories`);
+  }
+  return 'shards';
+}
+
 /** Loads or trains (and caches) the tokenizer, then encodes the training and validation text. */
 async function prepareCorpus(cfg: TrainConfig, options: TrainRunOptions, log: (s: string) => void): Promise<Corpus> {
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   mkdirSync(cacheDir, { recursive: true });
+  const kind = dataKind(options.data);
+  if (kind === 'shards' && !options.tokenizer) {
+    throw new ArgumentError('train', `--data ${options.data} holds pre-tokenized shards: pass --tokenizer FILE (the tokenizer.json they were encoded with; validation BPB is measured on Brown text with it)`);
+  }
   let tokenizer: BpeTokenizer;
   if (options.tokenizer) {
     tokenizer = loadTokenizer(options.tokenizer);
@@ -194,34 +216,53 @@ async function prepareCorpus(cfg: TrainConfig, options: TrainRunOptions, log: (s
   const tokenizerHash = sha(tokenizerJson).slice(0, 16);
   const eot = tokenizer.tokenId(END_OF_TEXT);
   if (eot === undefined) throw new ArgumentError('train', `the tokenizer has no ${END_OF_TEXT} token`);
-
-  // Training ids: <|endoftext|> then each document's text, cached per tokenizer and data.
-  const dataKey = options.data ? sha(options.data).slice(0, 12) : 'brown-train';
-  const cachePath = join(cacheDir, `ids-${dataKey}-${tokenizerHash}.u32.bin`);
-  let trainIds: Int32Array;
-  let trainBytes: number;
-  const metaPath = `${cachePath}.json`;
-  if (existsSync(cachePath) && existsSync(metaPath)) {
-    const buf = readFileSync(cachePath);
-    trainIds = new Int32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-    trainBytes = (JSON.parse(readFileSync(metaPath, 'utf8')) as { bytes: number }).bytes;
-  } else {
-    const ids: number[] = [];
-    trainBytes = 0;
-    const addDoc = (text: string): void => {
-      ids.push(eot);
-      for (const id of tokenizer.encode(text)) ids.push(id);
-      trainBytes += utf8Bytes(text);
-    };
-    if (options.data) for await (const doc of readTextData(options.data)) addDoc(doc);
-    else addDoc(brownText('train'));
-    trainIds = Int32Array.from(ids);
-    writeFileSync(cachePath, new Uint8Array(trainIds.buffer));
-    writeFileSync(metaPath, JSON.stringify({ bytes: trainBytes, tokens: trainIds.length }));
-  }
   const valText = brownText('validation');
   const valIds = Int32Array.from([eot, ...tokenizer.encode(valText)]);
-  return { tokenizer, tokenizerHash, trainIds, trainBytes, valText, valIds };
+
+  if (kind === 'shards') {
+    // Pre-tokenized: ids are used as they are, checked against the vocabulary as each window is read.
+    const shards = ShardTokenSource.fromPath(options.data as string, { vocabSize: tokenizer.vocabSize });
+    return { tokenizer, tokenizerHash, train: shards, shards, trainBytes: null, valText, valIds };
+  }
+
+  // Training ids: <|endoftext|> then each document's text, cached per tokenizer and data (a u32 shard).
+  const dataKey = options.data ? sha(options.data).slice(0, 12) : 'brown-train';
+  const cachePath = join(cacheDir, `ids-${dataKey}-${tokenizerHash}.u32.bin`);
+  const metaPath = `${cachePath}.json`;
+  let trainBytes: number;
+  if (existsSync(cachePath) && existsSync(metaPath)) {
+    trainBytes = (JSON.parse(readFileSync(metaPath, 'utf8')) as { bytes: number }).bytes;
+  } else {
+    // Encoded document by document and appended to the shard (temporary file, renamed when complete).
+    const writer = new ShardWriter(cachePath, 'u32');
+    trainBytes = 0;
+    try {
+      const addDoc = (text: string): void => {
+        writer.write([eot]);
+        writer.write(tokenizer.encode(text));
+        trainBytes += utf8Bytes(text);
+      };
+      if (options.data) for await (const doc of readTextData(options.data)) addDoc(doc);
+      else addDoc(brownText('train'));
+      writer.finish();
+    } catch (err) {
+      writer.abort();
+      throw err;
+    }
+    const tmpMeta = `${metaPath}.tmp-${process.pid}`;
+    writeFileSync(tmpMeta, JSON.stringify({ bytes: trainBytes, tokens: writer.tokens }));
+    renameSync(tmpMeta, metaPath);
+  }
+  if (options.data) {
+    // User text can be any size: its ids stream from the cached shard (positioned reads).
+    const shards = new ShardTokenSource([cachePath], { vocabSize: tokenizer.vocabSize });
+    return { tokenizer, tokenizerHash, train: shards, shards, trainBytes, valText, valIds };
+  }
+  // Brown's training split is small (a few MB of ids): held in memory, as before (the same ids and batches
+  // as streaming them from the cached shard would give).
+  const buf = readFileSync(cachePath);
+  const trainIds = new Int32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  return { tokenizer, tokenizerHash, train: new ArrayTokenSource(trainIds), trainBytes, valText, valIds };
 }
 
 function latestRunDir(preset: string): string | undefined {
@@ -342,7 +383,7 @@ export class Trainer {
       this.resumedFrom = snap.step;
     } else {
       this.opt = await AdamW.create(trained, adamOptions);
-      this.stream = new TokenStream(this.corpus.trainIds, { batchSize: t.microBatch, seqLen: t.seqLen, seed: t.seed });
+      this.stream = new TokenStream(this.corpus.train, { batchSize: t.microBatch, seqLen: t.seqLen, seed: t.seed });
       writeFileSync(join(this.runDir, 'metrics.jsonl'), '');
     }
     this.writeRunJson();
@@ -368,7 +409,7 @@ export class Trainer {
       config: this.config,
       model: this.configJson.model,
       tokenizer: { vocabSize: this.corpus.tokenizer.vocabSize, source: this.options.tokenizer ?? `trained on ${this.options.data ?? 'brown train split'}`, sha256: this.corpus.tokenizerHash },
-      data: { train: this.options.data ?? 'brown:train', trainTokens: this.corpus.trainIds.length, trainBytes: this.corpus.trainBytes, validation: 'brown:validation', valTokens: this.corpus.valIds.length - 1, valBytes: utf8Bytes(this.corpus.valText) },
+      data: { train: this.options.data ?? 'brown:train', trainTokens: this.corpus.train.length, trainBytes: this.corpus.trainBytes, validation: 'brown:validation', valTokens: this.corpus.valIds.length - 1, valBytes: utf8Bytes(this.corpus.valText) },
       resumedFrom: this.resumedFrom,
       result,
     };
@@ -425,7 +466,7 @@ export class Trainer {
       this.model.setParameter(e.biasName, tensor(e.bias, [e.bias.length]));
     }
     const t = this.config.train;
-    this.stream = new TokenStream(this.corpus.trainIds, { batchSize: t.microBatch, seqLen: t.seqLen, seed: t.seed }, st.stream);
+    this.stream = new TokenStream(this.corpus.train, { batchSize: t.microBatch, seqLen: t.seqLen, seed: t.seed }, st.stream);
     this.step = snap.step;
     this.skipped = st.skipped;
     this.tokens = st.tokens;
@@ -633,7 +674,8 @@ export class Trainer {
     const startStep = this.step;
     const startTokens = this.tokens;
     const last = o.stopAfter !== undefined ? Math.min(t.steps, this.step + o.stopAfter) : t.steps;
-    const bytesPerToken = this.corpus.trainBytes / this.corpus.trainIds.length;
+    // Bytes per training token for the bar's running BPB (shards: the tokenizer's rate on the validation text).
+    const bytesPerToken = this.corpus.trainBytes !== null ? this.corpus.trainBytes / this.corpus.train.length : utf8Bytes(this.corpus.valText) / (this.corpus.valIds.length - 1);
     const memoryPeak = (): number => memory().peakBytes;
     resetPeakMemory();
     this.log(
@@ -705,6 +747,7 @@ export class Trainer {
   dispose(): void {
     for (const e of this.moes) e.moe.onRouting = null;
     this.model?.dispose();
+    this.corpus?.shards?.close();
   }
 }
 
