@@ -61,7 +61,6 @@ describe('ShardTokenSource', () => {
     expect(shards.length).toBe(all.length);
     expect(shards.files.map((f) => f.slice(d.length + 1))).toEqual(['a.bin', 'b.u32.bin', 'c.bin', 'd.u32.bin']);
     const a = new Int32Array(600);
-    const b = new Int32Array(600);
     const reads: [number, number][] = [
       [0, 1000],
       [990, 50],
@@ -92,7 +91,6 @@ describe('ShardTokenSource', () => {
     }
     expect(s1.getState()).toEqual(s3.getState());
     shards.close();
-    b.fill(0);
   });
 
   it('refuses an id outside the vocabulary, naming the shard and the position', () => {
