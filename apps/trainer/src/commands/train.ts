@@ -129,7 +129,7 @@ export function trainCommand(): Command {
     .option('--log-every <n>', 'a log line every n steps (metrics.jsonl gets every step)', positiveInt('--log-every'))
     .option('--checkpoint-every <n>', 'checkpoint every n steps (0: only at the end)', count('--checkpoint-every'))
     .option('--stop-after <n>', 'stop after n steps in this invocation (resume later with --resume)', positiveInt('--stop-after'))
-    .option('--data <path>', 'training text: a .txt/.jsonl file or a directory (default: the Brown training split)')
+    .option('--data <path>', 'training data: a .txt/.jsonl file, a .bin token shard (u16; .u32.bin for u32; needs --tokenizer), or a directory of either (default: the Brown training split)')
     .option('--tokenizer <file>', 'a byte-level BPE tokenizer.json (default: train one, cached under runs/.cache)')
     .addOption(new Option('--progress <mode>', 'progress display (auto: a bar on a terminal, lines otherwise)').choices(['auto', 'bar', 'lines', 'none']))
     .option('--json', 'print the result as JSON')
