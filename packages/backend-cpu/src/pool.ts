@@ -114,5 +114,7 @@ function newStorageLike<T extends StorageArray>(values: T): T {
   if (values instanceof Float32Array) return newF32(n) as T;
   if (values instanceof Int32Array) return newI32(n) as T;
   if (values instanceof Uint16Array) return newU16(n) as T;
+  // f32 storage of the float64 reference mode (CpuBackend({ float64: true }))
+  if ((values as unknown) instanceof Float64Array) return new Float64Array(n) as unknown as T;
   return newU8(n) as T;
 }

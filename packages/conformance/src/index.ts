@@ -5,4 +5,4 @@
 export { runConformance, type ConformanceOptions, type ToleranceName } from './run.js';
 export { DEFAULT_TOLERANCES, type Tolerances } from './harness.js';
 export { AREAS } from './cases/index.js';
-export { gradcheck, type GradSpec, type GradcheckOptions } from './gradcheck.js';
+export { gradcheck, backendHoldsFloat64, observeGradchecks, type GradSpec, type GradcheckOptions, type GradcheckReport } from './gradcheck.js';

@@ -32,7 +32,7 @@ export function scatterAddKernel(
 }
 
 /** Flat output positions of every src element (validating the index values). */
-function scatterTargets(baseShape: Shape, axis: number, indices: Int32Array, srcShape: Shape): Float64Array {
+export function scatterTargets(baseShape: Shape, axis: number, indices: Int32Array, srcShape: Shape): Float64Array {
   const n = sizeOf(srcShape);
   const targets = new Float64Array(n);
   const rank = baseShape.length;

@@ -45,7 +45,7 @@ const OPS: GradCase[] = [
 ];
 
 const cases: CaseDef[] = [
-  ...OPS.map(([name, f, specs]): CaseDef => ({ name: `gradient of ${name} matches central differences`, run: () => gradcheck(name, f, specs) })),
+  ...OPS.map(([name, f, specs]): CaseDef => ({ name: `gradient of ${name} matches central differences`, run: async () => void (await gradcheck(name, f, specs)) })),
   {
     name: 'gradients of gather / indexSelect / scatterAdd / indexAdd (duplicate indices) / crossEntropy',
     async run(c) {
