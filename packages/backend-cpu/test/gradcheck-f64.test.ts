@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as k from '@kiln/core';
 import { AREAS, gradcheck, observeGradchecks, runConformance, type GradcheckReport } from '@kiln/conformance';
-import { CpuBackend, createCpuBackend } from '../src/index.js';
+import { CpuBackend, createCpuBackend, createCpuCollectiveGroup, joinCpuCollective } from '../src/index.js';
 
 // Gradient checks in float64: the CPU backend's float64 reference mode holds f32 tensors as
 // float64, so gradcheck takes central differences with a 1e-6 step and a 1e-6 tolerance.
@@ -63,6 +63,12 @@ describe('float64 reference mode of the CPU backend', () => {
     expect(Array.from(k.indexSelect(k.reshape(base, [6, 4]), 0, idx).valuesSync().slice(0, 5))).toEqual([8 / 7, 9 / 7, 10 / 7, 11 / 7, 0]);
     expect(Array.from(k.indexAdd(k.zeros([3]), 0, idx, k.slice(base, [1], [3])).valuesSync())).toEqual([2 / 7, 0, 1 / 7 + 3 / 7]);
     expect(Array.from(k.where(k.greater(k.slice(base, [0], [3]), 0.1), k.slice(base, [0], [3]), -1).valuesSync())).toEqual([-1, 1 / 7, 2 / 7]);
+  });
+
+  it('refuses collectives (their wire format is f32), naming the mode', async () => {
+    const group = createCpuCollectiveGroup(2);
+    const c = joinCpuCollective(group, 0);
+    await expect(c.allReduce(k.tensor([1, 2]), 'sum', { timeoutMs: 2000 })).rejects.toThrow(/float64 reference mode/);
   });
 
   it('low-precision dtypes behave as in the default mode (casts to them round through f32)', () => {

@@ -113,6 +113,10 @@ function isTensorLike(x: unknown): x is Tensor {
  * other backends are read with `data()`.
  */
 async function payloadOf(t: Tensor): Promise<{ bytes: Uint8Array; pooled?: StorageArray }> {
+  // The wire format is each dtype's real width; the float64 reference mode holds f32 as f64.
+  if ((t.backend as { f32Precision?: string } | undefined)?.f32Precision === 'f64') {
+    throw new ArgumentError('collective', 'tensors of a CpuBackend in float64 reference mode cannot be exchanged (its f32 tensors are held as float64); use a default CpuBackend');
+  }
   const id: unknown = t.dataId;
   if (id instanceof CpuData && !id.released && id.values.length === t.size) {
     const pooled = copyOf(id.values);
