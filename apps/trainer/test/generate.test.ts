@@ -1,9 +1,8 @@
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as k from '@kiln/core';
-import { CpuBackend } from '@kiln/backend-cpu';
 import { SafetensorsFile, readInputIds, writeSafetensorsAtomic } from '../src/checkpoint/index.js';
 import { runGenerate } from '../src/commands/generate.js';
 import { runLogits } from '../src/commands/logits.js';
@@ -11,24 +10,10 @@ import { generate, sampleToken } from '../src/generate/index.js';
 import { loadPretrained } from '../src/model/pretrained.js';
 import { brownText } from '../src/data/brown.js';
 import { BpeTokenizer, WordCounter, trainBpe } from '../src/tokenizer/bpe.js';
+import { relL2, useCpuBackendForTests } from './helpers.js';
 
 const FIX = join(__dirname, 'fixtures');
-let backend: CpuBackend;
-beforeAll(() => {
-  backend = new CpuBackend();
-  k.useBackend(backend);
-});
-afterAll(() => backend.dispose());
-
-function relL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num += (got[i]! - want[i]!) ** 2;
-    den += want[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
+useCpuBackendForTests();
 
 describe('greedy generation', () => {
   it.each(['dsv3-qlora-yarn', 'dsv3-noqlora-sharded'])('%s: cached decoding = full recompute at every step = transformers.generate', async (name) => {

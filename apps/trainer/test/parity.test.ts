@@ -1,28 +1,13 @@
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as k from '@kiln/core';
-import { CpuBackend } from '@kiln/backend-cpu';
 import { HfCheckpoint, SafetensorsFile, loadModelWeights, readInputIds } from '../src/checkpoint/index.js';
 import { parseDeepseekV3Config } from '../src/model/config.js';
 import { DeepseekV3ForCausalLM } from '../src/model/deepseek-v3.js';
+import { relL2, useCpuBackendForTests } from './helpers.js';
 
 const FIX = join(__dirname, 'fixtures');
-let backend: CpuBackend;
-beforeAll(() => {
-  backend = new CpuBackend();
-  k.useBackend(backend);
-});
-afterAll(() => backend.dispose());
-
-function relL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num += (got[i]! - want[i]!) ** 2;
-    den += want[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
+useCpuBackendForTests();
 
 async function loadModel(name: string, fp8: 'dequantize' | 'keep' = 'dequantize') {
   const ckpt = await HfCheckpoint.open(join(FIX, name));
