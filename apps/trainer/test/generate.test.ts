@@ -2,7 +2,6 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import * as k from '@kiln/core';
 import { SafetensorsFile, readInputIds, writeSafetensorsAtomic } from '../src/checkpoint/index.js';
 import { runGenerate } from '../src/commands/generate.js';
 import { runLogits } from '../src/commands/logits.js';
