@@ -8,7 +8,7 @@ import { isKilnError } from '../src/errors.js';
 import { PRESETS } from '../src/presets/index.js';
 import { balanceBiasUpdate, maxOverMean, sequenceBalanceLoss, sequenceExpertFractions } from '../src/train/balance.js';
 import { resolveTrainConfig } from '../src/train/config.js';
-import { learningRate, runTraining, type TrainMetrics, type ValMetrics } from '../src/train/trainer.js';
+import { learningRate, mtpLambdaAt, runTraining, type TrainMetrics, type ValMetrics } from '../src/train/trainer.js';
 
 let backend: CpuBackend;
 let dir: string;
@@ -78,6 +78,18 @@ describe('training config', () => {
     const c = { ...t, schedule: 'constant-decay' as const, decayFrom: 0.5 };
     expect(learningRate(49, c)).toBe(1);
     expect(learningRate(75, c)).toBeCloseTo(0.55, 5);
+  });
+
+  it("MTP λ: constant by default; the report's 0.3 then 0.1 with mtpLambdaFinal", () => {
+    const t = { ...PRESETS.micro.train, steps: 148, mtpLambda: 0.3 };
+    expect(mtpLambdaAt(147, t)).toBe(0.3);
+    const s = { ...t, mtpLambdaFinal: 0.1 };
+    expect(mtpLambdaAt(99, s)).toBe(0.3);
+    expect(mtpLambdaAt(100, s)).toBe(0.1); // 10/14.8 of 148 steps
+    expect(mtpLambdaAt(49, { ...s, mtpLambdaSwitch: 0.5 })).toBe(0.3);
+    expect(mtpLambdaAt(74, { ...s, mtpLambdaSwitch: 0.5 })).toBe(0.1);
+    expect(resolveTrainConfig({ preset: 'micro', overrides: { mtpLambdaFinal: 0.1, mtpLambdaSwitch: 0.5 } }).train.mtpLambdaFinal).toBe(0.1);
+    expectArgError(() => resolveTrainConfig({ preset: 'micro', overrides: { mtpLambdaSwitch: 2 } }), /mtpLambdaSwitch/);
   });
 });
 

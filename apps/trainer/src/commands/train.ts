@@ -17,6 +17,8 @@ export interface TrainCommandOptions {
   auxAlpha?: number;
   mtpDepth?: number;
   mtpLambda?: number;
+  mtpLambdaFinal?: number;
+  mtpLambdaSwitch?: number;
   lr?: number;
   batchTokens?: number;
   microBatch?: number;
@@ -73,6 +75,8 @@ export async function runTrainCommand(opts: TrainCommandOptions): Promise<TrainR
       auxAlpha: opts.auxAlpha,
       mtpDepth: opts.mtpDepth,
       mtpLambda: opts.mtpLambda,
+      mtpLambdaFinal: opts.mtpLambdaFinal,
+      mtpLambdaSwitch: opts.mtpLambdaSwitch,
       lr: opts.lr,
       batchTokens: opts.batchTokens,
       microBatch: opts.microBatch,
@@ -120,6 +124,8 @@ export function trainCommand(): Command {
     .option('--aux-alpha <a>', 'weight of the sequence-wise balance loss (0: off)', number('--aux-alpha'))
     .option('--mtp-depth <d>', 'multi-token-prediction depth D (0: off)', count('--mtp-depth'))
     .option('--mtp-lambda <l>', 'MTP loss weight λ', number('--mtp-lambda'))
+    .option('--mtp-lambda-final <l>', 'λ after --mtp-lambda-switch of the steps (the report: 0.3, then 0.1)', number('--mtp-lambda-final'))
+    .option('--mtp-lambda-switch <f>', 'fraction of the steps at which λ changes (default 10/14.8)', number('--mtp-lambda-switch'))
     .option('--lr <lr>', 'peak learning rate', number('--lr'))
     .option('--batch-tokens <n>', 'tokens per optimizer step (gradient accumulation)', positiveInt('--batch-tokens'))
     .option('--micro-batch <n>', 'sequences per forward/backward', positiveInt('--micro-batch'))

@@ -69,6 +69,13 @@ export interface TrainSettings {
   auxAlpha: number;
   /** Weight λ of the MTP loss, (λ/D)·Σ_d CE_d. */
   mtpLambda: number;
+  /**
+   * λ after `mtpLambdaSwitch` of the steps (the report uses 0.3 for the first 10T of 14.8T tokens,
+   * then 0.1). Absent: λ stays `mtpLambda` throughout.
+   */
+  mtpLambdaFinal?: number;
+  /** Fraction of the steps after which λ becomes `mtpLambdaFinal` (default 10/14.8). */
+  mtpLambdaSwitch?: number;
   /** Validation every this many steps (0: only at the end). */
   evalEvery: number;
   /** A console line every this many steps (metrics.jsonl gets every step). */

@@ -57,6 +57,8 @@ export const TrainSettingsSchema = z.strictObject({
   balanceGamma: nonneg(),
   auxAlpha: nonneg(),
   mtpLambda: nonneg(),
+  mtpLambdaFinal: nonneg().optional(),
+  mtpLambdaSwitch: z.number().min(0).max(1).optional(),
   evalEvery: int(0),
   logEvery: int(1),
   checkpointEvery: int(0),

@@ -515,7 +515,7 @@ export class Trainer {
       const n = T - 1 - j;
       mtp = add(mtp, crossEntropy(l, sliceAxis(batch, 1, 2 + j, n)));
     });
-    if (D > 0) mtp = mul(mtp, t.mtpLambda / D);
+    if (D > 0) mtp = mul(mtp, mtpLambdaAt(this.step, t) / D);
     let bal: Tensor = tensor([0], []);
     if (t.auxAlpha > 0) {
       for (const { s } of this.collected) {
@@ -773,4 +773,10 @@ export async function runTraining(options: TrainRunOptions = {}): Promise<TrainR
   } finally {
     trainer.dispose();
   }
+}
+
+/** λ of the MTP loss at optimizer step `step` (0-based): mtpLambda, then mtpLambdaFinal once the switch fraction is reached. */
+export function mtpLambdaAt(step: number, t: TrainSettings): number {
+  if (t.mtpLambdaFinal === undefined) return t.mtpLambda;
+  return step >= Math.round((t.mtpLambdaSwitch ?? 10 / 14.8) * t.steps) ? t.mtpLambdaFinal : t.mtpLambda;
 }
