@@ -9,6 +9,7 @@
 # Runs: fp32 / bf16 / fp8 (same model, default balancing), fp32 with another seed (the noise
 # floor), gamma0 (no balancing at all), auxonly (sequence-wise balance loss only, gamma 0),
 # nomtp (MTP off), dense (no MoE: every layer a dense SwiGLU with the same active FLOPs).
+# Also selectable (EXP_RUNS): fp32-nomtp bf16-nomtp fp8-nomtp fp32-seed1-nomtp.
 set -euo pipefail
 OUT=${1:?usage: scripts/train-experiments.sh OUT_DIR [BUDGET_SECONDS]}
 BUDGET=${2:-480}
@@ -46,6 +47,11 @@ declare -A ARGS=(
   [auxonly]="--config exp.json --precision fp32 --balance-gamma 0 --aux-alpha 0.01"
   [nomtp]="--config exp.json --precision fp32 --mtp-depth 0"
   [dense]="--config dense.json --precision fp32"
+  # MTP off: about 1.5x the steps in the same time, for a longer precision comparison.
+  [fp32-nomtp]="--config exp.json --precision fp32 --mtp-depth 0"
+  [bf16-nomtp]="--config exp.json --precision bf16 --mtp-depth 0"
+  [fp8-nomtp]="--config exp.json --precision fp8 --mtp-depth 0"
+  [fp32-seed1-nomtp]="--config exp.json --precision fp32 --mtp-depth 0 --seed 1"
 )
 RUNS=(${EXP_RUNS:-fp32 bf16 fp8 fp32-seed1 gamma0 auxonly nomtp dense})
 
