@@ -16,6 +16,12 @@ export interface ConformanceOptions {
    * the test names. Each skipped case is reported as skipped with this option as its reason.
    */
   skip?: string[];
+  /**
+   * Only these areas are registered (default: all). For a special-purpose backend mode that
+   * is checked on one area (e.g. autograd in the CPU backend's float64 reference mode); a
+   * backend claiming conformance runs them all.
+   */
+  areas?: string[];
   /** Overrides of the default tolerances (f32 1 ulp, transcendental 4 ulp, matmul c = 4). */
   tolerance?: Partial<Record<ToleranceName, number>>;
   /** Seed of the suite's input generator (default 0x6b696c6e). */
@@ -49,6 +55,9 @@ export function runConformance(factory: () => Backend | Promise<Backend>, option
   }
   const seed = (options.seed ?? DEFAULT_SEED) >>> 0;
   const skip = options.skip ?? [];
+  for (const a of options.areas ?? []) {
+    if (!AREAS.some((x) => x.name === a)) throw new Error(`runConformance: unknown area ${JSON.stringify(a)} (expected one of ${AREAS.map((x) => x.name).join(', ')})`);
+  }
   // an entry names an area, or a case by a prefix of its id that ends at a word boundary
   const skipFor = (area: string, id: string): string | undefined =>
     skip.find((s) => s === area || (id.startsWith(s) && s.includes('/') && !/[A-Za-z0-9]/.test(id.charAt(s.length))));
@@ -93,6 +102,7 @@ export function runConformance(factory: () => Backend | Promise<Backend>, option
     });
 
     for (const area of AREAS) {
+      if (options.areas && !options.areas.includes(area.name)) continue;
       describe(area.name, () => {
         for (const def of area.cases) {
           const id = `${area.name}/${def.name}`;
