@@ -1,6 +1,7 @@
 import type { BinaryOp, PrimitiveMatmulOptions, ReduceOp, Shape, UnaryOp } from '@kiln/core';
-import { BackendError, broadcastStrides, sizeOf } from '@kiln/core';
+import { BackendError, sizeOf } from '@kiln/core';
 import { checkIndices } from './indexing-util.js';
+import { batchMatrixOffsets } from './matmul.js';
 import { erf, floorModF, roundHalfEven, sigmoid } from './math.js';
 import { Odometer, planBroadcast, prod } from './plan.js';
 
@@ -173,19 +174,15 @@ export function matmulF64(a: ArrayLike<number>, aShape: Shape, b: ArrayLike<numb
   const batch = prod(batchShape);
   const out = new Float64Array(batch * m * n);
   if (out.length === 0 || k === 0) return out;
-  const aStr = broadcastStrides(aShape.slice(0, -2), batchShape);
-  const bStr = broadcastStrides(bShape.slice(0, -2), batchShape);
+  const { aOffsets, bOffsets } = batchMatrixOffsets(aShape, bShape, batchShape, m * k, k * n);
   // Element (i, p) of op(A) is at ao + i*ars + p*acs; (p, j) of op(B) at bo + p*brs + j*bcs.
   const ars = options.transposeA ? 1 : k;
   const acs = options.transposeA ? m : 1;
   const brs = options.transposeB ? 1 : n;
   const bcs = options.transposeB ? k : 1;
-  const idx = new Array<number>(batchShape.length).fill(0);
-  let am = 0;
-  let bm = 0;
   for (let e = 0; e < batch; e++) {
-    const ao = am * m * k;
-    const bo = bm * k * n;
+    const ao = aOffsets[e];
+    const bo = bOffsets[e];
     const co = e * m * n;
     for (let i = 0; i < m; i++) {
       for (let j = 0; j < n; j++) {
@@ -193,14 +190,6 @@ export function matmulF64(a: ArrayLike<number>, aShape: Shape, b: ArrayLike<numb
         for (let p = 0; p < k; p++) s += a[ao + i * ars + p * acs] * b[bo + p * brs + j * bcs];
         out[co + i * n + j] = s;
       }
-    }
-    for (let d = batchShape.length - 1; d >= 0; d--) {
-      am += aStr[d];
-      bm += bStr[d];
-      if (++idx[d] < batchShape[d]) break;
-      am -= aStr[d] * batchShape[d];
-      bm -= bStr[d] * batchShape[d];
-      idx[d] = 0;
     }
   }
   return out;

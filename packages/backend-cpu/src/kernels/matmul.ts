@@ -28,30 +28,9 @@ export function matmulKernel(
   const out = isF32 ? newF32(batch * m * n, zeroed) : newI32(batch * m * n, zeroed);
   if (out.length === 0 || k === 0) return out; // empty product: zeros
 
-  const aOffsets = new Float64Array(batch);
-  const bOffsets = new Float64Array(batch);
+  const { aOffsets, bOffsets } = batchMatrixOffsets(aShape, bShape, batchShape, m * k, k * n);
   const cOffsets = new Float64Array(batch);
-  const aStr = broadcastStrides(aShape.slice(0, -2), batchShape);
-  const bStr = broadcastStrides(bShape.slice(0, -2), batchShape);
-  const aMat = m * k;
-  const bMat = k * n;
-  // Odometer over the batch dims (strides in matrices).
-  const idx = new Array<number>(batchShape.length).fill(0);
-  let ao = 0;
-  let bo = 0;
-  for (let e = 0; e < batch; e++) {
-    aOffsets[e] = ao * aMat;
-    bOffsets[e] = bo * bMat;
-    cOffsets[e] = e * m * n;
-    for (let d = batchShape.length - 1; d >= 0; d--) {
-      ao += aStr[d];
-      bo += bStr[d];
-      if (++idx[d] < batchShape[d]) break;
-      ao -= aStr[d] * batchShape[d];
-      bo -= bStr[d] * batchShape[d];
-      idx[d] = 0;
-    }
-  }
+  for (let e = 0; e < batch; e++) cOffsets[e] = e * m * n;
 
   if (isF32) {
     sgemm({
@@ -105,4 +84,32 @@ function imatmul(
       }
     }
   }
+}
+
+/**
+ * Element offsets of each output matrix's A and B operands under broadcast batch dimensions
+ * (an odometer over the batch dims, with strides counted in matrices of aMat / bMat elements).
+ */
+export function batchMatrixOffsets(aShape: Shape, bShape: Shape, batchShape: Shape, aMat: number, bMat: number): { aOffsets: Float64Array; bOffsets: Float64Array } {
+  const batch = prod(batchShape);
+  const aOffsets = new Float64Array(batch);
+  const bOffsets = new Float64Array(batch);
+  const aStr = broadcastStrides(aShape.slice(0, -2), batchShape);
+  const bStr = broadcastStrides(bShape.slice(0, -2), batchShape);
+  const idx = new Array<number>(batchShape.length).fill(0);
+  let ao = 0;
+  let bo = 0;
+  for (let e = 0; e < batch; e++) {
+    aOffsets[e] = ao * aMat;
+    bOffsets[e] = bo * bMat;
+    for (let d = batchShape.length - 1; d >= 0; d--) {
+      ao += aStr[d];
+      bo += bStr[d];
+      if (++idx[d] < batchShape[d]) break;
+      ao -= aStr[d] * batchShape[d];
+      bo -= bStr[d] * batchShape[d];
+      idx[d] = 0;
+    }
+  }
+  return { aOffsets, bOffsets };
 }
