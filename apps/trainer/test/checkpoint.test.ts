@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as k from '@kiln/core';
 import { CpuBackend } from '@kiln/backend-cpu';
 import {
-  CheckpointError,
   HfCheckpoint,
   SafetensorsFile,
   checkTokenIds,
@@ -16,6 +15,7 @@ import {
   writeSafetensorsAtomic,
   type LoadableModel,
 } from '../src/checkpoint/index.js';
+import { expectCheckpointError } from './helpers.js';
 
 let backend: CpuBackend;
 let dir: string;
@@ -59,17 +59,6 @@ function writeCheckpoint(tensors: Record<string, Entry>, config: Record<string, 
   return d;
 }
 
-async function expectCheckpointError(p: Promise<unknown>, ...parts: (string | RegExp)[]): Promise<CheckpointError> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(CheckpointError);
-  for (const part of parts) expect((err as Error).message).toMatch(part);
-  return err as CheckpointError;
-}
 
 describe('SafetensorsFile (lazy reader)', () => {
   it('reads tensors one at a time, narrowing F64 and I64', async () => {

@@ -1,15 +1,46 @@
-import { afterAll, beforeAll } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect } from 'vitest';
 import * as k from '@kiln/core';
 import { CpuBackend } from '@kiln/backend-cpu';
 
-/** Activates a CPU backend for the file's tests and disposes it after them. */
-export function useCpuBackendForTests(): void {
-  let backend: CpuBackend;
+import { CheckpointError } from '../src/checkpoint/errors.js';
+
+/** Activates a CPU backend for the file's tests and disposes it after them; returns a getter. */
+export function useCpuBackendForTests(): () => CpuBackend {
+  let backend: CpuBackend | undefined;
   beforeAll(() => {
     backend = new CpuBackend();
     k.useBackend(backend);
   });
-  afterAll(() => backend.dispose());
+  afterAll(() => backend?.dispose());
+  return () => backend!;
+}
+
+/** A temporary directory for the file's tests, removed after them; returns a getter. */
+export function useTempDirForTests(prefix: string): () => string {
+  let dir: string | undefined;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), prefix));
+  });
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  return () => dir!;
+}
+
+/** Awaits p, expecting a CheckpointError whose message matches every part; returns it. */
+export async function expectCheckpointError(p: Promise<unknown>, ...parts: (string | RegExp)[]): Promise<CheckpointError> {
+  let err: unknown;
+  try {
+    await p;
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(CheckpointError);
+  for (const part of parts) expect((err as Error).message).toMatch(part);
+  return err as CheckpointError;
 }
 
 /** Relative L2 error ||got - want|| / ||want||, in float64. */

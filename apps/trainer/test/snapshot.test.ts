@@ -17,6 +17,7 @@ import {
 } from '../src/train/snapshot.js';
 // @ts-expect-error plain-JS fixture shared with the child process
 import { makeSnapshot as makeSnapshotJs } from './fixtures/snapshot/data.mjs';
+import { expectCheckpointError } from './helpers.js';
 
 const makeSnapshot = makeSnapshotJs as (step: number, floats: number) => TrainingSnapshot;
 
@@ -48,17 +49,6 @@ function expectSame(got: TrainingSnapshot | undefined, want: TrainingSnapshot): 
   }
 }
 
-async function expectCheckpointError(p: Promise<unknown>, ...parts: (string | RegExp)[]): Promise<CheckpointError> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(CheckpointError);
-  for (const part of parts) expect((err as Error).message).toMatch(part);
-  return err as CheckpointError;
-}
 
 const quiet = { onWarning: () => undefined };
 

@@ -1,31 +1,20 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as k from '@kiln/core';
-import { CpuBackend } from '@kiln/backend-cpu';
+import { describe, expect, it } from 'vitest';
 import { isKilnError } from '../src/errors.js';
 import { ConfigMismatchError, loadLatestSnapshot } from '../src/train/snapshot.js';
 import { runTraining, type TrainRunOptions } from '../src/train/trainer.js';
+import { useCpuBackendForTests, useTempDirForTests } from './helpers.js';
 
-let backend: CpuBackend;
-let dir: string;
-beforeAll(() => {
-  backend = new CpuBackend();
-  k.useBackend(backend);
-  dir = mkdtempSync(join(tmpdir(), 'kiln-resume-'));
-});
-afterAll(() => {
-  backend.dispose();
-  rmSync(dir, { recursive: true, force: true });
-});
+const cpuBackend = useCpuBackendForTests();
+const tempDir = useTempDirForTests('kiln-resume-');
 
 const N = 3;
 const base = (out: string, extra: Partial<TrainRunOptions> = {}): TrainRunOptions => ({
   preset: 'micro',
-  backend,
+  backend: cpuBackend(),
   out,
-  cacheDir: join(dir, 'cache'),
+  cacheDir: join(tempDir(), 'cache'),
   progress: 'none',
   baseline: false,
   ...extra,
@@ -38,8 +27,8 @@ function bitsOf(data: Float32Array | Uint16Array | Int32Array): Uint32Array | Ui
 
 describe('checkpoint and resume (CPU backend)', () => {
   it(`${2 * N} steps straight and ${N} + resume + ${N} give bit-identical weights, optimizer state and data position`, async () => {
-    const straight = join(dir, 'straight');
-    const split = join(dir, 'split');
+    const straight = join(tempDir(), 'straight');
+    const split = join(tempDir(), 'split');
     await runTraining(base(straight));
     const first = await runTraining(base(split, { stopAfter: N }));
     expect(first.stopped).toBe(true);
@@ -86,7 +75,7 @@ describe('checkpoint and resume (CPU backend)', () => {
   });
 
   it('refuses to resume against a different config, with a typed error naming the field', async () => {
-    const split = join(dir, 'split');
+    const split = join(tempDir(), 'split');
     let err: unknown;
     try {
       await runTraining(base(split, { resume: true, overrides: { steps: 2 * N, evalBytes: 2000, lr: 0.5 } }));
@@ -101,6 +90,6 @@ describe('checkpoint and resume (CPU backend)', () => {
     const again = await runTraining(base(split, { resume: true, overrides: { steps: 2 * N, evalBytes: 1000, logEvery: 3 } }));
     expect(again.step).toBe(2 * N);
     // no checkpoint at all
-    await expect(runTraining(base(join(dir, 'empty'), { resume: true }))).rejects.toThrow(/no checkpoint/);
+    await expect(runTraining(base(join(tempDir(), 'empty'), { resume: true }))).rejects.toThrow(/no checkpoint/);
   });
 });

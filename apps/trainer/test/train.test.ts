@@ -1,26 +1,16 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as k from '@kiln/core';
-import { CpuBackend } from '@kiln/backend-cpu';
 import { isKilnError } from '../src/errors.js';
 import { PRESETS } from '../src/presets/index.js';
 import { balanceBiasUpdate, maxOverMean, sequenceBalanceLoss, sequenceExpertFractions } from '../src/train/balance.js';
 import { resolveTrainConfig } from '../src/train/config.js';
-import { learningRate, mtpLambdaAt, runTraining, type TrainMetrics, type ValMetrics } from '../src/train/trainer.js';
+import { learningRate, mtpLambdaAt, runTraining, type TrainMetrics, type TrainRunOptions, type ValMetrics } from '../src/train/trainer.js';
+import { useCpuBackendForTests, useTempDirForTests } from './helpers.js';
 
-let backend: CpuBackend;
-let dir: string;
-beforeAll(() => {
-  backend = new CpuBackend();
-  k.useBackend(backend);
-  dir = mkdtempSync(join(tmpdir(), 'kiln-train-'));
-});
-afterAll(() => {
-  backend.dispose();
-  rmSync(dir, { recursive: true, force: true });
-});
+const cpuBackend = useCpuBackendForTests();
+const tempDir = useTempDirForTests('kiln-train-');
 
 function expectArgError(fn: () => unknown, field: RegExp): void {
   let err: unknown;
@@ -44,7 +34,7 @@ describe('training config', () => {
     expect(d.model.num_nextn_predict_layers).toBe(2);
     expect(d.train.lr).toBe(0.25);
     expect(d.train.steps).toBe(7);
-    const file = join(dir, 'cfg.json');
+    const file = join(tempDir(), 'cfg.json');
     writeFileSync(file, JSON.stringify({ preset: 'micro', train: { seed: 9 } }));
     expect(resolveTrainConfig({ configFile: file }).train.seed).toBe(9);
     expect(resolveTrainConfig({ configFile: file }).preset).toBe('micro');
@@ -63,10 +53,10 @@ describe('training config', () => {
     expectArgError(() => resolveTrainConfig({ overrides: { batchTokens: 1000 } }), /train\.batchTokens \(1000\) must be a multiple/);
     expectArgError(() => resolveTrainConfig({ overrides: { precision: 'fp4' as never } }), /train\.precision/);
     expectArgError(() => resolveTrainConfig({ configJson: [] }), /JSON object/);
-    const bad = join(dir, 'bad.json');
+    const bad = join(tempDir(), 'bad.json');
     writeFileSync(bad, '{ nope');
     expect(() => resolveTrainConfig({ configFile: bad })).toThrow(k.FormatError);
-    expectArgError(() => resolveTrainConfig({ configFile: join(dir, 'missing.json') }), /missing\.json/);
+    expectArgError(() => resolveTrainConfig({ configFile: join(tempDir(), 'missing.json') }), /missing\.json/);
   });
 
   it('schedules: warmup then cosine, or constant then decay', () => {
@@ -198,18 +188,21 @@ function readMetrics(runDir: string): (TrainMetrics | ValMetrics)[] {
     .map((l) => JSON.parse(l) as TrainMetrics | ValMetrics);
 }
 
+/** A quiet micro-preset run into `out` (shared tokenizer/id cache, no xz baseline). */
+const microRun = (out: string, extra: Partial<TrainRunOptions> = {}): TrainRunOptions => ({
+  preset: 'micro',
+  backend: cpuBackend(),
+  out,
+  cacheDir: join(tempDir(), 'cache'),
+  progress: 'none',
+  baseline: false,
+  ...extra,
+});
+
 describe('a short training run (micro preset)', () => {
   it('trains: the loss goes down; metrics.jsonl and run.json carry the documented fields', async () => {
-    const out = join(dir, 'run');
-    const r = await runTraining({
-      preset: 'micro',
-      backend,
-      out,
-      cacheDir: join(dir, 'cache'),
-      progress: 'none',
-      baseline: false,
-      overrides: { steps: 12, evalEvery: 6, evalBytes: 4000 },
-    });
+    const out = join(tempDir(), 'run');
+    const r = await runTraining(microRun(out, { overrides: { steps: 12, evalEvery: 6, evalBytes: 4000 } }));
     expect(r.step).toBe(12);
     expect(r.stopped).toBe(false);
     expect(r.skipped).toBe(0);
@@ -245,19 +238,13 @@ describe('a short training run (micro preset)', () => {
     expect(run.result.val.bpb).toBe(val[1].bpb);
     expect(typeof run.kiln).toBe('string');
     // a new run refuses an existing run directory
-    await expect(runTraining({ preset: 'micro', backend, out, cacheDir: join(dir, 'cache'), progress: 'none', baseline: false })).rejects.toThrow(/already holds a run/);
+    await expect(runTraining(microRun(out))).rejects.toThrow(/already holds a run/);
   });
 
   it('skips a step whose gradients are not finite, counts it and reports it', async () => {
-    const out = join(dir, 'nan');
+    const out = join(tempDir(), 'nan');
     const r = await runTraining({
-      preset: 'micro',
-      backend,
-      out,
-      cacheDir: join(dir, 'cache'),
-      progress: 'none',
-      baseline: false,
-      overrides: { steps: 4, evalBytes: 2000 },
+      ...microRun(out, { overrides: { steps: 4, evalBytes: 2000 } }),
       onGradients: (step, grads) => {
         if (step === 2) grads.get('lm_head.weight')![5] = Number.NaN;
       },
