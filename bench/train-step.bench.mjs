@@ -32,6 +32,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { machineInfo } from './lib/fp8-common.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -185,18 +186,7 @@ function runPeer() {
 }
 
 // ---------------------------------------------------------------------------------------
-const cpus = os.cpus();
-const machine = {
-  cpu: cpus[0]?.model ?? 'unknown',
-  cores: cpus.length,
-  availableParallelism: typeof os.availableParallelism === 'function' ? os.availableParallelism() : cpus.length,
-  memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-  platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-  node: process.version,
-  v8: process.versions.v8,
-  loadAverageBefore: os.loadavg()[0],
-  label: env.TRAIN_STEP_MACHINE ?? null,
-};
+const machine = { ...machineInfo(), loadAverageBefore: os.loadavg()[0], label: env.TRAIN_STEP_MACHINE ?? null };
 console.log(`kiln: ${backend.device.name}; GEMM ${gemm.kernel}, ${threads} thread(s); preset ${PRESET}, vocab ${vocab}; warm-up ${WARMUP}, timed ${STEPS} steps`);
 
 const kilnRows = [];
