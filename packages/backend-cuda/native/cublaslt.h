@@ -1,0 +1,31 @@
+// cuBLASLt, loaded at run time with dlopen (libcublasLt.so.13 / .12): the addon builds with
+// nothing but nvcc and the static CUDA runtime, and runs without cuBLASLt (own kernels) when
+// the library is absent. Declarations of the few entry points used live in cublaslt.cpp.
+#pragma once
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <string>
+
+namespace kiln {
+namespace lt {
+
+// Loads the library once; false (with the reason in `why()`) when it is not there.
+bool available();
+std::string why();
+std::string version();
+
+// Row-major batched f32 GEMM C[b] = op(A[b]) op(B[b]) with per-batch element strides (0 = broadcast).
+// transA: A stored [K, M]; transB: B stored [N, K]. FP32 compute (no TF32).
+cudaError_t sgemm(const void* A, const void* B, void* C, int batch, int64_t aStride, int64_t bStride, int M, int N,
+                  int K, bool transA, bool transB, cudaStream_t s);
+// Row-major bf16 GEMM C [M,N] (bf16 or f32 out) = A [M,K] * B [N,K]^T, f32 accumulate.
+cudaError_t bf16Gemm(const void* A, const void* B, void* C, bool outF32, int M, int N, int K, cudaStream_t s);
+
+// DeepSeek-V3 blockwise FP8: A [M,K] e4m3 with 1x128 scales sa [M, K/128], B [N,K] e4m3 with
+// 128x128 scales sb [N/128, K/128] (kiln's row-major layouts), D [M,N] f32 or bf16.
+bool fp8BlockwiseSupported(int M, int N, int K);
+cudaError_t fp8BlockwiseGemm(const uint8_t* A, const float* sa, const uint8_t* B, const float* sb, void* D, bool outBf16,
+                             int M, int N, int K, cudaStream_t s);
+
+}  // namespace lt
+}  // namespace kiln

@@ -1,0 +1,6 @@
+// Placeholder until the NCCL bindings land.
+#include "nccl.h"
+
+namespace kiln {
+void registerNccl(Napi::Env, Napi::Object) {}
+}
