@@ -10,6 +10,7 @@ export default defineConfig({
     alias: {
       '@kiln/core': src('./packages/core/src/index.ts'),
       '@kiln/backend-cpu': src('./packages/backend-cpu/src/index.ts'),
+      '@kiln/backend-cuda': src('./packages/backend-cuda/src/index.ts'),
       '@kiln/conformance': src('./packages/conformance/src/index.ts'),
     },
   },

@@ -29,3 +29,22 @@ cudaError_t fp8BlockwiseGemm(const uint8_t* A, const float* sa, const uint8_t* B
 
 }  // namespace lt
 }  // namespace kiln
+
+// ---- appended: diagnostics, cuBLASLt-native scale layouts, the layout kernel -------------------
+namespace kiln {
+namespace lt {
+// Why the last call on this thread of control declined or failed ("" if none yet).
+std::string lastError();
+// fp8BlockwiseGemm with the scales already in cuBLASLt's layouts (what PyTorch's blockwise
+// scaled_mm passes): saKM [ceil(K/128)][M] (1x128 scales, K-block-major, M contiguous) and
+// sbPadded [ceil(N/128)][round_up(ceil(K/128), 4)] (128x128 scales, K blocks contiguous).
+cudaError_t fp8BlockwiseGemmNative(const uint8_t* A, const float* saKM, const uint8_t* B, const float* sbPadded, void* D,
+                                   bool outBf16, int M, int N, int K, cudaStream_t s);
+// Whether cuBLASLt takes f32 output for blockwise FP8 at this shape (else fp8BlockwiseGemm stages bf16 + a cast).
+bool fp8OutF32Native(int M, int N, int K);
+// lt_scale_layout.cu: kiln's scale layouts -> cuBLASLt's. saT[kb * M + m] = sa[m * KB + kb]; when sb is
+// non-null, sbPadded[nb * KBpad + kb] = sb[nb * KB + kb] (zero in the padding).
+cudaError_t launchLtScaleLayout(const float* sa, int M, int KB, float* saT, const float* sb, int NB, float* sbPadded,
+                                int KBpad, cudaStream_t s);
+}  // namespace lt
+}  // namespace kiln

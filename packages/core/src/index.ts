@@ -40,6 +40,7 @@ export * from './ops/matmul.js';
 export * from './ops/indexing.js';
 export * from './ops/layout.js';
 export type { TensorLike } from './ops/plumbing.js';
+export { tensorFromDataId } from './ops/plumbing.js';
 
 export * from './composed/softmax.js';
 export * from './composed/norm.js';

@@ -81,7 +81,7 @@ __device__ __forceinline__ uint8_t encodeE4M3(float x, bool sat) {
   return (uint8_t)encodeMinifloat(x, 3, 7, 0x7e, 0x7f, 0x7f, 0x7f, 8, sat);
 }
 __device__ __forceinline__ uint8_t encodeE5M2(float x, bool sat) {
-  return (uint8_t)encodeMinifloat(x, 2, 15, 0x7b, 0x7c, 0x7e, 0x7c, 8, sat);
+  return (uint8_t)encodeMinifloat(x, 2, 15, 0x7b, 0x7c, 0x7f, 0x7c, 8, sat);  // NaN -> 0x7f, as torch
 }
 __device__ __forceinline__ uint16_t encodeF16(float x, bool sat) {
   return (uint16_t)encodeMinifloat(x, 10, 15, 0x7bff, 0x7c00, 0x7e00, 0x7c00, 16, sat);

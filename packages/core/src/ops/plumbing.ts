@@ -26,6 +26,14 @@ export function wrap(backend: Backend, dataId: DataId, shape: Shape, dtype: DTyp
   return engine.makeTensor(backend, dataId, shape, dtype);
 }
 
+/**
+ * For backend packages: a Tensor over storage the backend already holds (e.g. the output of a
+ * collective written by a native library). Core takes over its reference counting.
+ */
+export function tensorFromDataId(backend: Backend, dataId: DataId, shape: Shape, dtype: DType): Tensor {
+  return wrap(backend, dataId, shape, dtype);
+}
+
 export function assertDType(op: string, name: string, t: Tensor, allowed: readonly DType[]): void {
   if (!allowed.includes(t.dtype)) {
     throw new DTypeError(op, `${name} has dtype ${t.dtype}; expected ${allowed.join(' or ')}`);
