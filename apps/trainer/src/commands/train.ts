@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_PRESET, PRESETS } from '../presets/index.js';
-import type { TrainOverrides } from '../train/config.js';
+import { resolveTrainConfig, type TrainOverrides } from '../train/config.js';
+import { isLaunchedRank, joinNcclFromEnv, launchDistributedTraining, runDistributedTraining } from '../train/distributed.js';
 import { formatVerdict, runTraining, type TrainRunResult } from '../train/trainer.js';
 import { disposeBackends, positiveInt, selectBackend, writeOut } from './shared.js';
 
@@ -32,6 +33,8 @@ export interface TrainCommandOptions {
   tokenizer?: string;
   progress?: 'auto' | 'bar' | 'lines' | 'none';
   json?: boolean;
+  /** Data parallel over this many processes, one GPU each (needs --backend cuda). */
+  nproc?: number;
 }
 
 /** A non-negative number option. */
@@ -86,7 +89,7 @@ export async function runTrainCommand(opts: TrainCommandOptions): Promise<TrainR
       logEvery: opts.logEvery,
       checkpointEvery: opts.checkpointEvery,
     };
-    const result = await runTraining({
+    const runOptions = {
       preset: opts.preset,
       configFile: opts.config,
       overrides,
@@ -99,7 +102,11 @@ export async function runTrainCommand(opts: TrainCommandOptions): Promise<TrainR
       handleSigint: true,
       progress: opts.json ? 'none' : opts.progress,
       log: opts.json ? () => undefined : undefined,
-    });
+    };
+    // A rank of `kiln train --nproc N` (started by the launcher): data parallel over NCCL.
+    const rank = isLaunchedRank() ? await joinNcclFromEnv(backend) : undefined;
+    const result = rank ? await runDistributedTraining({ ...runOptions, backend }, { collective: rank }) : await runTraining(runOptions);
+    if (rank && rank.rank !== 0) return result;
     await writeOut(opts.json ? `${JSON.stringify({ ...result, config: result.config })}\n` : formatResult(result));
     return result;
   } finally {
@@ -139,11 +146,17 @@ export function trainCommand(): Command {
     .option('--tokenizer <file>', 'a byte-level BPE tokenizer.json (default: train one, cached under runs/.cache)')
     .addOption(new Option('--progress <mode>', 'progress display (auto: a bar on a terminal, lines otherwise)').choices(['auto', 'bar', 'lines', 'none']))
     .option('--json', 'print the result as JSON')
+    .option('--nproc <n>', 'data parallel: n processes, one GPU each (needs --backend cuda); rank 0 writes the run', positiveInt('--nproc', 64))
     .addHelpText(
       'after',
-      ['', 'Examples:', '  kiln train                       the default preset (~10 min on 2 CPU cores), then BPB vs xz -9e', '  kiln train --preset micro --steps 50', '  kiln train --out runs/a --checkpoint-every 100 --stop-after 200', '  kiln train --out runs/a --resume'].join('\n'),
+      ['', 'Examples:', '  kiln train                       the default preset (~10 min on 2 CPU cores), then BPB vs xz -9e', '  kiln train --preset micro --steps 50', '  kiln train --out runs/a --checkpoint-every 100 --stop-after 200', '  kiln train --out runs/a --resume', '  kiln train --backend cuda --nproc 2   data parallel on 2 GPUs'].join('\n'),
     )
     .action(async (opts: TrainCommandOptions) => {
+      if (opts.nproc !== undefined && opts.nproc > 1 && !isLaunchedRank()) {
+        // The launcher: N ranks of this same command; exits with the first failing rank's code.
+        process.exitCode = await launchDistributedTraining({ nproc: opts.nproc, backend: opts.backend, out: opts.out, resume: opts.resume, preset: resolveTrainConfig({ preset: opts.preset, configFile: opts.config }).preset });
+        return;
+      }
       await runTrainCommand(opts);
     });
 }

@@ -36,6 +36,7 @@ import { loadTokenizer, saveTokenizer, trainTokenizer } from '../tokenizer/train
 import { VERSION } from '../version.js';
 import { balanceBiasUpdate, maxOverMean, sequenceBalanceLoss } from './balance.js';
 import { modelConfigJson, resolveTrainConfig, type ResolveOptions, type TrainConfig } from './config.js';
+import type { DataParallelHook } from './distributed.js';
 import { Progress, type ProgressMode } from './progress.js';
 import { assertSameConfig, loadLatestSnapshot, MODEL_TENSOR_PREFIX, saveSnapshot, type SnapshotTensor, type TrainingSnapshot } from './snapshot.js';
 
@@ -103,6 +104,11 @@ export interface TrainRunOptions extends ResolveOptions {
   baseline?: boolean;
   /** Sees (and may modify) the accumulated FP32 gradients of each step before the optimizer. */
   onGradients?: (step: number, grads: Map<string, Float32Array>) => void;
+  /**
+   * Data parallelism (`kiln train --nproc`, see distributed.ts): this rank's share of every
+   * step's batches and the reduction over ranks before the optimizer. Only rank 0 writes files.
+   */
+  dataParallel?: DataParallelHook;
 }
 
 export interface TrainRunResult {
@@ -313,6 +319,14 @@ export class Trainer {
   resumedFrom: number | undefined;
   /** Linear layers set to the run's precision (all but lm_head). */
   linearsAtPrecision = 0;
+  /** Ctrl-C was pressed here; `interrupted`: the loop stops (with data parallelism: once every rank knows). */
+  private stopRequested = false;
+  private interrupted = false;
+
+  /** Whether this process writes the run directory (with data parallelism only rank 0 does). */
+  private get writes(): boolean {
+    return (this.options.dataParallel?.rank ?? 0) === 0;
+  }
 
   private constructor(config: TrainConfig, runDir: string, private readonly options: TrainRunOptions) {
     this.config = config;
@@ -344,10 +358,10 @@ export class Trainer {
     if (getBackend() !== backend) throw new ArgumentError('train', `backend ${backend.name} is not the current backend`);
     const precision = this.config.train.precision;
 
-    mkdirSync(this.runDir, { recursive: true });
+    if (this.writes) mkdirSync(this.runDir, { recursive: true });
     const snap = o.resume ? await loadLatestSnapshot(this.runDir) : undefined;
     if (o.resume && !snap) throw new ArgumentError('train', `--resume: ${this.runDir} has no checkpoint to resume from`);
-    if (!o.resume && existsSync(join(this.runDir, 'metrics.jsonl'))) {
+    if (!o.resume && this.writes && existsSync(join(this.runDir, 'metrics.jsonl'))) {
       throw new ArgumentError('train', `${this.runDir} already holds a run; pass --resume to continue it or --out to start a new one`);
     }
 
@@ -356,8 +370,10 @@ export class Trainer {
     if (o.tokenizer) this.config.train.vocabSize = vocab;
     this.configJson = fingerprint(this.config, vocab, this.corpus.tokenizerHash, o.data);
     if (snap) assertSameConfig(snap.configJson, this.configJson, `${this.runDir} (checkpoint step ${snap.step})`);
-    saveTokenizer(this.corpus.tokenizer, join(this.runDir, 'tokenizer.json'));
-    writeFileSync(join(this.runDir, 'config.json'), `${JSON.stringify(this.configJson.model, null, 2)}\n`);
+    if (this.writes) {
+      saveTokenizer(this.corpus.tokenizer, join(this.runDir, 'tokenizer.json'));
+      writeFileSync(join(this.runDir, 'config.json'), `${JSON.stringify(this.configJson.model, null, 2)}\n`);
+    }
 
     const modelCfg = parseDeepseekV3Config(this.configJson.model, `preset ${this.config.preset}`);
     this.model = DeepseekV3ForCausalLM.create(modelCfg, { seed: this.config.train.seed });
@@ -384,7 +400,7 @@ export class Trainer {
     } else {
       this.opt = await AdamW.create(trained, adamOptions);
       this.stream = new TokenStream(this.corpus.train, { batchSize: t.microBatch, seqLen: t.seqLen, seed: t.seed });
-      writeFileSync(join(this.runDir, 'metrics.jsonl'), '');
+      if (this.writes) writeFileSync(join(this.runDir, 'metrics.jsonl'), '');
     }
     this.writeRunJson();
   }
@@ -396,6 +412,7 @@ export class Trainer {
   }
 
   private writeRunJson(result?: Record<string, unknown>): void {
+    if (!this.writes) return;
     const run = {
       kiln: VERSION,
       node: process.version,
@@ -474,7 +491,7 @@ export class Trainer {
     this.lastVal = st.lastVal ?? undefined;
     // metrics.jsonl: drop lines past the checkpoint (an interrupted run may have logged more).
     const path = join(this.runDir, 'metrics.jsonl');
-    if (existsSync(path)) {
+    if (this.writes && existsSync(path)) {
       const keepLines = readFileSync(path, 'utf8')
         .split('\n')
         .filter((l) => l.trim() !== '')
@@ -491,6 +508,7 @@ export class Trainer {
   }
 
   async checkpoint(): Promise<string> {
+    if (!this.writes) return this.runDir;
     return saveSnapshot(this.runDir, this.snapshot(), { keep: this.config.train.keepCheckpoints });
   }
 
@@ -548,8 +566,18 @@ export class Trainer {
     let ce = 0;
     let mtp = 0;
     let bal = 0;
+    const dp = this.options.dataParallel;
+    // Micro-batches this rank trains on (all of them without data parallelism).
+    const share = dp ? dp.localMicroBatches(micro) : micro;
     for (let i = 0; i < micro; i++) {
-      const batch = this.stream.next();
+      let batch = this.stream.next();
+      if (dp) {
+        // Every rank draws every batch (same stream state everywhere) and trains on its share.
+        const mine = dp.shard(batch, i, micro);
+        if (mine !== batch) batch.dispose();
+        if (!mine) continue;
+        batch = mine;
+      }
       const params = Object.fromEntries([...this.model.parameters()].filter(([n]) => !n.endsWith(BIAS_SUFFIX)));
       this.collected = [];
       this.collecting = true;
@@ -569,9 +597,9 @@ export class Trainer {
         batch.dispose();
       }
       const p = parts!;
-      ce += p.ce.valuesSync()[0] / micro;
-      mtp += p.mtp.valuesSync()[0] / micro;
-      bal += p.bal.valuesSync()[0] / micro;
+      ce += p.ce.valuesSync()[0] / share;
+      mtp += p.mtp.valuesSync()[0] / share;
+      bal += p.bal.valuesSync()[0] / share;
       p.ce.dispose();
       p.mtp.dispose();
       p.bal.dispose();
@@ -580,6 +608,13 @@ export class Trainer {
       this.collected = [];
     }
     const grads = acc.take();
+    if (dp) {
+      // Mean gradients and losses, summed expert loads, over the ranks (one allReduce).
+      const losses = [ce, mtp, bal];
+      const r = await dp.reduce({ grads, loads: this.moes.map((e) => e.load), losses, stop: this.stopRequested });
+      [ce, mtp, bal] = losses;
+      if (r.stop) this.interrupted = true;
+    }
     this.options.onGradients?.(this.step, grads);
     const r = await this.opt.step(grads, lr);
     if (r.applied) {
@@ -618,6 +653,7 @@ export class Trainer {
   }
 
   private appendMetrics(line: TrainMetrics | ValMetrics): void {
+    if (!this.writes) return;
     appendFileSync(join(this.runDir, 'metrics.jsonl'), `${JSON.stringify(line)}\n`);
   }
 
@@ -685,15 +721,18 @@ export class Trainer {
     // The bar starts after the header line (it redraws its own line from then on).
     const progress = new Progress(o.progress ?? 'auto', t.steps, this.step, this.log, t.logEvery);
     // Ctrl-C (SIGINT) once: finish the step, checkpoint and stop (resumable); twice: the default exit.
-    let interrupted = false;
+    this.interrupted = false;
+    this.stopRequested = false;
     const onSigint = (): void => {
-      interrupted = true;
+      this.stopRequested = true;
+      // With data parallelism every rank stops after the step in which the request was reduced.
+      if (!o.dataParallel) this.interrupted = true;
     };
     if (o.handleSigint) process.once('SIGINT', onSigint);
-    while (this.step < last && !interrupted) {
+    while (this.step < last && !this.interrupted) {
       // Let the event loop run between steps (the step's awaits are microtasks only): signals, I/O.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      if (interrupted) break;
+      if (this.interrupted) break;
       const m = await this.trainStep();
       progress.update(m, m.ceLoss / Math.LN2 / bytesPerToken, this.lastVal?.bpb);
       if (t.evalEvery > 0 && this.step % t.evalEvery === 0 && this.step < t.steps) {
@@ -704,7 +743,7 @@ export class Trainer {
     }
     progress.stop();
     process.removeListener('SIGINT', onSigint);
-    if (interrupted) this.log(`interrupted at step ${this.step}: saving a checkpoint`);
+    if (this.interrupted) this.log(`interrupted at step ${this.step}: saving a checkpoint`);
     const stopped = this.step < t.steps;
     let val: ValMetrics | undefined;
     let xz: CompressionBaseline | undefined;
