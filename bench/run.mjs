@@ -23,9 +23,24 @@ if (files.length === 0) {
   process.exit(1);
 }
 
+// GPU benchmarks (cuda-*.bench.mjs) run only where kiln's CUDA addon is built and sees a device.
+function cudaSkipReason() {
+  const addon = process.env.KILN_CUDA_ADDON ?? join(here, '..', 'packages', 'backend-cuda', 'build', 'Release', 'kiln_cuda.node');
+  if (!existsSync(addon)) return `the CUDA addon is not built (${addon})`;
+  const js = `const p = require(${JSON.stringify(addon)}).probe(); console.log(p.ok ? '' : p.reason || 'no CUDA device is visible');`;
+  const r = spawnSync(process.execPath, ['-e', js], { encoding: 'utf8' });
+  if (r.status !== 0) return `the CUDA addon does not load: ${(r.stderr || '').trim().split('\n').pop()}`;
+  return r.stdout.trim() || null;
+}
+
 const failed = [];
 for (const f of files) {
   console.log(`\n=== ${f}`);
+  const noCuda = f.startsWith('cuda-') ? cudaSkipReason() : null;
+  if (noCuda) {
+    console.log(`=== ${f}: skipped: no CUDA device (${noCuda})`);
+    continue;
+  }
   const t0 = Date.now();
   const r = spawnSync(process.execPath, [join(here, f)], { stdio: 'inherit', cwd: here });
   console.log(`=== ${f}: ${r.status === 0 ? 'ok' : `FAILED (${r.status ?? r.signal})`} in ${((Date.now() - t0) / 1000).toFixed(1)}s`);

@@ -2,6 +2,7 @@
 // and NCCL bindings. Loading it needs only the CUDA driver; without one, probe() says why.
 #include <napi.h>
 
+#include "bench_bindings.h"
 #include "cublaslt.h"
 #include "kernels/fp8_gemm_sm90.cuh"
 #include "nccl.h"
@@ -24,6 +25,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   kiln::registerRuntime(env, exports);
   kiln::registerKernels(env, exports);
   kiln::registerNccl(env, exports);
+  kiln::registerBench(env, exports);
   exports.Set("capabilities", Napi::Function::New(env, Capabilities));
   return exports;
 }

@@ -435,12 +435,18 @@ bool fp8BlockwiseSupported(int M, int N, int K) {
   if (!load()) return false;
   // Blockwise scaling needs cuBLASLt >= 12.9 and Hopper (sm_90); FP8 needs 16-byte leading dims.
   if (api().versionNumber < 120900) return false;
-  int dev = 0, major = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
     cudaGetLastError();
     return false;
   }
-  return major == 9 && M > 0 && N > 0 && K > 0 && K % 16 == 0 && N % 8 == 0;
+  static int majors[64] = {0};  // per device ordinal, 0 = not asked yet
+  if (dev < 0 || dev >= 64) return false;
+  if (majors[dev] == 0 && cudaDeviceGetAttribute(&majors[dev], cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    majors[dev] = -1;
+  }
+  return majors[dev] == 9 && M > 0 && N > 0 && K > 0 && K % 16 == 0 && N % 8 == 0;
 }
 
 cudaError_t fp8BlockwiseGemmNative(const uint8_t* A, const float* saKM, const uint8_t* B, const float* sbPadded, void* D,
@@ -461,6 +467,39 @@ cudaError_t fp8BlockwiseGemmNative(const uint8_t* A, const float* saKM, const ui
   return run(a, p, B, A, D, s);
 }
 
+namespace {
+inline int roundUp(int x, int m) { return (x + m - 1) / m * m; }
+// Under gMutex. The smallest M' >= M (M itself, else M rounded up to 4, 8, ..., 128) for which cuBLASLt
+// has an algorithm, and whether f32 output needs the bf16 staging; -1 when none.
+int paddedM(Api& a, int M, int N, int K, bool outBf16, uint32_t alignA, uint32_t alignB, bool* viaBf16) {
+  *viaBf16 = false;
+  if (ensureWorkspace(a) != cudaSuccess) return -1;
+  int last = -1;
+  for (int p : {1, 4, 8, 16, 32, 64, 128}) {
+    int c = roundUp(M, p);
+    if (c == last) continue;
+    last = c;
+    // A padded copy lives in the 256-aligned scratch.
+    const uint32_t align[4] = {alignB, c == M ? alignA : 256u, 16, 16};
+    bool fresh;
+    if (!outBf16 && ntPlan(a, KFp8, c, N, K, CUDA_R_32F, align, &fresh).ok) return c;
+    if (ntPlan(a, KFp8, c, N, K, CUDA_R_16BF, align, &fresh).ok) {
+      *viaBf16 = !outBf16;
+      return c;
+    }
+  }
+  return -1;
+}
+}  // namespace
+
+int fp8BlockwisePaddedM(int M, int N, int K, bool outBf16, bool* viaBf16) {
+  bool v = false;
+  if (!viaBf16) viaBf16 = &v;
+  if (!fp8BlockwiseSupported(M, N, K)) return -1;
+  std::lock_guard<std::mutex> g(gMutex);
+  return paddedM(api(), M, N, K, outBf16, 256, 256, viaBf16);
+}
+
 cudaError_t fp8BlockwiseGemm(const uint8_t* A, const float* sa, const uint8_t* B, const float* sb, void* D, bool outBf16,
                              int M, int N, int K, cudaStream_t s) {
   if (!fp8BlockwiseSupported(M, N, K)) {
@@ -468,39 +507,52 @@ cudaError_t fp8BlockwiseGemm(const uint8_t* A, const float* sa, const uint8_t* B
     return fail(api(), "fp8BlockwiseGemm: unsupported here (needs cuBLASLt >= 12.9, sm_90, K % 16 == 0, N % 8 == 0)");
   }
   const int KB = (K + 127) / 128, NB = (N + 127) / 128, KBp = (KB + 3) / 4 * 4;
-  // f32 out: does cuBLASLt take it for blockwise scaling? Otherwise bf16 into scratch + a cast.
   bool viaBf16 = false;
-  if (!outBf16) {
-    std::lock_guard<std::mutex> g(gMutex);
-    Api& a = api();
-    if (ensureWorkspace(a) != cudaSuccess) return fail(a, "cuBLASLt workspace allocation failed", cudaErrorMemoryAllocation);
-    const uint32_t align[4] = {alignmentOf(B), alignmentOf(A), 16, 16};
-    bool fresh;
-    Plan& p = ntPlan(a, KFp8, M, N, K, CUDA_R_32F, align, &fresh);
-    viaBf16 = !p.ok;
-  }
-  const bool sbDirect = KB == KBp && ((uintptr_t)sb % 16) == 0;
-  size_t saBytes = ((size_t)M * KB * 4 + 255) & ~(size_t)255;
-  size_t sbBytes = sbDirect ? 0 : (((size_t)NB * KBp * 4 + 255) & ~(size_t)255);
-  size_t dBytes = viaBf16 ? (size_t)M * N * 2 : 0;
-  float *saT, *sbP;
-  void* dTmp;
+  int Mp;
   {
     std::lock_guard<std::mutex> g(gMutex);
-    Api& a = api();
-    cudaError_t e = ensureScratch(a, saBytes + sbBytes + dBytes, s);
-    if (e != cudaSuccess) return fail(a, "fp8BlockwiseGemm: scratch allocation failed", e);
-    saT = (float*)a.scratch;
-    sbP = sbDirect ? (float*)sb : (float*)((char*)a.scratch + saBytes);
-    dTmp = (char*)a.scratch + saBytes + sbBytes;
+    Mp = paddedM(api(), M, N, K, outBf16, alignmentOf(A), alignmentOf(B), &viaBf16);
+    if (Mp < 0)
+      return fail(api(), "fp8BlockwiseGemm: cuBLASLt has no blockwise algorithm for M=" + std::to_string(M) + " N=" +
+                             std::to_string(N) + " K=" + std::to_string(K) + " (nor for M padded up to a multiple of 128)");
+  }
+  const bool pad = Mp != M;
+  const int eb = (outBf16 || viaBf16) ? 2 : 4;
+  // Scratch: transposed activation scales [KB][Mp], padded weight scales (unless kiln's layout is
+  // already cuBLASLt's), a zero-padded copy of A, and an [Mp, N] output to stage through.
+  const bool sbDirect = KB == KBp && ((uintptr_t)sb % 16) == 0;
+  auto r256 = [](size_t x) { return (x + 255) & ~(size_t)255; };
+  size_t saBytes = r256((size_t)Mp * KB * 4);
+  size_t sbBytes = sbDirect ? 0 : r256((size_t)NB * KBp * 4);
+  size_t aBytes = pad ? r256((size_t)Mp * K) : 0;
+  size_t dBytes = (pad || viaBf16) ? (size_t)Mp * N * eb : 0;
+  char* base;
+  {
+    std::lock_guard<std::mutex> g(gMutex);
+    cudaError_t e = ensureScratch(api(), saBytes + sbBytes + aBytes + dBytes, s);
+    if (e != cudaSuccess) return fail(api(), "fp8BlockwiseGemm: scratch allocation failed", e);
+    base = (char*)api().scratch;
+  }
+  float* saT = (float*)base;
+  float* sbP = sbDirect ? (float*)sb : (float*)(base + saBytes);
+  uint8_t* aPad = (uint8_t*)(base + saBytes + sbBytes);
+  void* dTmp = base + saBytes + sbBytes + aBytes;
+  cudaError_t e;
+  if (pad) {
+    e = cudaMemcpyAsync(aPad, A, (size_t)M * K, cudaMemcpyDeviceToDevice, s);
+    if (e == cudaSuccess) e = cudaMemsetAsync(aPad + (size_t)M * K, 0, (size_t)(Mp - M) * K, s);
+    if (e != cudaSuccess) return e;
   }
   // cuBLASLt's layouts (as PyTorch's blockwise scaled_mm passes them): 1x128 scales K-block-major
   // [KB][M]; 128x128 scales [NB][round_up(KB, 4)].
-  cudaError_t e = launchLtScaleLayout(sa, M, KB, saT, sbDirect ? nullptr : sb, NB, sbP, KBp, s);
+  e = launchLtScaleLayoutPadded(sa, M, KB, saT, Mp, sbDirect ? nullptr : sb, NB, sbP, KBp, s);
   if (e != cudaSuccess) return e;
-  e = fp8BlockwiseGemmNative(A, saT, B, sbP, viaBf16 ? dTmp : D, outBf16 || viaBf16, M, N, K, s);
-  if (e != cudaSuccess || !viaBf16) return e;
-  return launchCast(BF16, F32, false, dTmp, D, (int64_t)M * N, s);
+  const bool staged = pad || viaBf16;
+  e = fp8BlockwiseGemmNative(pad ? aPad : A, saT, B, sbP, staged ? dTmp : D, eb == 2, Mp, N, K, s);
+  if (e != cudaSuccess || !staged) return e;
+  // The first M rows of the [Mp, N] staging buffer are D.
+  if (viaBf16) return launchCast(BF16, F32, false, dTmp, D, (int64_t)M * N, s);
+  return cudaMemcpyAsync(D, dTmp, (size_t)M * N * eb, cudaMemcpyDeviceToDevice, s);
 }
 
 bool fp8OutF32Native(int M, int N, int K) {

@@ -48,3 +48,18 @@ cudaError_t launchLtScaleLayout(const float* sa, int M, int KB, float* saT, cons
                                 int KBpad, cudaStream_t s);
 }  // namespace lt
 }  // namespace kiln
+
+// ---- appended: M padding for blockwise FP8 ------------------------------------------------------
+namespace kiln {
+namespace lt {
+// launchLtScaleLayout with the transposed activation scales given leading dimension ldT >= M
+// (saT[kb * ldT + m]; rows M..ldT-1 zero): cuBLASLt's blockwise FP8 has no algorithm for some M
+// (seen on sm_90 with cuBLASLt 13.1: M = 1, 130, 257), so fp8BlockwiseGemm pads M to the next size
+// it takes and needs scales for the padded rows.
+cudaError_t launchLtScaleLayoutPadded(const float* sa, int M, int KB, float* saT, int ldT, const float* sb, int NB,
+                                      float* sbPadded, int KBpad, cudaStream_t s);
+// The M fp8BlockwiseGemm runs cuBLASLt with for this problem (M itself when cuBLASLt takes it, else the
+// smallest padding it takes), -1 when none; *viaBf16 tells whether f32 output goes through bf16.
+int fp8BlockwisePaddedM(int M, int N, int K, bool outBf16, bool* viaBf16);
+}  // namespace lt
+}  // namespace kiln
