@@ -8,9 +8,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ArgumentError, CollectiveError, CollectiveTimeoutError, DTYPES, ShapeError } from '@kiln/core';
+import { CpuBackend } from '@kiln/backend-cpu';
+import { ArgumentError, CollectiveError, CollectiveTimeoutError, DTYPES, DTypeError, ShapeError, type DType, type Tensor } from '@kiln/core';
 import { loadAddon } from '@kiln/backend-cuda';
 import { afterAll, describe, expect, it } from 'vitest';
+import { FakeNet, fakeRank } from './fake-nccl.js';
 import { createNcclCollective, exitCodeOf, joinFromEnv, launchRanks, lineSplitter, writeFileAtomic } from '../src/collective/index.js';
 import {
   allGatherPlan,
@@ -266,6 +268,136 @@ describe('NCCL availability', () => {
     await expect(createNcclCollective({ backend: backend as never, rank: 2, worldSize: 2, uniqueId: id })).rejects.toThrow(ArgumentError);
     await expect(createNcclCollective({ backend: backend as never, rank: 0, worldSize: 2, uniqueId: new Uint8Array(16) })).rejects.toThrow(/128-byte/);
     await expect(createNcclCollective({ backend: backend as never, rank: 0, worldSize: 2, uniqueId: id, timeoutMs: 0 })).rejects.toThrow(/timeoutMs/);
+  });
+});
+
+describe('NcclCollective over a simulated NCCL (3 ranks in one process)', () => {
+  const cpu = new CpuBackend();
+  afterAll(() => cpu.dispose());
+  const N = 3;
+  async function group(timeoutMs = 5000) {
+    const net = new FakeNet(N);
+    const ranks = [0, 1, 2].map((r) => fakeRank(net, r, cpu));
+    const colls = await Promise.all(ranks.map((b, r) => createNcclCollective({ backend: b, rank: r, worldSize: N, uniqueId: new Uint8Array(128), timeoutMs })));
+    return { net, ranks, colls };
+  }
+  const bytesOf = async (t: Tensor) => {
+    const d = await t.data();
+    return Array.from(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+  };
+
+  it('allToAll with uneven counts (zeros included) moves FP8 codes, f32 and bf16 byte for byte', async () => {
+    const { ranks, colls } = await group();
+    const counts = [
+      [2, 0, 3],
+      [1, 1, 0],
+      [0, 4, 2],
+    ];
+    for (const [dtype, width] of [['e4m3', 5], ['f32', 2], ['bf16', 3]] as [DType, number][]) {
+      const bpe = dtype === 'f32' ? 4 : dtype === 'bf16' ? 2 : 1;
+      const codes = (q: number) => {
+        const rows = counts[q].reduce((a, b) => a + b, 0);
+        return Array.from({ length: rows * width }, (_, i) => (dtype === 'f32' ? q * 1000 + i + 0.5 : (q * 40 + i) & 0xff));
+      };
+      const sends = ranks.map((b, q) => b.tensor(codes(q), [counts[q].reduce((a, c) => a + c, 0), width], dtype));
+      const pending = colls.map((c, q) => c.allToAll(sends[q], counts[q]));
+      for (const t of sends) t.dispose(); // inputs were copied when the call was issued
+      const results = await Promise.all(pending);
+      for (let r = 0; r < N; r++) {
+        expect(results[r].recvCounts).toEqual(counts.map((c) => c[r]));
+        const expected: number[] = [];
+        for (let q = 0; q < N; q++) {
+          const src = ranks[q].tensor(codes(q), [codes(q).length], dtype);
+          const b = await bytesOf(src);
+          src.dispose();
+          const off = counts[q].slice(0, r).reduce((a, c) => a + c, 0) * width * bpe;
+          expected.push(...b.slice(off, off + counts[q][r] * width * bpe));
+        }
+        expect(results[r].tensor.shape).toEqual([counts.reduce((a, c) => a + c[r], 0), width]);
+        expect(results[r].tensor.dtype).toBe(dtype);
+        expect(await bytesOf(results[r].tensor)).toEqual(expected);
+        results[r].tensor.dispose();
+      }
+    }
+  });
+
+  it('allReduce: sum / mean / max / min on f32, i32 sum, bf16 through f32; integer mean is a DTypeError on every rank', async () => {
+    const { ranks, colls } = await group();
+    const vals = (q: number) => [q + 0.5, -q, 10 * q, 1 / (q + 1)].map(Math.fround);
+    const xs = ranks.map((b, q) => b.tensor(vals(q), [2, 2], 'f32'));
+    for (const op of ['sum', 'mean', 'max', 'min'] as const) {
+      const ys = await Promise.all(colls.map((c, q) => c.allReduce(xs[q], op)));
+      const want = [0, 1, 2, 3].map((i) => {
+        const v = [0, 1, 2].map((q) => vals(q)[i]);
+        if (op === 'max') return Math.max(...v);
+        if (op === 'min') return Math.min(...v);
+        const s = Math.fround(Math.fround(v[0] + v[1]) + v[2]);
+        return op === 'mean' ? Math.fround(s / N) : s;
+      });
+      for (const y of ys) {
+        expect(y.shape).toEqual([2, 2]);
+        expect(Array.from(await y.data())).toEqual(want);
+        y.dispose();
+      }
+    }
+    const is = ranks.map((b, q) => b.tensor([q, 2 * q, 7], [3], 'i32'));
+    const ys = await Promise.all(colls.map((c, q) => c.allReduce(is[q], 'sum')));
+    for (const y of ys) expect(Array.from(await y.data())).toEqual([3, 6, 21]);
+    const bf = ranks.map((b) => b.tensor([0x3fc0 /* 1.5 */], [1], 'bf16'));
+    const ybf = await Promise.all(colls.map((c, q) => c.allReduce(bf[q], 'sum')));
+    for (const y of ybf) {
+      expect(y.dtype).toBe('bf16');
+      expect(Array.from(await y.data())).toEqual([0x4090]); // 4.5
+    }
+    const errs = await Promise.allSettled(colls.map((c, q) => c.allReduce(is[q], 'mean')));
+    for (const e of errs) expect((e as PromiseRejectedResult).reason).toBeInstanceOf(DTypeError);
+    await Promise.all(colls.map((c) => c.barrier())); // still in step
+  });
+
+  it('allGather with differing leading dims (send/recv) and equal ones (ncclAllGather)', async () => {
+    const { net, ranks, colls } = await group();
+    const xs = ranks.map((b, q) => b.tensor(Array.from({ length: q * 2 }, (_, i) => q * 10 + i), [q, 2], 'f32'));
+    const ys = await Promise.all(colls.map((c, q) => c.allGather(xs[q])));
+    for (const y of ys) {
+      expect(y.shape).toEqual([3, 2]);
+      expect(Array.from(await y.data())).toEqual([10, 11, 20, 21, 22, 23]);
+    }
+    expect(net.issued[0].slice(-1)).toEqual(['allGatherV']);
+    const es = ranks.map((b, q) => b.tensor([q], [1, 1], 'i32'));
+    const ye = await Promise.all(colls.map((c, q) => c.allGather(es[q])));
+    expect(Array.from(await ye[1].data())).toEqual([0, 1, 2]);
+    expect(net.issued[0].slice(-1)).toEqual(['allGather']);
+  });
+
+  it('mismatched calls fail on every rank with the same message; a local argument error fails at once elsewhere; the group stays usable', async () => {
+    const { ranks, colls } = await group();
+    const x = ranks.map((b) => b.tensor([1, 2], [2], 'f32'));
+    const r1 = await Promise.allSettled([colls[0].allReduce(x[0]), colls[1].allReduce(x[1]), colls[2].barrier()]);
+    const msgs = r1.map((r) => ((r as PromiseRejectedResult).reason as Error).message);
+    for (const m of msgs) expect(m).toMatch(/ranks issued different collectives \(rank 0: allReduce\(sum\) #1; rank 1: allReduce\(sum\) #1; rank 2: barrier #1\)/);
+    const r2 = await Promise.allSettled([colls[0].allToAll(x[0], [1, 1, 0]), colls[1].allToAll(x[1], [1, 1]), colls[2].allToAll(x[2], [0, 0, 2])]);
+    expect((r2[1] as PromiseRejectedResult).reason).toBeInstanceOf(ShapeError);
+    for (const q of [0, 2]) expect(((r2[q] as PromiseRejectedResult).reason as Error).message).toMatch(/call #2 failed on rank 1 \(ShapeError\)/);
+    const shapes = [ranks[0].tensor([1, 2], [1, 2], 'f32'), ranks[1].tensor([1, 2, 3], [1, 3], 'f32'), ranks[2].tensor([1, 2], [1, 2], 'f32')];
+    const r3 = await Promise.allSettled(colls.map((c, q) => c.allGather(shapes[q])));
+    for (const r of r3) expect(((r as PromiseRejectedResult).reason as Error).message).toMatch(/different trailing shapes/);
+    const ok = await Promise.all(colls.map((c, q) => c.allReduce(x[q], 'sum')));
+    expect(Array.from(await ok[2].data())).toEqual([3, 6]);
+  });
+
+  it('a rank that skips a collective: the others get CollectiveTimeoutError within the timeout, then "aborted earlier"; close() ends the group', async () => {
+    const { ranks, colls } = await group(300);
+    const x = ranks.map((b) => b.tensor([1], [1], 'f32'));
+    const t0 = Date.now();
+    const r = await Promise.allSettled([colls[0].allReduce(x[0]), colls[1].allReduce(x[1], 'sum', { timeoutMs: 200 })]);
+    const ms = Date.now() - t0;
+    expect((r[0] as PromiseRejectedResult).reason).toBeInstanceOf(CollectiveTimeoutError);
+    expect(((r[0] as PromiseRejectedResult).reason as Error).message).toMatch(/rank 0 timed out after 300 ms in call #1: a peer did not take part/);
+    expect(((r[1] as PromiseRejectedResult).reason as Error).message).toMatch(/rank 1 timed out after 200 ms/);
+    expect(ms).toBeLessThan(2000);
+    await expect(colls[0].barrier()).rejects.toThrow(/aborted earlier/);
+    colls[2].close();
+    await expect(colls[2].barrier()).rejects.toThrow(/after close\(\)/);
   });
 });
 

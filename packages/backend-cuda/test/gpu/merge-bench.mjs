@@ -19,6 +19,7 @@ const doc = {
   date: new Date().toISOString(),
   worldSize: kiln.worldSize,
   device: kiln.device,
+  latency: kiln.latency ?? null,
   ncclKiln: kiln.nccl,
   torch: torch ? { version: torch.torch, nccl: torch.nccl } : null,
   method:
@@ -38,6 +39,10 @@ const md = [
   '| bytes per rank | kiln collective ms | GB/s (alg) | raw binding ms | GB/s (alg) | torch ms | GB/s (alg) | torch time / kiln time |',
   '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ...rows.map((r) => `| ${r.bytes / 2 ** 20} MiB | ${f(r.kilnMs, 3)} | ${f(r.kilnAlgGBps)} | ${f(r.rawMs, 3)} | ${f(r.rawAlgGBps)} | ${f(r.torchMs, 3)} | ${f(r.torchAlgGBps)} | ${f(r.ratio, 2)} |`),
+  '',
+  kiln.latency
+    ? `Latency (kiln collective, mean of back-to-back calls): barrier ${f(kiln.latency.barrierUs)} µs, allReduce f32 4 KiB ${f(kiln.latency.allReduce4KiBUs)} µs, allReduce f32 64 MiB ${f(kiln.latency.allReduce64MiBMs, 3)} ms.`
+    : '',
   '',
   doc.method,
   '',

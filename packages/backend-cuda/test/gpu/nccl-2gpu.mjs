@@ -58,7 +58,14 @@ const byteOf = (q, k, i) => (q * 97 + k * 31 + i * 13 + ((i >> 8) * 7)) & 0xff;
 
 // ---- allToAll, uneven -------------------------------------------------------------------------
 // counts[q][p] = rows rank q sends to rank p (zeros included).
-const counts = Array.from({ length: N }, (_, q) => Array.from({ length: N }, (_, p) => ((q + 2 * p + 1) * 3) % 5));
+// 2 ranks: rank 0 sends rank 1 nothing (a zero count on the wire), rank 1 sends 4 rows to rank 0.
+const counts =
+  N === 2
+    ? [
+        [3, 0],
+        [4, 2],
+      ]
+    : Array.from({ length: N }, (_, q) => Array.from({ length: N }, (_, p) => (q * 7 + p * 3 + 2) % 6));
 for (const [kind, dtype, width, Ctor] of [
   [0, 'e4m3', 96, Uint8Array], // FP8 codes, 96 per row
   [1, 'f32', 3, Float32Array], // per-row block scales
@@ -236,10 +243,29 @@ if (flag('--bench') && N >= 2) {
     bench.push(row);
     log(`bench allToAll ${(bytes / 2 ** 20).toFixed(0)} MiB: collective ${kilnMs.toFixed(3)} ms (${row.kilnAlgGBps.toFixed(1)} GB/s), raw binding ${rawMs.toFixed(3)} ms (${row.rawAlgGBps.toFixed(1)} GB/s)`);
   }
+  // Small-message latency: barrier (the header step alone) and a 4 KiB f32 allReduce; and a
+  // gradient-sized allReduce (64 MiB f32) as data parallelism issues it.
+  const timeCalls = async (n, fn) => {
+    for (let i = 0; i < 5; i++) await fn();
+    await coll.barrier();
+    const t = performance.now();
+    for (let i = 0; i < n; i++) await fn();
+    return (performance.now() - t) / n;
+  };
+  const small = dev(new Float32Array(1024), [1024], 'f32');
+  const big = dev(new Float32Array(16 << 20), [16 << 20], 'f32');
+  const latency = {
+    barrierUs: 1000 * (await timeCalls(200, () => coll.barrier())),
+    allReduce4KiBUs: 1000 * (await timeCalls(200, async () => (await coll.allReduce(small, 'sum')).dispose())),
+    allReduce64MiBMs: await timeCalls(10, async () => (await coll.allReduce(big, 'sum')).dispose()),
+  };
+  small.dispose();
+  big.dispose();
+  log(`bench barrier ${latency.barrierUs.toFixed(1)} us, allReduce 4 KiB ${latency.allReduce4KiBUs.toFixed(1)} us, allReduce 64 MiB ${latency.allReduce64MiBMs.toFixed(3)} ms`);
   if (rank === 0) {
     const out = value('--out', '.');
     mkdirSync(out, { recursive: true });
-    writeFileSync(join(out, 'kiln-alltoall.json'), JSON.stringify({ worldSize: N, device: backend.props.name, nccl: backend.addon.ncclAvailable().versionString, results: bench }, null, 2));
+    writeFileSync(join(out, 'kiln-alltoall.json'), JSON.stringify({ worldSize: N, device: backend.props.name, nccl: backend.addon.ncclAvailable().versionString, latency, results: bench }, null, 2));
   }
 }
 
