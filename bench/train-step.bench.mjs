@@ -43,11 +43,14 @@ const root = resolve(here, '..');
 const load = (p) => import(pathToFileURL(join(root, p)).href);
 const core = await load('packages/core/dist/index.js');
 const cpu = await load('packages/backend-cpu/dist/index.js');
+// TRAIN_STEP_BACKEND=cuda runs kiln on @kiln/backend-cuda and the peer on the GPU in BF16.
+const BACKEND = process.env.TRAIN_STEP_BACKEND ?? 'cpu';
+if (BACKEND === 'cuda') await load('packages/backend-cuda/dist/index.js');
 const trainer = await load('apps/trainer/dist/index.js');
 const { crossEntropy, add, mul, setBackend, sliceAxis, tensor, valueAndGrads, nn } = core;
 const { DeepseekV3ForCausalLM, parseDeepseekV3Config, resolveTrainConfig, modelConfigJson, toConfigJson, AdamW, GradAccumulator } = trainer;
 
-const PRESET = 'tiny';
+const PRESET = process.env.TRAIN_STEP_PRESET ?? 'tiny';
 const BIAS_SUFFIX = '.gate.e_score_correction_bias';
 const LR = 1e-3;
 const MTP_LAMBDA = 0.3;
@@ -80,9 +83,11 @@ if (writeAt >= 0) {
 }
 
 // ---------------------------------------------------------------------------------------
-const backend = await setBackend('cpu');
-const gemm = cpu.gemmInfo();
+const backend = await setBackend(BACKEND);
+const onGpu = BACKEND !== 'cpu';
+const gemm = onGpu ? { kernel: backend.device.details?.cublasLt ? `cuBLASLt ${backend.device.details.cublasLt} (f32), kiln FP8 ${backend.device.details.fp8Gemm}` : 'kiln CUDA kernels', threads: 1 } : cpu.gemmInfo();
 const threads = gemm.threads;
+const PEER_DTYPE = onGpu ? 'bf16' : 'fp32';
 
 function ids(B, T, seed) {
   let s = seed >>> 0;
@@ -135,17 +140,19 @@ async function kilnRow(B, T, precision, mtp) {
     for (const [name, p] of r.params) model.setParameter(name, p);
   };
   for (let i = 0; i < WARMUP; i++) await step();
+  core.resetPeakMemory();
   const times = [];
   for (let i = 0; i < STEPS; i++) {
     const t0 = performance.now();
     await step();
     times.push(performance.now() - t0);
   }
+  const peakBytes = core.memory().peakBytes;
   model.dispose();
   const ms = median(times);
   return {
     batch: B, seqLen: T, tokens: B * T, precision, mtp: mtp ? 1 : 0, side: 'kiln',
-    parameters, linearsAtPrecision: linears,
+    parameters, linearsAtPrecision: linears, peakTensorBytes: peakBytes,
     medianMs: ms, minMs: Math.min(...times), timesMs: times, tokensPerSec: (B * T) / (ms / 1000),
     firstLoss: losses[0], lastLoss: losses[losses.length - 1],
   };
@@ -171,9 +178,11 @@ function runPeer() {
     '--warmup', String(WARMUP),
     '--steps', String(STEPS),
     '--lr', String(LR),
+    '--device', onGpu ? 'cuda' : 'cpu',
+    '--dtype', PEER_DTYPE,
   ];
   const t0 = Date.now();
-  const r = spawnSync(PYTHON, args, { encoding: 'utf8', timeout: Number(env.TRAIN_STEP_PEER_TIMEOUT ?? 300) * 1000, env: { ...env, CUDA_VISIBLE_DEVICES: '', PYTHONUNBUFFERED: '1' } });
+  const r = spawnSync(PYTHON, args, { encoding: 'utf8', timeout: Number(env.TRAIN_STEP_PEER_TIMEOUT ?? 300) * 1000, env: { ...env, ...(onGpu ? {} : { CUDA_VISIBLE_DEVICES: '' }), PYTHONUNBUFFERED: '1' } });
   rmSync(tmp, { recursive: true, force: true });
   if (r.stderr) process.stderr.write(r.stderr.split('\n').filter((l) => l.trim()).slice(-20).map((l) => `peer: ${l}\n`).join(''));
   const last = (r.stdout || '').trim().split('\n').pop();
@@ -208,12 +217,13 @@ const loadBeforePeer = os.loadavg()[0];
 const peer = runPeer();
 peer.loadAverageBefore = loadBeforePeer;
 if (peer.available) {
-  for (const r of peer.results ?? []) console.log(`torch ${r.batch}x${r.seqLen} fp32: ${r.medianMs.toFixed(1)} ms/step, ${r.tokensPerSec.toFixed(0)} tokens/s, loss ${r.firstLoss.toFixed(4)} -> ${r.lastLoss.toFixed(4)}`);
+  for (const r of peer.results ?? []) console.log(`torch ${r.batch}x${r.seqLen} ${PEER_DTYPE}: ${r.medianMs.toFixed(1)} ms/step, ${r.tokensPerSec.toFixed(0)} tokens/s, loss ${r.firstLoss.toFixed(4)} -> ${r.lastLoss.toFixed(4)}`);
 } else console.log(`peer: unavailable: ${peer.reason}`);
 
 const peerRow = (B, T) => (peer.available ? (peer.results ?? []).find((r) => r.batch === B && r.seqLen === T) : undefined);
 for (const r of kilnRows) {
-  const p = r.precision === 'fp32' && !r.mtp ? peerRow(r.batch, r.seqLen) : undefined;
+  // The peer runs fp32 on the CPU (compared with kiln fp32) and BF16 on the GPU (compared with every kiln precision).
+  const p = (onGpu || r.precision === 'fp32') && !r.mtp ? peerRow(r.batch, r.seqLen) : undefined;
   if (p) {
     r.peerTokensPerSec = p.tokensPerSec;
     r.ratioVsPeer = r.tokensPerSec / p.tokensPerSec;
@@ -242,39 +252,41 @@ const result = {
 const fmt = (x, d = 0) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
 const peerCell = (r) => {
   if (r.ratioVsPeer !== undefined) return [`${fmt(r.peerTokensPerSec)} (${fmt(peerRow(r.batch, r.seqLen).medianMs, 1)} ms)`, `**${r.ratioVsPeer.toFixed(2)}×**`];
-  if (r.precision === 'fp8') return ['— (no CPU FP8)', '—'];
+  if (r.precision === 'fp8' && !onGpu) return ['— (no CPU FP8)', '—'];
   if (r.precision === 'bf16') return ['— (not run)', '—'];
   if (r.mtp) return ['— (no MTP)', '—'];
   return ['unavailable', '—'];
 };
 const peerLine = peer.available
-  ? `PyTorch ${peer.torch} (transformers ${peer.transformers}), ${peer.threads} thread(s) (torch.set_num_threads), attention \`${peer.attnImplementation}\`${peer.expertsImplementation ? `, experts \`${peer.expertsImplementation}\`` : ''}; ${fmt(peer.parameters)} trainable parameters.`
+  ? `PyTorch ${peer.torch} (transformers ${peer.transformers}), ${onGpu ? `eager ${PEER_DTYPE} on ${peer.device}` : `${peer.threads} thread(s) (torch.set_num_threads)`}, attention \`${peer.attnImplementation}\`${peer.expertsImplementation ? `, experts \`${peer.expertsImplementation}\`` : ''}; ${fmt(peer.parameters)} trainable parameters.`
   : `PyTorch peer: **unavailable** — ${peer.reason}.`;
 const md = [
-  '## Training step, CPU (`bench/train-step.bench.mjs`)',
+  onGpu ? `## Training step, ${backend.device.name} (\`TRAIN_STEP_BACKEND=cuda node bench/train-step.bench.mjs\`)` : '## Training step, CPU (`bench/train-step.bench.mjs`)',
   '',
   `${result.date.slice(0, 10)} · ${machine.label ? `${machine.label}: ` : ''}${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB · Node ${machine.node} (V8 ${machine.v8}) · load average before the run ${machine.loadAverageBefore.toFixed(2)}`,
   '',
-  `Preset \`${PRESET}\` (vocab ${vocab}); kiln: CPU backend, GEMM ${gemm.kernel} on ${threads} thread(s); ${peerLine} ` +
+  `Preset \`${PRESET}\` (vocab ${vocab}); kiln: ${onGpu ? `CUDA backend (${gemm.kernel})` : `CPU backend, GEMM ${gemm.kernel} on ${threads} thread(s)`}; ${peerLine} ` +
     `Warm-up ${WARMUP} step(s), then the median of ${STEPS} timed steps on a fixed batch; tokens/s = B·T / median step time. ` +
     'A step: forward, cross-entropy, backward, AdamW (FP32 moments, clipping 1.0).',
   '',
-  '| B×T | precision | MTP | kiln ms/step | kiln tokens/s | PyTorch tokens/s | kiln / PyTorch |',
-  '| --- | --- | :-: | ---: | ---: | ---: | ---: |',
+  `| B×T | precision | MTP | kiln ms/step | kiln tokens/s | kiln peak tensor MiB | PyTorch${onGpu ? ' BF16' : ''} tokens/s | kiln / PyTorch |`,
+  '| --- | --- | :-: | ---: | ---: | ---: | ---: | ---: |',
   ...kilnRows.map((r) => {
     const [pc, ratio] = peerCell(r);
-    return `| ${r.batch}×${r.seqLen} | ${r.precision} | ${r.mtp ? 'D=1' : '—'} | ${fmt(r.medianMs, 1)} | ${fmt(r.tokensPerSec)} | ${pc} | ${ratio} |`;
+    return `| ${r.batch}×${r.seqLen} | ${r.precision} | ${r.mtp ? 'D=1' : '—'} | ${fmt(r.medianMs, 1)} | ${fmt(r.tokensPerSec)} | ${fmt(r.peakTensorBytes / 2 ** 20, 1)} | ${pc} | ${ratio} |`;
   }),
   '',
   `Parameters trained: kiln ${fmt(kilnRows.find((r) => !r.mtp)?.parameters ?? 0)} without MTP` +
     (kilnRows.some((r) => r.mtp) ? `, ${fmt(kilnRows.find((r) => r.mtp).parameters)} with MTP D=1` : '') +
     (peer.available ? `; PyTorch ${fmt(peer.parameters)}` : '') +
-    '. Ratio > 1: kiln is faster. PyTorch has no CPU FP8 matmul, so fp8 (and bf16) are kiln-only rows; transformers ignores MTP layers, so the MTP row is kiln-only.',
+    (onGpu
+      ? `. Ratio > 1: kiln is faster. The peer is transformers' DeepseekV3ForCausalLM in eager BF16 on the same GPU (peak allocated ${peer.results?.map((r) => `${fmt(r.peakAllocatedBytes / 2 ** 20, 1)} MiB at ${r.batch}×${r.seqLen}`).join(', ') ?? '—'}); every kiln precision is compared with it. kiln's peak is its live tensor bytes (core's memory()), without the pool's cache.`
+      : '. Ratio > 1: kiln is faster. PyTorch has no CPU FP8 matmul, so fp8 (and bf16) are kiln-only rows; transformers ignores MTP layers, so the MTP row is kiln-only.'),
   '',
 ].join('\n');
 
 mkdirSync(resultsDir, { recursive: true });
-writeFileSync(join(resultsDir, 'train-step.json'), `${JSON.stringify(result, null, 2)}\n`);
-writeFileSync(join(resultsDir, 'train-step.md'), md);
+writeFileSync(join(resultsDir, onGpu ? 'train-step-cuda.json' : 'train-step.json'), `${JSON.stringify(result, null, 2)}\n`);
+writeFileSync(join(resultsDir, onGpu ? 'train-step-cuda.md' : 'train-step.md'), md);
 console.log(`\n${md}`);
 process.exit(0);

@@ -22,6 +22,10 @@ import time
 import traceback
 
 
+# Set by main() from --device / --dtype (the CPU benchmark: cpu, fp32).
+DEVICE = "cpu"
+DTYPE = None
+
 def lcg_ids(b, t, vocab, seed):
     s = seed & 0xFFFFFFFF
     out = []
@@ -52,7 +56,7 @@ def build(cfg_path, experts_eager):
         except Exception:  # noqa: BLE001
             pass
     torch.manual_seed(0)
-    model = DeepseekV3ForCausalLM(cfg).to(dtype=torch.float32, device="cpu")
+    model = DeepseekV3ForCausalLM(cfg).to(dtype=DTYPE, device=DEVICE)
     model.train()
     return model
 
@@ -67,7 +71,7 @@ def run_shape(model, b, t, vocab, warmup, steps, lr):
         [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
         lr=lr, betas=(0.9, 0.95), eps=1e-8,
     )
-    batch = torch.tensor(lcg_ids(b, t, vocab, 1234), dtype=torch.long).view(b, t + 1)
+    batch = torch.tensor(lcg_ids(b, t, vocab, 1234), dtype=torch.long).view(b, t + 1).to(DEVICE)
     inputs = batch[:, :t].contiguous()
     targets = batch[:, 1:].contiguous()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -84,6 +88,9 @@ def run_shape(model, b, t, vocab, warmup, steps, lr):
 
     for _ in range(warmup):
         step()
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -91,7 +98,8 @@ def run_shape(model, b, t, vocab, warmup, steps, lr):
         times.append((time.perf_counter() - t0) * 1000)
     ms = statistics.median(times)
     return {
-        "batch": b, "seqLen": t, "tokens": b * t, "precision": "fp32", "side": "torch",
+        "batch": b, "seqLen": t, "tokens": b * t, "precision": "bf16" if DTYPE != torch.float32 else "fp32", "side": "torch",
+        "peakAllocatedBytes": torch.cuda.max_memory_allocated() if DEVICE == "cuda" else None,
         "medianMs": ms, "minMs": min(times), "timesMs": times, "tokensPerSec": b * t / (ms / 1000),
         "firstLoss": losses[0], "lastLoss": losses[-1],
     }
@@ -105,7 +113,13 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     args = ap.parse_args()
+    global DEVICE, DTYPE
+    import torch
+    DEVICE = args.device
+    DTYPE = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     out = {}
     try:
         import torch
@@ -121,6 +135,7 @@ def main():
             "transformers": transformers.__version__,
             "python": sys.version.split()[0],
             "threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu",
             "mkldnn": bool(torch.backends.mkldnn.is_available()),
             "mkl": bool(torch.backends.mkl.is_available()),
             "cpuCapability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)(),
@@ -158,5 +173,6 @@ def main():
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    if "--device" not in sys.argv or sys.argv[sys.argv.index("--device") + 1] != "cuda":
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # the CPU benchmark keeps torch off the GPU
     main()
