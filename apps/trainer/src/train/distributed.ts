@@ -192,8 +192,12 @@ export interface RankContext {
   readonly setupTimeoutMs?: number;
 }
 
-/** Joins the NCCL group of a launched rank (KILN_RANK ... from launchRanks) on `backend`. */
-export async function joinNcclFromEnv(backend: Backend, timeoutMs = 120_000): Promise<Collective> {
+/**
+ * Joins the NCCL group of a launched rank (KILN_RANK ... from launchRanks) on `backend`. The
+ * timeout of every collective call (default 10 min, KILN_COLLECTIVE_TIMEOUT_MS) bounds how long a
+ * rank waits for the others at a step: rank 0 alone writes checkpoints, so it must cover one.
+ */
+export async function joinNcclFromEnv(backend: Backend, timeoutMs = Number(process.env.KILN_COLLECTIVE_TIMEOUT_MS ?? 600_000)): Promise<Collective> {
   const m = await cudaCollectives();
   const joined = await m.joinFromEnv();
   if (!joined) throw new ArgumentError('train', 'not a launched rank (KILN_RANK is not set)');
