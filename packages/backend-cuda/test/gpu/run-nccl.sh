@@ -6,6 +6,8 @@
 # Needs .carry/node.xz and .carry/nccl-gpu.bundle.mjs (test/gpu/build-bundle.mjs) and the addon
 # (packages/backend-cuda/build/Release/kiln_cuda.node, or KILN_CUDA_ADDON).
 set -euo pipefail
+# NVLink multicast stays off on shared machines (the device image sets these; keep them set).
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 NPROC=${1:-2}
 shift || true
 OUT=${OUT:-/tmp/kiln-out}
