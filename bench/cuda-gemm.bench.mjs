@@ -190,7 +190,7 @@ if (caps.cublasLt) {
 }
 // fp8: paths 1 (kiln sm90) and 2 (cuBLASLt) against path 0 (exact), error over Σ|a·b| (path 0 on the
 // absolute values of the codes: E4M3 sign is the top bit).
-for (const [M, N, K] of [[128, 256, 512], [130, 384, 1024], [64, 7168, 2048], [96, 200, 384], [1, 256, 256], [257, 2112, 7168]]) {
+for (const [M, N, K] of [[128, 256, 512], [130, 384, 1024], [64, 7168, 2048], [96, 200, 384], [1, 256, 256], [257, 2112, 7168], [1027, 2048, 512]]) {
   const row = { M, N, K };
   const a = quant(M, K, 1, 128);
   const b = quant(N, K, 128, 128);
@@ -286,6 +286,23 @@ for (const [N, K] of NKS) {
     fp8Rows.push(row);
     const f = (x) => (x?.medianMs ? `${x.medianMs.toFixed(4)} ms ${tflops(M, N, K, x.medianMs).toFixed(0)} TF` : x?.error ?? '-');
     console.log(`fp8 ${M}x${N}x${K}: kiln ${f(row.kiln)} | kiln-lt ${f(row.kilnLt)} | lt ${f(row.lt)}`);
+    freeAll(a.codes, a.scales);
+  }
+  freeAll(b.codes, b.scales);
+}
+
+// M that cuBLASLt's blockwise FP8 declines (M % 4 != 0): kiln's path 2 pads (small M: copies of A and
+// D through scratch) or splits off the last 1-3 rows (large M: a second 4-row GEMM), next to M rounded.
+const oddRows = [];
+if (caps.cublasLt) {
+  const [N, K] = [4096, 7168];
+  const b = quant(N, K, 128, 128);
+  for (const M of QUICK ? [4095] : [127, 128, 4095, 4096]) {
+    const a = quant(M, K, 1, 128);
+    const row = { M, N, K, kilnLt: attempt(() => B.timeFp8Gemm(2, a.codes, a.scales, b.codes, b.scales, M, N, K, true, ITERS, FLUSH)) };
+    if (caps.fp8GemmSm90) row.kiln = attempt(() => B.timeFp8Gemm(1, a.codes, a.scales, b.codes, b.scales, M, N, K, true, ITERS, FLUSH));
+    oddRows.push(row);
+    console.log(`fp8 odd M ${M}x${N}x${K}: kiln-lt ${row.kilnLt.medianMs?.toFixed(4) ?? row.kilnLt.error} ms | kiln ${row.kiln?.medianMs?.toFixed(4) ?? row.kiln?.error} ms`);
     freeAll(a.codes, a.scales);
   }
   freeAll(b.codes, b.scales);
@@ -440,6 +457,7 @@ const result = {
   launchOverhead: launch,
   ltFp8PaddedM: mRule,
   fp8: fp8Rows,
+  fp8OddM: oddRows,
   f32: f32Rows,
   bf16: bf16Rows,
   grouped: groupedRows,
@@ -465,6 +483,10 @@ for (const r of fp8Rows) {
   md.push(`| ${M} | ${N}×${K} | ${cell(r.kiln, M, N, K)} | ${pct(r.kiln, PEAK.fp8)} | ${gb} | ${cell(r.kilnLt, M, N, K)} | ${cell(r.lt, M, N, K)} | ${cell(r.torch, M, N, K)} | ${rx(r.kilnOverLt)} | ${rx(r.kilnOverTorch)} |`);
 }
 md.push('');
+if (oddRows.length) {
+  const t = (x) => (ms(x) ? `${ms(x).toFixed(4)} ms` : x?.error ? 'error' : '—');
+  md.push(`cuBLASLt's blockwise FP8 has no algorithm when M % 4 != 0; kiln's path 2 then pads M (small M) or runs the last 1-3 rows as a second 4-row GEMM (large M): ${oddRows.map((r) => `M=${r.M}: kiln→Lt ${t(r.kilnLt)}, kiln ${t(r.kiln)}`).join('; ')} (N×K = ${oddRows[0].N}×${oddRows[0].K}).`, '');
+}
 md.push('### Grouped FP8 (MoE experts, bf16 out): TFLOP/s (time)', '');
 md.push('Tokens per expert uniform in [m/2, 3m/2]; TFLOP/s counts the real tokens. contiguous / masked = kiln\'s grouped sm90 kernels (one launch); Lt loop = one cuBLASLt blockwise call per expert, scales pre-converted and each expert\'s rows padded to an M cuBLASLt takes; kiln→Lt loop = the same through kiln\'s path 2 (fp8BlockwiseGemm per expert: scale conversion, and the padding copies where cuBLASLt needs them).', '');
 md.push('| experts × m | N×K | total M | contiguous | masked | Lt loop | kiln→Lt loop | contiguous / Lt loop |');

@@ -500,6 +500,41 @@ int fp8BlockwisePaddedM(int M, int N, int K, bool outBf16, bool* viaBf16) {
   return paddedM(api(), M, N, K, outBf16, 256, 256, viaBf16);
 }
 
+namespace {
+// fp8BlockwiseGemm for M % 4 != 0, M > 4: rows [0, M4) straight into D, rows [M4, M) padded to 4.
+cudaError_t fp8SplitTail(const uint8_t* A, const float* sa, const uint8_t* B, const float* sb, void* D, bool outBf16,
+                         int M, int M4, int N, int K, cudaStream_t s) {
+  const int KB = (K + 127) / 128, NB = (N + 127) / 128, KBp = (KB + 3) / 4 * 4, tail = M - M4;
+  const int eb = outBf16 ? 2 : 4;
+  const bool sbDirect = KB == KBp && ((uintptr_t)sb % 16) == 0;
+  auto r256 = [](size_t x) { return (x + 255) & ~(size_t)255; };
+  size_t saBytes = r256((size_t)M4 * KB * 4), stBytes = r256((size_t)4 * KB * 4);
+  size_t sbBytes = sbDirect ? 0 : r256((size_t)NB * KBp * 4);
+  size_t aBytes = r256((size_t)4 * K), dBytes = (size_t)4 * N * eb;
+  char* base;
+  {
+    std::lock_guard<std::mutex> g(gMutex);
+    cudaError_t e = ensureScratch(api(), saBytes + stBytes + sbBytes + aBytes + dBytes, s);
+    if (e != cudaSuccess) return fail(api(), "fp8BlockwiseGemm: scratch allocation failed", e);
+    base = (char*)api().scratch;
+  }
+  float* saMain = (float*)base;
+  float* saTail = (float*)(base + saBytes);
+  float* sbP = sbDirect ? (float*)sb : (float*)(base + saBytes + stBytes);
+  uint8_t* aTail = (uint8_t*)(base + saBytes + stBytes + sbBytes);
+  char* dTail = base + saBytes + stBytes + sbBytes + aBytes;
+  cudaError_t e = launchLtScaleLayoutPadded(sa, M4, KB, saMain, M4, sbDirect ? nullptr : sb, NB, sbP, KBp, s);
+  if (e == cudaSuccess) e = launchLtScaleLayoutPadded(sa + (size_t)M4 * KB, tail, KB, saTail, 4, nullptr, 0, nullptr, 0, s);
+  if (e == cudaSuccess) e = cudaMemcpyAsync(aTail, A + (size_t)M4 * K, (size_t)tail * K, cudaMemcpyDeviceToDevice, s);
+  if (e == cudaSuccess) e = cudaMemsetAsync(aTail + (size_t)tail * K, 0, (size_t)(4 - tail) * K, s);
+  if (e == cudaSuccess) e = fp8BlockwiseGemmNative(A, saMain, B, sbP, D, outBf16, M4, N, K, s);
+  if (e == cudaSuccess) e = fp8BlockwiseGemmNative(aTail, saTail, B, sbP, dTail, outBf16, 4, N, K, s);
+  if (e == cudaSuccess)
+    e = cudaMemcpyAsync((char*)D + (size_t)M4 * N * eb, dTail, (size_t)tail * N * eb, cudaMemcpyDeviceToDevice, s);
+  return e;
+}
+}  // namespace
+
 cudaError_t fp8BlockwiseGemm(const uint8_t* A, const float* sa, const uint8_t* B, const float* sb, void* D, bool outBf16,
                              int M, int N, int K, cudaStream_t s) {
   if (!fp8BlockwiseSupported(M, N, K)) {
@@ -518,6 +553,20 @@ cudaError_t fp8BlockwiseGemm(const uint8_t* A, const float* sa, const uint8_t* B
   }
   const bool pad = Mp != M;
   const int eb = (outBf16 || viaBf16) ? 2 : 4;
+  // A large M that cuBLASLt declines only for M % 4: the first M4 = M & ~3 rows in place and the
+  // last 1-3 rows as a separate 4-row GEMM (re-reads B once), instead of copying A and D whole.
+  const int M4 = M & ~3;
+  if (pad && M4 > 0 && Mp == roundUp(M, 4) && (double)M * K + 2.0 * M * N * eb > (double)N * K) {
+    bool via4 = false, viaMain = false;
+    int pMain, p4;
+    {
+      std::lock_guard<std::mutex> g(gMutex);
+      pMain = paddedM(api(), M4, N, K, outBf16, alignmentOf(A), alignmentOf(B), &viaMain);
+      p4 = paddedM(api(), 4, N, K, outBf16, 256, alignmentOf(B), &via4);
+    }
+    if (pMain == M4 && p4 == 4 && !viaMain && !via4)
+      return fp8SplitTail(A, sa, B, sb, D, outBf16, M, M4, N, K, s);
+  }
   // Scratch: transposed activation scales [KB][Mp], padded weight scales (unless kiln's layout is
   // already cuBLASLt's), a zero-padded copy of A, and an [Mp, N] output to stage through.
   const bool sbDirect = KB == KBp && ((uintptr_t)sb % 16) == 0;
