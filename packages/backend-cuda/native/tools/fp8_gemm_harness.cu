@@ -272,6 +272,17 @@ static void prep_scales_for_lt(const float* sa, int M, int Kb, const float* sb, 
 // Timing
 // ------------------------------------------------------------------------------------------------
 static void* g_flush = nullptr;
+static int* g_sink = nullptr;
+// Evict L2 by streaming a 256 MB buffer through it with reads only (a memset would leave ~50 MB of dirty
+// lines whose write-back would then overlap the timed kernel).
+__global__ void flush_read_kernel(const int4* p, size_t n, int* sink) {
+  int4 a = make_int4(0, 0, 0, 0);
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    const int4 v = __ldcs(p + i);
+    a.x ^= v.x; a.y ^= v.y; a.z ^= v.z; a.w ^= v.w;
+  }
+  if ((a.x & a.y & a.z & a.w) == 0x7fffffff) *sink = a.x;  // practically never; keeps the loads alive
+}
 static const size_t kFlush = 256ull << 20;
 static int g_reps = 25;
 
@@ -282,7 +293,7 @@ static double time_us(F fn) {
   std::vector<cudaEvent_t> ev(2 * g_reps);
   for (auto& e : ev) CK(cudaEventCreate(&e));
   for (int i = 0; i < g_reps; ++i) {
-    CK(cudaMemsetAsync(g_flush, i & 0xff, kFlush));  // evict L2 (50-60 MB) before every timed run
+    flush_read_kernel<<<1056, 256>>>((const int4*)g_flush, kFlush / 16, g_sink);  // evict L2 before every timed run
     CK(cudaEventRecord(ev[2 * i]));
     fn();
     CK(cudaEventRecord(ev[2 * i + 1]));
@@ -674,6 +685,8 @@ static void bench_grouped(bool masked, int G, int N, int K, int minRows, int max
 int main(int argc, char** argv) {
   const char* jsonPath = nullptr;
   bool doCheck = true, doBench = true, sweep = false, quick = false, benchAnyway = false;
+  int profM = 0, profN = 0, profK = 0, profCfg = -1;
+  bool subset = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) jsonPath = argv[++i];
     else if (!std::strcmp(argv[i], "--no-check")) doCheck = false;
@@ -681,6 +694,13 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--sweep")) sweep = true;
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--bench-anyway")) benchAnyway = true;
+    else if (!std::strcmp(argv[i], "--subset")) subset = true;
+    else if (!std::strcmp(argv[i], "--profile") && i + 4 < argc) {
+      // --profile M N K cfg: run one kiln GEMM a few times (for ncu), no checks
+      profM = std::atoi(argv[i + 1]); profN = std::atoi(argv[i + 2]); profK = std::atoi(argv[i + 3]);
+      profCfg = std::atoi(argv[i + 4]);
+      i += 4;
+    }
     else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) g_reps = std::max(5, std::atoi(argv[++i]));
   }
   cudaDeviceProp prop;
@@ -705,9 +725,23 @@ int main(int argc, char** argv) {
     }
     CK(cudaMemcpyToSymbol(c_e4m3, t, sizeof t));
   }
+  if (profM > 0) {
+    Problem p;
+    p.alloc(profM, profN, profK, 5);
+    void* D;
+    CK(cudaMalloc(&D, (size_t)profM * profN * 2));
+    kiln_fp8_gemm_sm90_force_config(profCfg);
+    for (int i = 0; i < 3; ++i) CK(kiln_fp8_gemm_sm90(p.A, p.sa, p.B, p.sb, D, 1, profM, profN, profK, 0));
+    CK(cudaDeviceSynchronize());
+    std::printf("profiled M=%d N=%d K=%d cfg=%s\n", profM, profN, profK,
+                kiln_fp8_gemm_sm90_config_name(kiln_fp8_gemm_sm90_last_config()));
+    return 0;
+  }
   CKB(cublasLtCreate(&g_lt));
   CK(cudaMalloc(&g_ws, kWs));
   CK(cudaMalloc(&g_flush, kFlush));
+  CK(cudaMemset(g_flush, 0x5a, kFlush));
+  CK(cudaMalloc(&g_sink, 16));
 
   if (doCheck) {
     std::printf("== correctness (tolerance maxRel <= %.0e of sum|a*b|*sa*sb; D poisoned with NaN) ==\n", kTol);
@@ -741,6 +775,10 @@ int main(int argc, char** argv) {
     check_grouped(true, {0, 1, 100, 256}, 256, 256, 512, 15, -1);
     check_grouped(true, {0, 1, 100, 256}, 256, 2112, 512, 16, 1);
     check_grouped(true, {17, 0, 64, 200}, 256, 7168, 2048, 17, -1);
+    check_grouped(false, {37, 0, 128, 1, 200, 64, 0, 300, 129, 385}, 0, 2112, 512, 18, 8);  // 128x192c2
+    check_grouped(false, {37, 0, 128, 1, 200, 64, 0, 300, 129, 385}, 0, 256, 512, 19, 7);   // 128x128c2
+    check_grouped(true, {0, 1, 100, 256}, 256, 2112, 512, 20, 9);                            // 64x256c2
+    check_grouped(true, {0, 129, 255, 256}, 256, 7168, 2048, 21, 8);
     std::printf("== correctness: %s (%d failures) ==\n", g_failures ? "FAILED" : "all passed", g_failures);
   }
 
@@ -751,6 +789,15 @@ int main(int argc, char** argv) {
     std::printf("== dense benchmark: bf16 out, L2 flushed before every run, median of %d (us) ==\n", g_reps);
     std::printf("%5s %6s %6s | %-7s %9s %7s %6s %7s %6s | %9s %7s %7s | %9s %7s %7s\n", "M", "N", "K", "cfg", "kiln_us",
                 "TFLOPS", "%peak", "GB/s", "%HBM", "ltFP8_us", "TFLOPS", "speedup", "ltBF16_us", "TFLOPS", "speedup");
+    if (subset) {  // quick A/B of build variants
+      bench_dense(64, 2112, 7168, sweep);
+      bench_dense(128, 7168, 2048, sweep);
+      bench_dense(512, 7168, 2048, sweep);
+      bench_dense(4096, 7168, 2048, sweep);
+      bench_dense(4096, 7168, 16384, sweep);
+      std::printf("failures: %d\n", g_failures);
+      return 0;
+    }
     const int Ms[] = {64, 128, 256, 512, 4096};
     const int NK[][2] = {{7168, 2048}, {2112, 7168}, {24576, 1536}, {7168, 16384}, {4096, 7168}};
     for (auto& nk : NK)
