@@ -212,6 +212,7 @@ for (const [B, T] of SHAPES) {
   }
 }
 cpu.disposeGemmPool?.();
+if (onGpu) console.log(`kiln f32 GEMMs: ${JSON.stringify(backend.addon.matmulStats?.())}`);
 
 const loadBeforePeer = os.loadavg()[0];
 const peer = runPeer();

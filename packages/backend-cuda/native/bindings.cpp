@@ -175,6 +175,24 @@ Napi::Value IndexAdd(const Napi::CallbackInfo& info) {
   return ptrValue(env, out);
 }
 
+// How many f32 GEMMs took cuBLASLt and how many kiln's kernel, and cuBLASLt's last refusal.
+struct MatmulStats {
+  double lt = 0, own = 0;
+  std::string lastRefusal;
+};
+MatmulStats& matmulStats() {
+  static MatmulStats s;
+  return s;
+}
+
+Napi::Value MatmulStatsValue(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("cublasLt", matmulStats().lt);
+  o.Set("own", matmulStats().own);
+  o.Set("lastRefusal", matmulStats().lastRefusal);
+  return o;
+}
+
 // matmul(dtype, a, b, batch, aBatchStride, bBatchStride, M, N, K, transA, transB, useLt) -> c
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -186,9 +204,15 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   OUT_ALLOC((int64_t)batch * M * N * 4);
   if (dtype == F32 && useLt && K > 0 && M > 0 && N > 0 && batch > 0 && lt::available()) {
     cudaError_t err = lt::sgemm(ptrArg(info[1]), ptrArg(info[2]), out, batch, as, bs, M, N, K, tA, tB, stream());
-    if (err == cudaSuccess) return ptrValue(env, out);
+    if (err == cudaSuccess) {
+      matmulStats().lt += 1;
+      return ptrValue(env, out);
+    }
     // cuBLASLt declined this problem: fall through to our kernel.
+    cudaGetLastError();
+    matmulStats().lastRefusal = lt::lastError();
   }
+  matmulStats().own += 1;
   LAUNCH(launchMatmul(dtype, ptrArg(info[1]), ptrArg(info[2]), out, batch, as, bs, M, N, K, tA, tB, stream()), "matmul");
   return ptrValue(env, out);
 }
@@ -290,6 +314,7 @@ void registerKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("scatterAdd", Napi::Function::New(env, ScatterAdd));
   exports.Set("indexAdd", Napi::Function::New(env, IndexAdd));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
+  exports.Set("matmulStats", Napi::Function::New(env, MatmulStatsValue));
   exports.Set("quantizeBlockwise", Napi::Function::New(env, QuantizeBlockwise));
   exports.Set("fp8Gemm", Napi::Function::New(env, Fp8Gemm));
   exports.Set("softmax", Napi::Function::New(env, Softmax));

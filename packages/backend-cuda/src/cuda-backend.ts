@@ -36,6 +36,7 @@ import {
 import { loadAddon, type CudaAddon, type Capabilities, type DeviceProps, type Ptr, type StridedView } from './addon.js';
 import { broadcastStrides, collapseDims } from './strided.js';
 import { CudaStorage } from './storage.js';
+import { installProfiler } from './profile.js';
 
 /** Which kernel runs `matmulFp8` for DeepSeek-V3's recipe shapes (E4M3, 1x128 x 128x128, promotion 128). */
 export type Fp8GemmPath = 'tensorcore' | 'cublaslt' | 'exact';
@@ -137,6 +138,7 @@ export class CudaBackend implements Backend {
       rmsNorm: (x, w, eps) => this.wrap(() => a.rmsNorm(this.ptr(x), this.ptr(w), sizeOf(x.shape) / lastDim(x.shape), lastDim(x.shape), eps), sizeOf(x.shape) * 4, 'rmsNorm'),
       swiglu: (g, u) => this.wrap(() => a.swiglu(this.ptr(g), this.ptr(u), sizeOf(g.shape)), sizeOf(g.shape) * 4, 'swiglu'),
     };
+    if (process.env.KILN_CUDA_PROFILE === '1') installProfiler(this);
   }
 
   // ---- storage ------------------------------------------------------------------------------

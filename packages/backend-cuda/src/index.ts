@@ -29,3 +29,4 @@ export const cudaBackendFactory: BackendFactory = {
 };
 
 registerBackend(cudaBackendFactory);
+export * from './collective/index.js';

@@ -130,12 +130,44 @@ __global__ void reduceRows(int op, int dtype, const void* x, void* out, int64_t 
   }
 }
 
+// Long reductions with few outputs (e.g. a bias gradient: [tokens, hidden] over tokens) would
+// leave most of the GPU idle with one thread per output: split the axis into chunks, reduce
+// each chunk in parallel, then combine the chunks in order.
+__global__ void reducePartials(int op, int dtype, const void* x, Acc* partial, int64_t outer, int64_t len, int64_t inner,
+                               int64_t chunk, int64_t chunks) {
+  KILN_GRID_STRIDE(t, outer * chunks * inner) {
+    int64_t j = t % inner, r = t / inner;
+    int64_t c = r % chunks, o = r / chunks;
+    Acc a = initAcc(op);
+    int64_t k0 = c * chunk, k1 = min(len, k0 + chunk);
+    for (int64_t k = k0; k < k1; ++k) accumulate(op, dtype, a, x, (o * len + k) * inner + j, k);
+    partial[t] = a;
+  }
+}
+__global__ void reduceFinish(int op, int dtype, const Acc* partial, void* out, int64_t outer, int64_t chunks, int64_t inner) {
+  KILN_GRID_STRIDE(t, outer * inner) {
+    int64_t j = t % inner, o = t / inner;
+    Acc a = initAcc(op);
+    for (int64_t c = 0; c < chunks; ++c) combine(op, dtype, a, partial[(o * chunks + c) * inner + j]);
+    store(op, dtype, a, out, t);
+  }
+}
+
 cudaError_t launchReduce(int op, int dtype, const void* x, void* out, int64_t outer, int64_t len, int64_t inner,
                          cudaStream_t s) {
   int64_t n = outer * inner;
   if (n == 0) return cudaSuccess;
-  if (inner == 1 && len >= 128 && outer <= 2147483647LL) reduceRows<<<(unsigned)outer, 256, 0, s>>>(op, dtype, x, out, len);
-  else reduceColumns<<<gridFor(n), kThreads, 0, s>>>(op, dtype, x, out, outer, len, inner);
+  if (inner == 1 && len >= 128 && outer <= 2147483647LL) {
+    reduceRows<<<(unsigned)outer, 256, 0, s>>>(op, dtype, x, out, len);
+  } else if (n < 32768 && len >= 256) {
+    const int64_t chunk = 64, chunks = (len + chunk - 1) / chunk;
+    Acc* partial = nullptr;
+    cudaError_t err = cudaMallocAsync((void**)&partial, (size_t)(outer * chunks * inner) * sizeof(Acc), s);
+    if (err != cudaSuccess) return err;
+    reducePartials<<<gridFor(outer * chunks * inner), kThreads, 0, s>>>(op, dtype, x, partial, outer, len, inner, chunk, chunks);
+    reduceFinish<<<gridFor(n), kThreads, 0, s>>>(op, dtype, partial, out, outer, chunks, inner);
+    cudaFreeAsync(partial, s);
+  } else reduceColumns<<<gridFor(n), kThreads, 0, s>>>(op, dtype, x, out, outer, len, inner);
   return cudaGetLastError();
 }
 
