@@ -662,8 +662,8 @@ static bool device_info(int& sms) {
 // Tile-shape choice, calibrated on H100 / H200 sweeps of the harness (tools/fp8_gemm_harness --sweep):
 //  * few rows (<= 128 per group): BM = 64 and the widest BN that still gives ~all SMs a tile, since
 //    these shapes are bound by the per-K-block latency of each CTA, not by the tensor cores;
-//  * many rows (> 512 per group): 128x128 by default, 128x192 where N is narrow or very wide, 64x256
-//    for long K (measured best on those shapes);
+//  * many rows (> 512 per group): 128x192 for narrow N, 64x256 for K >= 4096, else 128x192 for very
+//    wide N and 128x128 otherwise (measured best on those shapes);
 //  * in between: a small wave model, time = waves * K-blocks * max(latency floor, flops / rate).
 static int cfg_index(int bm, int bn, int cl) {
   for (int i = 0; i < kNumConfigs; ++i)
@@ -685,8 +685,9 @@ static int choose_config(long long M, int N, int K, int G, int sms) {
     return cfg_index(64, 32, 1);
   }
   if (rows > 512 && tiles(128, 128) >= 4.0 * sms) {
-    if (K >= 12288) return cfg_index(64, 256, 1);
-    if (N <= 2304 || N >= 16384) return cfg_index(128, 192, 1);
+    if (N <= 2304) return cfg_index(128, 192, 1);
+    if (K >= 4096) return cfg_index(64, 256, 1);
+    if (N >= 16384) return cfg_index(128, 192, 1);
     return cfg_index(128, 128, 1);
   }
   struct Cand { int bm, bn; double usPerMflop; };
