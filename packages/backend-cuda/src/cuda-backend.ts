@@ -319,8 +319,14 @@ export class CudaBackend implements Backend {
     try {
       const [pa, sa] = operand(a);
       const [pb, sb] = operand(b);
+      // x [..., M, K] times a shared weight: one GEMM of (batch·M) rows, not a batched one
+      // with a zero stride (which GEMM libraries run far slower).
+      const fold = batch > 1 && sb === 0 && sa === M * K && !options.transposeA;
       return this.wrap(
-        () => this.addon.matmul(DTYPE_CODE[a.dtype], pa, pb, batch, sa, sb, M, N, K, options.transposeA, options.transposeB, this.useLt),
+        () =>
+          fold
+            ? this.addon.matmul(DTYPE_CODE[a.dtype], pa, pb, 1, 0, 0, batch * M, N, K, false, options.transposeB, this.useLt)
+            : this.addon.matmul(DTYPE_CODE[a.dtype], pa, pb, batch, sa, sb, M, N, K, options.transposeA, options.transposeB, this.useLt),
         batch * M * N * 4,
         'matmul',
       );

@@ -20,7 +20,8 @@ export class GroupedGemmDispatch implements ExpertDispatch {
     return tidy(() => {
       const [N, K] = routing.indices.shape;
       const ids = routing.indices.valuesSync() as Int32Array;
-      const order = Array.from({ length: N * K }, (_, i) => i).sort((a, b) => ids[a] - ids[b] || a - b);
+      // Slots sorted by expert, stably (a counting sort: the same order as sorting by (expert, slot)).
+      const order = sortSlotsByExpert(ids);
       const tokenOf = Int32Array.from(order, (a) => Math.floor(a / K));
       const perm = Int32Array.from(order);
       const rows = indexSelect(x, 0, fromStorage(tokenOf, [N * K], 'i32'));
@@ -40,4 +41,16 @@ export class GroupedGemmDispatch implements ExpertDispatch {
       return indexAdd(zeros([N, D]), 0, fromStorage(tokenOf, [N * K], 'i32'), y);
     });
   }
+}
+
+/** Slot indices 0..ids.length-1 ordered by ids[slot], ties by slot (a stable counting sort). */
+export function sortSlotsByExpert(ids: Int32Array): Int32Array {
+  let max = -1;
+  for (let i = 0; i < ids.length; i++) if (ids[i] > max) max = ids[i];
+  const start = new Int32Array(max + 2);
+  for (let i = 0; i < ids.length; i++) start[ids[i] + 1]++;
+  for (let e = 0; e <= max; e++) start[e + 1] += start[e];
+  const order = new Int32Array(ids.length);
+  for (let i = 0; i < ids.length; i++) order[start[ids[i]]++] = i;
+  return order;
 }

@@ -42,17 +42,33 @@ export class SigmoidGroupRouter extends Module implements Router {
         const biased = add(scores, this.param('e_score_correction_bias')).valuesSync() as Float32Array;
         const [N, E] = scores.shape;
         const per = E / c.nGroup;
-        const out = new Int32Array(N * c.numExpertsPerTok);
+        const K = c.numExpertsPerTok;
+        const out = new Int32Array(N * K);
+        // Typed scratch reused across tokens: this loop runs for every token of every step.
+        const gs = new Float64Array(c.nGroup);
+        const groups = new Int32Array(c.topkGroup);
+        const inGroup = new Uint8Array(c.nGroup);
+        const masked = new Float64Array(E);
         for (let n = 0; n < N; n++) {
-          const row = biased.subarray(n * E, (n + 1) * E);
-          const gs: number[] = [];
+          const row = n * E;
           for (let g = 0; g < c.nGroup; g++) {
-            const v = Array.from(row.subarray(g * per, (g + 1) * per)).sort((a, b) => b - a);
-            gs.push(v[0] + (per > 1 ? v[1] : 0));
+            // Sum of the group's two largest scores (the group's only one when per = 1).
+            let m1 = -Infinity;
+            let m2 = -Infinity;
+            for (let e = row + g * per, end = e + per; e < end; e++) {
+              const v = biased[e];
+              if (v > m1) {
+                m2 = m1;
+                m1 = v;
+              } else if (v > m2) m2 = v;
+            }
+            gs[g] = m1 + (per > 1 ? m2 : 0);
           }
-          const groups = topIdx(gs, c.topkGroup);
-          const masked = Array.from(row, (v, e) => (groups.includes(Math.floor(e / per)) ? v : 0));
-          out.set(topIdx(masked, c.numExpertsPerTok), n * c.numExpertsPerTok);
+          topIndices(gs, c.topkGroup, groups, 0);
+          inGroup.fill(0);
+          for (let i = 0; i < c.topkGroup; i++) inGroup[groups[i]] = 1;
+          for (let e = 0; e < E; e++) masked[e] = inGroup[Math.floor(e / per)] ? biased[row + e] : 0;
+          topIndices(masked, K, out, n * K);
         }
         return fromStorage(out, [N, c.numExpertsPerTok], 'i32');
       }),
@@ -85,9 +101,23 @@ export class SigmoidGroupRouter extends Module implements Router {
 }
 
 /** Indices of the k largest values, ties to the lower index (like torch.topk on CPU in practice). */
-function topIdx(v: ArrayLike<number>, k: number): number[] {
-  const idx = Array.from({ length: v.length }, (_, i) => i);
-  idx.sort((a, b) => v[b] - v[a] || a - b);
-  return idx.slice(0, k);
+/**
+ * The k largest entries of v, largest first, ties to the lower index (the order of a stable
+ * descending sort), written to out[at..at+k). One pass with a sorted k-buffer: O(len · k) worst
+ * case, O(len) typically.
+ */
+function topIndices(v: ArrayLike<number>, k: number, out: Int32Array, at: number): void {
+  let filled = 0;
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (filled === k && !(x > v[out[at + k - 1]])) continue;
+    // Scanning in index order, an equal value never displaces an earlier one.
+    let j = filled < k ? filled++ : k - 1;
+    while (j > 0 && x > v[out[at + j - 1]]) {
+      out[at + j] = out[at + j - 1];
+      j--;
+    }
+    out[at + j] = i;
+  }
 }
 
