@@ -11,6 +11,7 @@ export default defineConfig({
       '@kiln/core': src('./packages/core/src/index.ts'),
       '@kiln/backend-cpu': src('./packages/backend-cpu/src/index.ts'),
       '@kiln/backend-cuda': src('./packages/backend-cuda/src/index.ts'),
+      '@kiln/backend-webgpu': src('./packages/backend-webgpu/src/index.ts'),
       '@kiln/conformance': src('./packages/conformance/src/index.ts'),
     },
   },

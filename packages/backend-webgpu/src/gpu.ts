@@ -1,0 +1,121 @@
+/// <reference types="@webgpu/types" />
+import { BackendError } from '@kiln/core';
+
+/** What `acquireDevice` found: the adapter, its device and how it was reached. */
+export interface AcquiredDevice {
+  readonly adapter: GPUAdapter;
+  readonly device: GPUDevice;
+  /** 'navigator.gpu', or the Dawn toggles used in Node, e.g. 'dawn (backend=opengl)'. */
+  readonly via: string;
+  readonly featureLevel: 'core' | 'compatibility';
+  /** The GPU object (Dawn's instance in Node), which must stay referenced while the device is used. */
+  readonly instance?: GPU;
+}
+
+export interface AcquireOptions {
+  /** Dawn flags for Node (default: try Dawn's default backend, then `backend=opengl`). Also KILN_WEBGPU_DAWN_FLAGS (comma-separated). */
+  readonly dawnFlags?: readonly string[];
+  readonly powerPreference?: GPUPowerPreference;
+}
+
+type DawnModule = { create(flags: string[]): GPU };
+
+// A dynamic import (kept as import() in both builds: the CommonJS build can load the ESM-only
+// `webgpu` package), reached only in Node.
+const DAWN_PACKAGE = 'webgpu';
+const importModule = (s: string): Promise<unknown> => import(/* @vite-ignore */ s);
+
+function isNode(): boolean {
+  const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return typeof p?.versions?.node === 'string';
+}
+
+function env(name: string): string | undefined {
+  const p = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
+  return p?.env?.[name];
+}
+
+/** The limits worth raising, up to what the adapter allows. */
+const WANTED_LIMITS = [
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupStorageSize',
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+
+async function requestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
+  const requiredLimits: Record<string, number> = {};
+  for (const k of WANTED_LIMITS) {
+    const v = (adapter.limits as unknown as Record<string, number>)[k];
+    if (typeof v === 'number') requiredLimits[k] = v;
+  }
+  const requiredFeatures: GPUFeatureName[] = [];
+  for (const f of ['shader-f16', 'subgroups'] as const) if (adapter.features.has(f)) requiredFeatures.push(f as GPUFeatureName);
+  return adapter.requestDevice({ requiredLimits, requiredFeatures });
+}
+
+/**
+ * Finds a WebGPU adapter and creates a device: `navigator.gpu` where it exists (browsers,
+ * Deno), else Dawn through the `webgpu` npm package in Node (loaded here, lazily, so that
+ * importing kiln never fails where it is missing). In Node, Dawn's default backend (Vulkan,
+ * Metal, D3D12) is tried first, then its OpenGL(ES) backend at the compatibility feature
+ * level, which runs on Mesa's llvmpipe without a GPU (EGL_PLATFORM=surfaceless is set if unset).
+ * Throws a BackendError saying why when there is no adapter.
+ */
+export async function acquireDevice(options: AcquireOptions = {}): Promise<AcquiredDevice> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu && !isNode()) {
+    const adapter = await nav.gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
+    if (!adapter) throw new BackendError('webgpu', 'navigator.gpu.requestAdapter() returned no adapter (WebGPU disabled or no supported GPU)');
+    return { adapter, device: await requestDevice(adapter), via: 'navigator.gpu', featureLevel: 'core', instance: nav.gpu };
+  }
+  if (!isNode()) throw new BackendError('webgpu', 'WebGPU is not available: no navigator.gpu in this environment');
+  const p = (globalThis as { process: { env: Record<string, string | undefined> } }).process;
+  if (p.env.EGL_PLATFORM === undefined) p.env.EGL_PLATFORM = 'surfaceless';
+  let dawn: DawnModule;
+  try {
+    dawn = (await importModule(DAWN_PACKAGE)) as DawnModule;
+    if (typeof dawn.create !== 'function') throw new Error('the module has no create()');
+  } catch (e) {
+    throw new BackendError('webgpu', `the 'webgpu' package (Dawn for Node) could not be loaded: ${(e as Error).message?.split('\n')[0] ?? String(e)}; install it with \`npm install webgpu\``);
+  }
+  const fromEnv = env('KILN_WEBGPU_DAWN_FLAGS');
+  const attempts: { flags: string[]; level: 'core' | 'compatibility' }[] = options.dawnFlags
+    ? [{ flags: [...options.dawnFlags], level: options.dawnFlags.some((f) => f.includes('opengl')) ? 'compatibility' : 'core' }]
+    : fromEnv
+      ? [{ flags: fromEnv.split(',').filter(Boolean), level: fromEnv.includes('opengl') ? 'compatibility' : 'core' }]
+      : [
+          { flags: [], level: 'core' },
+          { flags: ['backend=opengl'], level: 'compatibility' },
+        ];
+  const tried: string[] = [];
+  for (const { flags, level } of attempts) {
+    try {
+      const gpu = dawn.create(flags);
+      const adapter = await gpu.requestAdapter({ featureLevel: level, powerPreference: options.powerPreference ?? 'high-performance' } as GPURequestAdapterOptions);
+      if (!adapter) {
+        tried.push(`dawn (${flags.join(',') || 'default backend'}): no adapter`);
+        continue;
+      }
+      const device = await requestDevice(adapter);
+      return { adapter, device, via: `dawn (${flags.join(',') || 'default backend'})`, featureLevel: level, instance: gpu };
+    } catch (e) {
+      tried.push(`dawn (${flags.join(',') || 'default backend'}): ${(e as Error).message?.split('\n')[0] ?? String(e)}`);
+    }
+  }
+  throw new BackendError('webgpu', `no WebGPU adapter: ${tried.join('; ')}`);
+}
+
+const SOFTWARE = /llvmpipe|lavapipe|swiftshader|softpipe|software|warp|basic render/i;
+
+/** The name of a software rasteriser adapter (llvmpipe, SwiftShader, lavapipe ...), or undefined for hardware. */
+export function softwareAdapterName(info: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean }): string | undefined {
+  const text = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
+  const m = SOFTWARE.exec(text);
+  if (m) return m[0].toLowerCase();
+  if (info.isFallbackAdapter) return 'fallback adapter';
+  return undefined;
+}

@@ -1,0 +1,635 @@
+/// <reference types="@webgpu/types" />
+import {
+  BackendError,
+  OutOfMemoryError,
+  encodeFp8Value,
+  f32ToBf16Bits,
+  f32ToF16Bits,
+  sizeOf,
+  stridesOf,
+  type Backend,
+  type BackendMemory,
+  type BinaryOp,
+  type ComputeDType,
+  type DType,
+  type DataId,
+  type DeviceInfo,
+  type PrimitiveCastOptions,
+  type PrimitiveFp8GemmOptions,
+  type PrimitiveMatmulOptions,
+  type PrimitiveQuantizeOptions,
+  type QuantizedView,
+  type RandomSpec,
+  type ReduceOp,
+  type Shape,
+  type StorageArray,
+  type TensorView,
+  type UnaryOp,
+} from '@kiln/core';
+import { acquireDevice, softwareAdapterName, type AcquireOptions, type AcquiredDevice } from './gpu.js';
+import { bufferBytesFor, elementBytes, packToWords, perWord, replicateCode, sizeClass, unpackWords, wordsFor } from './packing.js';
+import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
+import { WG } from './wgsl/common.js';
+import { fp8GemmShader, gemmF32Shader, gemmI32Shader, quantCodesShader, quantScalesShader } from './wgsl/gemm.js';
+import {
+  binaryShader,
+  castShader,
+  concatShader,
+  copyShader,
+  fillShader,
+  gatherShader,
+  indexAddShader,
+  indexSelectShader,
+  randomShader,
+  reduceShader,
+  scatterAddShader,
+  unaryShader,
+  whereShader,
+} from './wgsl/kernels.js';
+
+// GPUBufferUsage / GPUMapMode values (numeric, so no WebGPU globals are needed in Node)
+const MAP_READ = 0x0001;
+const COPY_SRC = 0x0004;
+const COPY_DST = 0x0008;
+const STORAGE = 0x0080;
+const MODE_READ = 0x0001;
+
+/** Dispatches encoded into one command buffer before it is submitted without a read. */
+const SUBMIT_EVERY = 64;
+/** Inputs bound by one concat dispatch (more are concatenated in rounds). */
+const CONCAT_FANIN = 8;
+
+let nextBackendId = 1;
+
+/** A WebGPU backend DataId: one pooled GPUBuffer holding packed codes. */
+export class WebGpuStorage {
+  released = false;
+  constructor(
+    readonly buffer: GPUBuffer,
+    /** Bytes of the size class (the buffer's size). */
+    readonly capacity: number,
+    /** Bytes the tensor uses. */
+    readonly bytes: number,
+    readonly backendId: number,
+  ) {}
+}
+
+export interface WebGpuBackendOptions extends AcquireOptions {
+  /** An already created device (its adapter is then described as 'external'). */
+  readonly device?: GPUDevice;
+}
+
+/**
+ * kiln's WebGPU backend: tensors live in pooled GPUBuffers (f16/bf16 two codes per u32 word,
+ * byte dtypes four per word), every primitive is a WGSL compute shader, dispatches are
+ * encoded into one command encoder and submitted every few dozen ops or when a read needs
+ * them; only `read` waits for the GPU.
+ */
+export class WebGpuBackend implements Backend {
+  readonly name = 'webgpu';
+  readonly device: DeviceInfo;
+  readonly gpu: GPUDevice;
+  readonly adapter?: GPUAdapter;
+  /** Dawn's instance in Node: kept referenced for the device's lifetime (dropping it ends Dawn). */
+  private instance: GPU | undefined;
+  /** Set when the adapter is a software rasteriser: why bestAvailableBackend passes it over. */
+  readonly notPreferred?: string;
+  private readonly id = nextBackendId++;
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly layouts = new Map<number, GPUBindGroupLayout>();
+  private readonly pipelineLayouts = new Map<number, GPUPipelineLayout>();
+  private readonly pool = new Map<number, GPUBuffer[]>();
+  private pendingFree: GPUBuffer[] = [];
+  private encoder: GPUCommandEncoder | undefined;
+  private encoded = 0;
+  private liveBytes = 0;
+  private liveBuffers = 0;
+  private pooledBytes = 0;
+  private error: Error | undefined;
+  private lost: string | undefined;
+  private disposed = false;
+
+  static async create(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+    if (options.device) return new WebGpuBackend({ adapter: undefined as unknown as GPUAdapter, device: options.device, via: 'external device', featureLevel: 'core' });
+    return new WebGpuBackend(await acquireDevice(options));
+  }
+
+  constructor(acq: AcquiredDevice) {
+    this.gpu = acq.device;
+    this.adapter = acq.adapter;
+    this.instance = acq.instance;
+    const info = (acq.adapter?.info ?? {}) as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+    const software = softwareAdapterName(info);
+    const name = [info.description, info.device].filter((s) => s && s.length > 0).join(' / ') || info.vendor || 'WebGPU adapter';
+    if (software) this.notPreferred = `software adapter (${software}): the CPU backend is faster`;
+    const limits = this.gpu.limits;
+    this.device = {
+      backend: 'webgpu',
+      name,
+      accelerated: software === undefined,
+      details: {
+        via: acq.via,
+        featureLevel: acq.featureLevel,
+        vendor: info.vendor ?? '',
+        architecture: info.architecture ?? '',
+        adapterDevice: info.device ?? '',
+        description: info.description ?? '',
+        software: software ?? false,
+        shaderF16: this.gpu.features.has('shader-f16'),
+        subgroups: this.gpu.features.has('subgroups'),
+        maxBufferSize: limits.maxBufferSize,
+        maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+        maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+      },
+    };
+    this.gpu.lost.then((l) => {
+      if (!this.disposed) this.lost = `device lost (${l.reason}): ${l.message}`;
+    });
+    this.gpu.addEventListener('uncapturederror', (ev) => {
+      const e = (ev as GPUUncapturedErrorEvent).error;
+      this.error ??= e.constructor?.name === 'GPUOutOfMemoryError' ? new OutOfMemoryError('webgpu', `GPU out of memory: ${e.message}`) : new BackendError('webgpu', `GPU error: ${e.message}`);
+    });
+  }
+
+  // ---- plumbing -------------------------------------------------------------------------
+
+  private check(op: string): void {
+    if (this.disposed) throw new BackendError(`webgpu.${op}`, 'the WebGPU backend was disposed');
+    if (this.lost) throw new BackendError(`webgpu.${op}`, this.lost);
+    if (this.error) {
+      const e = this.error;
+      this.error = undefined;
+      throw e;
+    }
+  }
+
+  /** The storage behind a tensor of this backend. */
+  storageOf(t: TensorView): WebGpuStorage {
+    const s = t.dataId as WebGpuStorage;
+    if (!(s instanceof WebGpuStorage) || s.backendId !== this.id) {
+      throw new BackendError('webgpu', 'tensor does not live on this WebGPU backend: move it with `toBackend(tensor, backend)` first');
+    }
+    if (s.released) throw new BackendError('webgpu', 'tensor storage was released');
+    return s;
+  }
+
+  private buf(t: TensorView): GPUBuffer {
+    return this.storageOf(t).buffer;
+  }
+
+  private rawBuffer(bytes: number, op: string): GPUBuffer {
+    const cls = sizeClass(bytes);
+    const list = this.pool.get(cls);
+    const hit = list?.pop();
+    if (hit) {
+      this.pooledBytes -= cls;
+      return hit;
+    }
+    if (cls > this.gpu.limits.maxBufferSize || cls > this.gpu.limits.maxStorageBufferBindingSize) {
+      throw new OutOfMemoryError(`webgpu.${op}`, `a ${bytes}-byte tensor exceeds this device's largest storage buffer (${this.gpu.limits.maxStorageBufferBindingSize} bytes)`);
+    }
+    this.gpu.pushErrorScope('out-of-memory');
+    const b = this.gpu.createBuffer({ size: cls, usage: STORAGE | COPY_SRC | COPY_DST });
+    this.gpu.popErrorScope().then((e) => {
+      if (e) this.error ??= new OutOfMemoryError(`webgpu.${op}`, `GPU out of memory allocating ${cls} bytes: ${e.message}`);
+    });
+    return b;
+  }
+
+  private recycle(b: GPUBuffer): void {
+    if (this.disposed) return;
+    if (this.encoder) this.pendingFree.push(b);
+    else this.toPool(b);
+  }
+
+  private toPool(b: GPUBuffer): void {
+    const cls = b.size;
+    let list = this.pool.get(cls);
+    if (!list) this.pool.set(cls, (list = []));
+    list.push(b);
+    this.pooledBytes += cls;
+  }
+
+  private alloc(dtype: DType, n: number, op: string): WebGpuStorage {
+    this.check(op);
+    const bytes = bufferBytesFor(dtype, n);
+    const b = this.rawBuffer(bytes, op);
+    this.liveBytes += bytes;
+    this.liveBuffers += 1;
+    return new WebGpuStorage(b, b.size, bytes, this.id);
+  }
+
+  private metaBuffer(meta: ArrayLike<number>): GPUBuffer {
+    const words = new Uint32Array(Math.max(4, meta.length));
+    for (let i = 0; i < meta.length; i++) words[i] = meta[i] >>> 0;
+    const b = this.rawBuffer(words.byteLength, 'meta');
+    this.gpu.queue.writeBuffer(b, 0, words);
+    return b;
+  }
+
+  private layout(nBindings: number): GPUPipelineLayout {
+    let pl = this.pipelineLayouts.get(nBindings);
+    if (!pl) {
+      const entries: GPUBindGroupLayoutEntry[] = [];
+      for (let i = 0; i < nBindings; i++) {
+        entries.push({ binding: i, visibility: 4 /* COMPUTE */, buffer: { type: i === 1 ? 'storage' : 'read-only-storage' } });
+      }
+      const bgl = this.gpu.createBindGroupLayout({ entries });
+      this.layouts.set(nBindings, bgl);
+      pl = this.gpu.createPipelineLayout({ bindGroupLayouts: [bgl] });
+      this.pipelineLayouts.set(nBindings, pl);
+    }
+    return pl;
+  }
+
+  private pipeline(code: string, nBindings: number): GPUComputePipeline {
+    const key = `${nBindings}\n${code}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      this.gpu.pushErrorScope('validation');
+      const module = this.gpu.createShaderModule({ code });
+      p = this.gpu.createComputePipeline({ layout: this.layout(nBindings), compute: { module, entryPoint: 'main' } });
+      this.gpu.popErrorScope().then((e) => {
+        if (e) this.error ??= new BackendError('webgpu', `shader compilation failed: ${e.message}\n${code.slice(0, 2000)}`);
+      });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /** Encodes one dispatch: binding 0 meta, 1 out, 2.. inputs. */
+  private dispatch(code: string, meta: ArrayLike<number>, out: GPUBuffer, inputs: readonly GPUBuffer[], groups: [number, number, number]): void {
+    if (groups[0] === 0 || groups[1] === 0 || groups[2] === 0) return;
+    const nb = 2 + inputs.length;
+    const pipeline = this.pipeline(code, nb);
+    const mb = this.metaBuffer(meta);
+    const bg = this.gpu.createBindGroup({
+      layout: this.layouts.get(nb)!,
+      entries: [mb, out, ...inputs].map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+    this.encoder ??= this.gpu.createCommandEncoder();
+    const pass = this.encoder.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bg);
+    pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    pass.end();
+    this.pendingFree.push(mb);
+    if (++this.encoded >= SUBMIT_EVERY) this.flush();
+  }
+
+  /** Workgroups for an elementwise kernel writing `words` output words. */
+  private static groups1d(words: number): [number, number, number] {
+    const g = Math.ceil(words / WG);
+    if (g <= 65535) return [g, 1, 1];
+    const y = Math.ceil(g / 65535);
+    return [Math.ceil(g / y), y, 1];
+  }
+
+  /** Runs an elementwise kernel producing n elements of dtype. */
+  private ew(op: string, code: string, dtype: DType, n: number, meta: number[], inputs: readonly GPUBuffer[]): WebGpuStorage {
+    const out = this.alloc(dtype, n, op);
+    meta[0] = n;
+    if (n > 0) this.dispatch(code, meta, out.buffer, inputs, WebGpuBackend.groups1d(wordsFor(dtype, n)));
+    return out;
+  }
+
+  /** Submits the encoded work (no wait). */
+  flush(): void {
+    if (this.encoder) {
+      const cb = this.encoder.finish();
+      this.encoder = undefined;
+      this.encoded = 0;
+      this.gpu.queue.submit([cb]);
+    }
+    for (const b of this.pendingFree) this.toPool(b);
+    this.pendingFree = [];
+  }
+
+  /** Waits until all submitted work is done. */
+  async synchronize(): Promise<void> {
+    this.flush();
+    await this.gpu.queue.onSubmittedWorkDone();
+    this.check('synchronize');
+  }
+
+  // ---- storage ------------------------------------------------------------------------------
+
+  write(values: StorageArray, dtype: DType, shape: Shape): DataId {
+    const n = sizeOf(shape);
+    const s = this.alloc(dtype, n, 'write');
+    // the pooled buffer has no pending use in the open encoder (frees wait for submission)
+    this.gpu.queue.writeBuffer(s.buffer, 0, packToWords(values, dtype));
+    return s;
+  }
+
+  async read(view: TensorView): Promise<StorageArray> {
+    this.check('read');
+    const s = this.storageOf(view);
+    const n = sizeOf(view.shape);
+    const bytes = bufferBytesFor(view.dtype, n);
+    const staging = this.gpu.createBuffer({ size: bytes, usage: MAP_READ | COPY_DST });
+    this.encoder ??= this.gpu.createCommandEncoder();
+    this.encoder.copyBufferToBuffer(s.buffer, 0, staging, 0, bytes);
+    this.flush();
+    try {
+      await staging.mapAsync(MODE_READ);
+    } catch (e) {
+      staging.destroy();
+      this.check('read');
+      throw new BackendError('webgpu.read', `mapAsync failed: ${(e as Error).message}`);
+    }
+    const copy = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    this.check('read');
+    return unpackWords(copy, view.dtype, n);
+  }
+
+  release(dataId: DataId): void {
+    const s = dataId as WebGpuStorage;
+    if (!(s instanceof WebGpuStorage) || s.released || s.backendId !== this.id) return;
+    s.released = true;
+    this.liveBytes -= s.bytes;
+    this.liveBuffers -= 1;
+    this.recycle(s.buffer);
+  }
+
+  memory(): BackendMemory {
+    return { bytes: this.liveBytes, buffers: this.liveBuffers };
+  }
+
+  /** Bytes held in the pool for reuse (not counted by memory()). */
+  pooled(): number {
+    return this.pooledBytes;
+  }
+
+  /** Frees the pool's idle buffers. */
+  trimPool(): void {
+    this.flush();
+    for (const list of this.pool.values()) for (const b of list) b.destroy();
+    this.pool.clear();
+    this.pooledBytes = 0;
+  }
+
+  // ---- creation -----------------------------------------------------------------------------
+
+  fill(shape: Shape, dtype: DType, value: number): DataId {
+    const n = sizeOf(shape);
+    const out = this.alloc(dtype, n, 'fill');
+    const words = wordsFor(dtype, n);
+    if (words > 0) this.dispatch(fillShader(), [words, replicateCode(fillCode(dtype, value), dtype)], out.buffer, [], WebGpuBackend.groups1d(words));
+    return out;
+  }
+
+  random(shape: Shape, spec: RandomSpec): DataId {
+    const n = sizeOf(shape);
+    const uniform = spec.distribution === 'uniform';
+    const lo = Math.fround(spec.a);
+    const second = uniform ? Math.fround(Math.fround(spec.b) - lo) : Math.fround(spec.b);
+    return this.ew('random', randomShader(!uniform), 'f32', n, [0, spec.seed >>> 0, f32Bits(lo), f32Bits(second), 0], []);
+  }
+
+  // ---- elementwise --------------------------------------------------------------------------
+
+  unary(op: UnaryOp, x: TensorView, outDtype: ComputeDType): DataId {
+    return this.ew('unary', unaryShader(op, x.dtype, outDtype), outDtype, sizeOf(x.shape), [0], [this.buf(x)]);
+  }
+
+  binary(op: BinaryOp, a: TensorView, b: TensorView, outShape: Shape, outDtype: ComputeDType): DataId {
+    const meta = stridedMeta(outShape, [broadcastStrides(a.shape, outShape), broadcastStrides(b.shape, outShape)]);
+    return this.ew('binary', binaryShader(op, a.dtype, outDtype), outDtype, sizeOf(outShape), meta, [this.buf(a), this.buf(b)]);
+  }
+
+  where(cond: TensorView, a: TensorView, b: TensorView, outShape: Shape): DataId {
+    const meta = stridedMeta(outShape, [broadcastStrides(cond.shape, outShape), broadcastStrides(a.shape, outShape), broadcastStrides(b.shape, outShape)]);
+    return this.ew('where', whereShader(a.dtype), a.dtype, sizeOf(outShape), meta, [this.buf(cond), this.buf(a), this.buf(b)]);
+  }
+
+  // ---- reductions ---------------------------------------------------------------------------
+
+  reduce(op: ReduceOp, x: TensorView, axis: number): DataId {
+    const outer = prodOf(x.shape, 0, axis);
+    const len = x.shape[axis];
+    const inner = prodOf(x.shape, axis + 1, x.shape.length);
+    const outDtype: DType = op === 'argmax' || op === 'argmin' ? 'i32' : x.dtype;
+    return this.ew('reduce', reduceShader(op, x.dtype), outDtype, outer * inner, [0, len, inner], [this.buf(x)]);
+  }
+
+  // ---- linear algebra -----------------------------------------------------------------------
+
+  matmul(a: TensorView, b: TensorView, options: PrimitiveMatmulOptions, outShape: Shape): DataId {
+    const r = outShape.length;
+    const M = outShape[r - 2];
+    const N = outShape[r - 1];
+    const K = options.transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
+    const batchShape = outShape.slice(0, r - 2);
+    const batch = sizeOf(batchShape);
+    const temps: WebGpuStorage[] = [];
+    const operand = (t: TensorView): [GPUBuffer, number] => {
+      const rows = t.shape[t.shape.length - 2];
+      const cols = t.shape[t.shape.length - 1];
+      const own = sizeOf(t.shape.slice(0, -2));
+      if (own === batch) return [this.buf(t), rows * cols];
+      if (own === 1) return [this.buf(t), 0];
+      // partial broadcast of batch dims: materialise the operand at the output's batch shape
+      const full = [...batchShape, rows, cols];
+      const tmp = this.ew('matmul', copyShader(t.dtype), t.dtype, sizeOf(full), stridedMeta(full, [broadcastStrides(t.shape, full)]), [this.buf(t)]);
+      temps.push(tmp);
+      return [tmp.buffer, rows * cols];
+    };
+    try {
+      const [ba, sa] = operand(a);
+      const [bb, sb] = operand(b);
+      const [sam, sak] = options.transposeA ? [1, M] : [K, 1];
+      const [sbk, sbn] = options.transposeB ? [1, K] : [N, 1];
+      const meta = [batch * M * N, M, N, K, sa, sb, sam, sak, sbk, sbn];
+      const n = batch * M * N;
+      if (a.dtype === 'i32') return this.ew('matmul', gemmI32Shader(), 'i32', n, meta, [ba, bb]);
+      const out = this.alloc('f32', n, 'matmul');
+      if (n > 0) {
+        if (K === 0) {
+          this.dispatch(fillShader(), [n, 0], out.buffer, [], WebGpuBackend.groups1d(n));
+        } else {
+          if (batch > 65535) throw new BackendError('webgpu.matmul', `batch ${batch} exceeds 65535 workgroups`);
+          this.dispatch(gemmF32Shader(), meta, out.buffer, [ba, bb], [Math.ceil(N / 64), Math.ceil(M / 64), batch]);
+        }
+      }
+      return out;
+    } finally {
+      for (const t of temps) this.release(t);
+    }
+  }
+
+  // ---- indexing -----------------------------------------------------------------------------
+
+  gather(x: TensorView, axis: number, indices: TensorView): DataId {
+    const xs = stridesOf(x.shape);
+    const strides = xs.map((s, d) => (d === axis ? 0 : s));
+    const nd = indices.shape.length;
+    // no dim collapsing: the extra words sit at a fixed place after the strided block
+    const meta = [0, nd, ...indices.shape, ...strides, 0, xs[axis], x.shape[axis]];
+    return this.ew('gather', gatherShader(x.dtype, nd), x.dtype, sizeOf(indices.shape), meta, [this.buf(x), this.buf(indices)]);
+  }
+
+  indexSelect(x: TensorView, axis: number, indices: TensorView): DataId {
+    const outer = prodOf(x.shape, 0, axis);
+    const inner = prodOf(x.shape, axis + 1, x.shape.length);
+    const nIdx = sizeOf(indices.shape);
+    return this.ew('indexSelect', indexSelectShader(x.dtype), x.dtype, outer * nIdx * inner, [0, x.shape[axis], nIdx, inner], [this.buf(x), this.buf(indices)]);
+  }
+
+  scatterAdd(base: TensorView, axis: number, indices: TensorView, src: TensorView): DataId {
+    const nd = base.shape.length;
+    const meta = [0, nd, ...base.shape, ...indices.shape, ...stridesOf(indices.shape), ...stridesOf(src.shape), axis];
+    return this.ew('scatterAdd', scatterAddShader(base.dtype as 'f32' | 'i32'), base.dtype, sizeOf(base.shape), meta, [this.buf(base), this.buf(indices), this.buf(src)]);
+  }
+
+  indexAdd(base: TensorView, axis: number, indices: TensorView, src: TensorView): DataId {
+    const inner = prodOf(base.shape, axis + 1, base.shape.length);
+    const meta = [0, base.shape[axis], sizeOf(indices.shape), inner];
+    return this.ew('indexAdd', indexAddShader(base.dtype as 'f32' | 'i32'), base.dtype, sizeOf(base.shape), meta, [this.buf(base), this.buf(indices), this.buf(src)]);
+  }
+
+  // ---- layout -------------------------------------------------------------------------------
+
+  concat(xs: readonly TensorView[], axis: number, outShape: Shape): DataId {
+    const dtype = xs[0].dtype;
+    const inner = prodOf(outShape, axis + 1, outShape.length);
+    const outer = prodOf(outShape, 0, axis);
+    const parts = xs.map((x) => ({ buffer: this.buf(x), width: x.shape[axis] * inner }));
+    const temps: WebGpuStorage[] = [];
+    try {
+      // rounds of up to CONCAT_FANIN inputs each
+      let cur = parts;
+      for (;;) {
+        const next: { buffer: GPUBuffer; width: number }[] = [];
+        for (let g = 0; g < cur.length; g += CONCAT_FANIN) {
+          const group = cur.slice(g, g + CONCAT_FANIN);
+          const rowLen = group.reduce((s, p) => s + p.width, 0);
+          const meta = [0, rowLen];
+          let at = 0;
+          for (const p of group) {
+            meta.push(at, p.width);
+            at += p.width;
+          }
+          const last = cur.length <= CONCAT_FANIN;
+          const out = this.ew('concat', concatShader(dtype, group.length), dtype, outer * rowLen, meta, group.map((p) => p.buffer));
+          if (last) return out;
+          temps.push(out);
+          next.push({ buffer: out.buffer, width: rowLen });
+        }
+        cur = next;
+      }
+    } finally {
+      for (const t of temps) this.release(t);
+    }
+  }
+
+  slice(x: TensorView, begin: readonly number[], size: readonly number[]): DataId {
+    const xs = stridesOf(x.shape);
+    const [view] = collapseDims(size, [xs]);
+    const meta = stridedMetaFromView(view, begin.reduce((acc, b, d) => acc + b * xs[d], 0));
+    return this.ew('slice', copyShader(x.dtype), x.dtype, sizeOf(size), meta, [this.buf(x)]);
+  }
+
+  transpose(x: TensorView, perm: readonly number[]): DataId {
+    const xs = stridesOf(x.shape);
+    const shape = perm.map((p) => x.shape[p]);
+    const meta = stridedMeta(shape, [perm.map((p) => xs[p])]);
+    return this.ew('transpose', copyShader(x.dtype), x.dtype, sizeOf(shape), meta, [this.buf(x)]);
+  }
+
+  // ---- casts --------------------------------------------------------------------------------
+
+  cast(x: TensorView, dtype: DType, options: PrimitiveCastOptions): DataId {
+    return this.ew('cast', castShader(x.dtype, dtype), dtype, sizeOf(x.shape), [0, options.saturate ? 1 : 0], [this.buf(x)]);
+  }
+
+  // ---- FP8 ----------------------------------------------------------------------------------
+
+  quantizeBlockwise(x: TensorView, block: readonly [number, number], options: PrimitiveQuantizeOptions): { codes: DataId; scales: DataId } {
+    const [rows, cols] = x.shape;
+    const [br, bc] = block;
+    const nbr = Math.ceil(rows / br);
+    const nbc = Math.ceil(cols / bc);
+    const invMax = Math.fround(1 / (options.format === 'e4m3' ? 448 : 57344));
+    const scales = this.ew('quantizeBlockwise', quantScalesShader(), 'f32', nbr * nbc, [0, rows, cols, br, bc, nbc, f32Bits(invMax), options.scaleFormat === 'ue8m0' ? 1 : 0, 0], [this.buf(x)]);
+    const codes = this.ew('quantizeBlockwise', quantCodesShader(), options.format, rows * cols, [0, cols, br, bc, nbc, options.format === 'e4m3' ? 0 : 1], [this.buf(x), scales.buffer]);
+    return { codes, scales };
+  }
+
+  matmulFp8(a: QuantizedView, b: QuantizedView, options: PrimitiveFp8GemmOptions): DataId {
+    if (options.accumulatorMantissaBits !== undefined) {
+      throw new BackendError('webgpu.matmulFp8', 'the limited-precision accumulator model (accumulatorMantissaBits) is not implemented on WebGPU; use the CPU backend for accumulation studies');
+    }
+    const [M, K] = a.codes.shape;
+    const N = b.codes.shape[0];
+    const bk = a.block[1];
+    const nc = options.promotionInterval === Infinity ? Math.max(K, 1) : options.promotionInterval;
+    const out = this.alloc('f32', M * N, 'matmulFp8');
+    if (M * N > 0) {
+      if (K === 0) this.dispatch(fillShader(), [M * N, 0], out.buffer, [], WebGpuBackend.groups1d(M * N));
+      else {
+        const meta = [M * N, M, N, K, nc, a.block[0], b.block[0], bk, Math.ceil(K / bk), Math.ceil(K / b.block[1]), 0, a.codes.dtype === 'e5m2' ? 1 : 0, b.codes.dtype === 'e5m2' ? 1 : 0];
+        this.dispatch(fp8GemmShader(), meta, out.buffer, [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)], [Math.ceil(N / 16), Math.ceil(M / 16), 1]);
+      }
+    }
+    return out;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    try {
+      this.flush();
+    } catch {
+      /* nothing to report at teardown */
+    }
+    this.disposed = true;
+    for (const list of this.pool.values()) for (const b of list) b.destroy();
+    this.pool.clear();
+    this.gpu.destroy();
+    this.instance = undefined;
+  }
+}
+
+function prodOf(shape: Shape, from: number, to: number): number {
+  let p = 1;
+  for (let i = from; i < to; i++) p *= shape[i];
+  return p;
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+function f32Bits(x: number): number {
+  f32[0] = x;
+  return u32[0];
+}
+
+function stridedMetaFromView(view: number[], offset: number): number[] {
+  // view = [0, nd, dims..., strides...] of one operand
+  const nd = view[1];
+  return [0, nd, ...view.slice(2, 2 + 2 * nd), offset];
+}
+
+/** The storage code `fill` writes: the value encoded in the dtype's bit format. */
+function fillCode(dtype: DType, value: number): number {
+  switch (dtype) {
+    case 'f32':
+      return f32Bits(value);
+    case 'f16':
+      return f32ToF16Bits(Math.fround(value));
+    case 'bf16':
+      return f32ToBf16Bits(Math.fround(value));
+    case 'e4m3':
+    case 'e5m2':
+      return encodeFp8Value(Math.fround(value), dtype, false);
+    case 'i32':
+      return (Number.isFinite(value) ? Math.trunc(value) : 0) >>> 0;
+    case 'u8':
+      return (Number.isFinite(value) ? Math.trunc(value) : 0) & 0xff;
+    default:
+      return value !== 0 ? 1 : 0;
+  }
+}
+
+export { elementBytes, perWord };

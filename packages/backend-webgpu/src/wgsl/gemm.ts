@@ -1,0 +1,221 @@
+import { CODECS, WG, elementwise, header, reader } from './common.js';
+
+/**
+ * Batched f32 GEMM: 64x64 output tiles per workgroup of 16x16 invocations, each computing a
+ * 4x4 register block (vec4 accumulators) from 16-deep A and B tiles staged in workgroup
+ * memory. Operands are addressed by strides, so transposes and broadcast batches cost nothing.
+ * meta: [n, M, N, K, aBatchStride, bBatchStride, sam, sak, sbk, sbn].
+ */
+export function gemmF32Shader(): string {
+  return (
+    header(['A', 'B']) +
+    `
+var<workgroup> As: array<vec4<f32>, 256>; // [16 k][64 m] as vec4 over m
+var<workgroup> Bs: array<vec4<f32>, 256>; // [16 k][64 n] as vec4 over n
+
+fn ldA(i: u32) -> f32 { return bitcast<f32>(A[i]); }
+fn ldB(i: u32) -> f32 { return bitcast<f32>(B[i]); }
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let M = prm[1]; let N = prm[2]; let K = prm[3];
+  let aoff = wg.z * prm[4]; let boff = wg.z * prm[5];
+  let sam = prm[6]; let sak = prm[7]; let sbk = prm[8]; let sbn = prm[9];
+  let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
+  let m0 = wg.y * 64u; let n0 = wg.x * 64u;
+  var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
+  // loader coordinates: 256 invocations load a 16 x 64 tile as 16 x 16 vec4s
+  let lk = tid / 16u;        // 0..15
+  let lq = (tid % 16u) * 4u; // 0..60
+  for (var k0 = 0u; k0 < K; k0 = k0 + 16u) {
+    let gk = k0 + lk;
+    var va = vec4<f32>(0.0);
+    var vb = vec4<f32>(0.0);
+    if (gk < K) {
+      let ab = aoff + gk * sak;
+      let bb = boff + gk * sbk;
+      for (var q = 0u; q < 4u; q++) {
+        let gm = m0 + lq + q;
+        if (gm < M) { va[q] = ldA(ab + gm * sam); }
+        let gn = n0 + lq + q;
+        if (gn < N) { vb[q] = ldB(bb + gn * sbn); }
+      }
+    }
+    As[lk * 16u + lq / 4u] = va;
+    Bs[lk * 16u + lq / 4u] = vb;
+    workgroupBarrier();
+    for (var kk = 0u; kk < 16u; kk++) {
+      let a = As[kk * 16u + ty];
+      let b = Bs[kk * 16u + tx];
+      acc0 = acc0 + a.x * b;
+      acc1 = acc1 + a.y * b;
+      acc2 = acc2 + a.z * b;
+      acc3 = acc3 + a.w * b;
+    }
+    workgroupBarrier();
+  }
+  let mBase = m0 + ty * 4u;
+  let nBase = n0 + tx * 4u;
+  let obase = wg.z * M * N;
+  for (var i = 0u; i < 4u; i++) {
+    let m = mBase + i;
+    if (m >= M) { break; }
+    var r: vec4<f32>;
+    switch (i) { case 0u: { r = acc0; } case 1u: { r = acc1; } case 2u: { r = acc2; } default: { r = acc3; } }
+    for (var j = 0u; j < 4u; j++) {
+      let n = nBase + j;
+      if (n < N) { out[obase + m * N + n] = bitcast<u32>(r[j]); }
+    }
+  }
+}
+`
+  );
+}
+
+/** Batched i32 GEMM (wrapping arithmetic), one output per invocation. Same meta as f32. */
+export function gemmI32Shader(): string {
+  const body = `fn elem(i: u32) -> u32 {
+  let M = prm[1]; let N = prm[2]; let K = prm[3];
+  let b = i / (M * N);
+  let m = (i / N) % M;
+  let n = i % N;
+  let ab = b * prm[4] + m * prm[6];
+  let bb = b * prm[5] + n * prm[9];
+  var acc = 0;
+  for (var k = 0u; k < K; k++) { acc = acc + bitcast<i32>(A[ab + k * prm[7]]) * bitcast<i32>(B[bb + k * prm[8]]); }
+  return bitcast<u32>(acc);
+}
+`;
+  return elementwise('i32', body, ['A', 'B']);
+}
+
+/**
+ * quantizeBlockwise, pass 1: one f32 scale per block. meta [nBlocks, rows, cols, br, bc, nbc, invMax bits, ue8m0].
+ */
+export function quantScalesShader(): string {
+  const body = `fn elem(i: u32) -> u32 {
+  let rows = prm[1]; let cols = prm[2]; let br = prm[3]; let bc = prm[4]; let nbc = prm[5];
+  let bi = i / nbc; let bj = i % nbc;
+  let r0 = bi * br; let r1 = min(rows, r0 + br);
+  let c0 = bj * bc; let c1 = min(cols, c0 + bc);
+  var amax = 0.0;
+  var nan = false;
+  for (var r = r0; r < r1; r++) {
+    for (var c = c0; c < c1; c++) {
+      let v = x[r * cols + c];
+      let a = bitcast<f32>(v & 0x7fffffffu);
+      if (is_nan_bits(v)) { nan = true; } else if (a > amax) { amax = a; }
+    }
+  }
+  var sb: u32;
+  if (nan) {
+    sb = 0x7fc00000u;
+  } else {
+    amax = max(amax, bitcast<f32>(${f32bits(1e-4)}u));
+    let s = amax * bitcast<f32>(prm[6] ^ prm[8]);
+    sb = bitcast<u32>(s);
+    if (prm[7] != 0u && (sb & 0x7f800000u) != 0x7f800000u && (sb & 0x7fffffu) != 0u) {
+      sb = ((sb >> 23u) + 1u) << 23u;
+    }
+  }
+  return sb;
+}
+`;
+  return elementwise('f32', CODECS + body, ['x']);
+}
+
+/** quantizeBlockwise, pass 2: codes. meta [n, cols, br, bc, nbc, format (0 e4m3, 1 e5m2)]. */
+export function quantCodesShader(): string {
+  const body = `fn elem(i: u32) -> u32 {
+  let cols = prm[1]; let br = prm[2]; let bc = prm[3]; let nbc = prm[4];
+  let r = i / cols; let c = i % cols;
+  let s = bitcast<f32>(scales[(r / br) * nbc + c / bc]);
+  let q = k_div(bitcast<f32>(x[i]), s);
+  if (prm[5] == 0u) { return to_e4m3(bitcast<u32>(q), false); }
+  return to_e5m2(bitcast<u32>(q), false);
+}
+`;
+  return elementwise('e4m3', CODECS + MATH_DIV + body, ['x', 'scales']);
+}
+
+const MATH_DIV = `fn k_div(a: f32, b: f32) -> f32 { return a / b; }\n`;
+
+function f32bits(x: number): number {
+  const f = new Float32Array([x]);
+  return new Uint32Array(f.buffer)[0];
+}
+
+/**
+ * FP8 block-scaled GEMM a [M, K] x b [N, K]^T -> f32 [M, N] exactly as core's
+ * fp8GemmReference with exact accumulation: per output, products of decoded FP8 values
+ * (exact in f32) accumulate in K order into a chunk partial; every promotionInterval the
+ * partial times (sa * sb) is added to the f32 output. Tiles of 16x16 outputs; codes decoded
+ * through a 256-entry table in workgroup memory. meta: [n, M, N, K, nc, abr, bbr, bk, kbA, kbB, zero, fmtA, fmtB].
+ * The zero word (a runtime 0) makes the promotion product opaque, so no driver contracts
+ * partial * scale + acc into one fma (the reference rounds both).
+ */
+export function fp8GemmShader(): string {
+  return (
+    header(['a', 'b', 'sa', 'sb']) +
+    CODECS +
+    reader('a', 'e4m3') +
+    reader('b', 'e4m3') +
+    `
+var<workgroup> tabA: array<f32, 256>;
+var<workgroup> tabB: array<f32, 256>;
+var<workgroup> At: array<f32, 256>; // [16 m][16 k]
+var<workgroup> Bt: array<f32, 256>; // [16 n][16 k]
+
+fn dec(c: u32, fmt: u32) -> f32 {
+  if (fmt == 0u) { return bitcast<f32>(e4m3_bits(c)); }
+  return bitcast<f32>(e5m2_bits(c));
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let M = prm[1]; let N = prm[2]; let K = prm[3]; let nc = prm[4];
+  let abr = prm[5]; let bbr = prm[6]; let bk = prm[7]; let kbA = prm[8]; let kbB = prm[9];
+  let zero = prm[10];
+  let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
+  tabA[tid] = dec(tid, prm[11]);
+  tabB[tid] = dec(tid, prm[12]);
+  let m = wg.y * 16u + ty;
+  let n = wg.x * 16u + tx;
+  let lm = wg.y * 16u + ty; // loader row of A = this invocation's row
+  let ln = wg.x * 16u + ty; // loader row of B
+  var acc = 0.0;
+  var partial = 0.0;
+  var kInChunk = 0u;
+  var chunkStart = 0u;
+  workgroupBarrier();
+  for (var k0 = 0u; k0 < K; k0 = k0 + 16u) {
+    let gk = k0 + tx;
+    var va = 0.0;
+    var vb = 0.0;
+    if (gk < K && lm < M) { va = tabA[rd_a(lm * K + gk)]; }
+    if (gk < K && ln < N) { vb = tabB[rd_b(ln * K + gk)]; }
+    At[ty * 16u + tx] = va;
+    Bt[ty * 16u + tx] = vb;
+    workgroupBarrier();
+    let kend = min(16u, K - k0);
+    for (var kk = 0u; kk < kend; kk++) {
+      partial = partial + At[ty * 16u + kk] * Bt[tx * 16u + kk];
+      kInChunk = kInChunk + 1u;
+      if (kInChunk == nc || k0 + kk + 1u == K) {
+        if (m < M && n < N) {
+          let s = bitcast<f32>(sa[(m / abr) * kbA + chunkStart / bk]) * bitcast<f32>(sb[(n / bbr) * kbB + chunkStart / bk]);
+          let p = bitcast<f32>(bitcast<u32>(partial * bitcast<f32>(bitcast<u32>(s) ^ zero)) ^ zero);
+          acc = acc + p;
+        }
+        partial = 0.0;
+        kInChunk = 0u;
+        chunkStart = k0 + kk + 1u;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (m < M && n < N) { out[m * N + n] = bitcast<u32>(acc); }
+}
+`
+  );
+}
