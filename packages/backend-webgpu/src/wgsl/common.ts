@@ -167,21 +167,21 @@ fn f16_bits(h: u32) -> u32 {
   let s = (h & 0x8000u) << 16u;
   let mag = h & 0x7fffu;
   if (mag == 0x7c00u) { return s | 0x7f800000u; }
-  if (mag > 0x7c00u) { return 0x7fc00000u; }
+  if (mag > 0x7c00u) { return s | 0x7fc00000u; }
   return s | mf_bits(mag, 10u, 15);
 }
 fn bf16_bits(h: u32) -> u32 { return (h & 0xffffu) << 16u; }
 fn e4m3_bits(c: u32) -> u32 {
   let s = (c & 0x80u) << 24u;
   let mag = c & 0x7fu;
-  if (mag == 0x7fu) { return 0x7fc00000u; }
+  if (mag == 0x7fu) { return s | 0x7fc00000u; }
   return s | mf_bits(mag, 3u, 7);
 }
 fn e5m2_bits(c: u32) -> u32 {
   let s = (c & 0x80u) << 24u;
   let mag = c & 0x7fu;
   if (mag == 0x7cu) { return s | 0x7f800000u; }
-  if (mag > 0x7cu) { return 0x7fc00000u; }
+  if (mag > 0x7cu) { return s | 0x7fc00000u; }
   return s | mf_bits(mag, 2u, 15);
 }
 fn to_f16(bits: u32, sat: bool) -> u32 { return enc_mf(bits, 10u, 15, 0x7bffu, 0x7c00u, 0x7e00u, 0x7c00u, 16u, sat); }
