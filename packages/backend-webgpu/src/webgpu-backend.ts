@@ -30,7 +30,7 @@ import { acquireDevice, softwareAdapterName, type AcquireOptions, type AcquiredD
 import { bufferBytesFor, elementBytes, packToWords, perWord, replicateCode, sizeClass, unpackWords, wordsFor } from './packing.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
-import { fp8GemmShader, gemmF32Shader, gemmI32Shader, quantCodesShader, quantScalesShader } from './wgsl/gemm.js';
+import { fp8GemmEmulatedShader, fp8GemmShader, gemmF32Shader, gemmI32Shader, quantCodesShader, quantScalesShader } from './wgsl/gemm.js';
 import {
   binaryShader,
   castShader,
@@ -559,13 +559,18 @@ export class WebGpuBackend implements Backend {
   }
 
   matmulFp8(a: QuantizedView, b: QuantizedView, options: PrimitiveFp8GemmOptions): DataId {
-    if (options.accumulatorMantissaBits !== undefined) {
-      throw new BackendError('webgpu.matmulFp8', 'the limited-precision accumulator model (accumulatorMantissaBits) is not implemented on WebGPU; use the CPU backend for accumulation studies');
-    }
     const [M, K] = a.codes.shape;
     const N = b.codes.shape[0];
     const bk = a.block[1];
     const nc = options.promotionInterval === Infinity ? Math.max(K, 1) : options.promotionInterval;
+    if (options.accumulatorMantissaBits !== undefined) {
+      if (a.codes.dtype !== 'e4m3' || b.codes.dtype !== 'e4m3') {
+        throw new BackendError('webgpu.matmulFp8', 'the limited-precision accumulator model runs on WebGPU for e4m3 x e4m3 only (its exact 64-bit fixed-point accumulator cannot hold e5m2 products); use the CPU backend');
+      }
+      if (nc * 2 ** 17.6 >= 2 ** 44) throw new BackendError('webgpu.matmulFp8', `promotionInterval ${nc} is too long for the exact 64-bit accumulator of the emulation`);
+      const meta = [M * N, M, N, K, nc, a.block[0], b.block[0], bk, Math.ceil(K / bk), Math.ceil(K / b.block[1]), 0, options.accumulatorMantissaBits, options.accumulatorGroupSize ?? 1, options.accumulatorRounding === 'nearest' ? 1 : 0];
+      return this.ew('matmulFp8', fp8GemmEmulatedShader(), 'f32', M * N, meta, [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)]);
+    }
     const out = this.alloc('f32', M * N, 'matmulFp8');
     if (M * N > 0) {
       if (K === 0) this.dispatch(fillShader(), [M * N, 0], out.buffer, [], WebGpuBackend.groups1d(M * N));

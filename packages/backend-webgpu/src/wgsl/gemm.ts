@@ -219,3 +219,114 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 `
   );
 }
+
+/**
+ * FP8 GEMM with core's limited-precision accumulator model (accumulatorMantissaBits, group
+ * size, truncate/nearest), bit for bit: one output per invocation, and the accumulator kept
+ * as an exact 64-bit fixed-point integer in units of 2^-18 (the quantum of e4m3 x e4m3
+ * products), so the group sums and the rounding to `bits` mantissa bits are exact integer
+ * operations, as the float64 reference's are. e4m3 operands only.
+ * meta: [n, M, N, K, nc, abr, bbr, bk, kbA, kbB, zero, bits, group, nearest].
+ */
+export function fp8GemmEmulatedShader(): string {
+  const body = `
+fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+  let lo = a.x + b.x;
+  return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
+}
+fn neg64(a: vec2<u32>) -> vec2<u32> { return add64(vec2<u32>(~a.x, ~a.y), vec2<u32>(1u, 0u)); }
+fn shl64(a: vec2<u32>, s: u32) -> vec2<u32> {
+  if (s == 0u) { return a; }
+  if (s >= 32u) { return vec2<u32>(0u, a.x << (s - 32u)); }
+  return vec2<u32>(a.x << s, (a.y << s) | (a.x >> (32u - s)));
+}
+fn shr64(a: vec2<u32>, s: u32) -> vec2<u32> {
+  if (s == 0u) { return a; }
+  if (s >= 32u) { return vec2<u32>(a.y >> (s - 32u), 0u); }
+  return vec2<u32>((a.x >> s) | (a.y << (32u - s)), a.y >> s);
+}
+fn msb64(a: vec2<u32>) -> i32 {
+  if (a.y != 0u) { return 63 - i32(countLeadingZeros(a.y)); }
+  if (a.x != 0u) { return 31 - i32(countLeadingZeros(a.x)); }
+  return -1;
+}
+// unsigned compare: -1, 0, 1
+fn cmp64(a: vec2<u32>, b: vec2<u32>) -> i32 {
+  if (a.y != b.y) { return select(-1, 1, a.y > b.y); }
+  if (a.x != b.x) { return select(-1, 1, a.x > b.x); }
+  return 0;
+}
+fn round_bits(s: vec2<u32>, bits: u32, nearest: bool) -> vec2<u32> {
+  let neg = (s.y >> 31u) != 0u;
+  var m = select(s, neg64(s), neg);
+  let p = msb64(m);
+  if (p <= i32(bits)) { return s; }
+  let sh = u32(p) - bits;
+  var q = shr64(m, sh);
+  if (nearest) {
+    let rem = add64(m, neg64(shl64(q, sh)));
+    let half = shl64(vec2<u32>(1u, 0u), sh - 1u);
+    let c = cmp64(rem, half);
+    if (c > 0 || (c == 0 && (q.x & 1u) == 1u)) { q = add64(q, vec2<u32>(1u, 0u)); }
+  }
+  m = shl64(q, sh);
+  return select(m, neg64(m), neg);
+}
+// exact value of a fixed-point integer in units of 2^-18 as f32 (it has <= 24 significant bits)
+fn fx_f32(s: vec2<u32>) -> f32 {
+  let neg = (s.y >> 31u) != 0u;
+  let m = select(s, neg64(s), neg);
+  let p = msb64(m);
+  if (p < 0) { return 0.0; }
+  var mant: u32;
+  if (p >= 23) { mant = shr64(m, u32(p - 23)).x; } else { mant = shl64(m, u32(23 - p)).x; }
+  let bitsv = select(0u, 0x80000000u, neg) | (u32(p - 18 + 127) << 23u) | (mant & 0x7fffffu);
+  return bitcast<f32>(bitsv);
+}
+// e4m3 code -> (significand, effective exponent); value = sig * 2^(eff - 10)
+fn sig_e4m3(c: u32) -> vec2<u32> {
+  let e = (c >> 3u) & 0xfu;
+  let m = c & 7u;
+  if (e == 0u) { return vec2<u32>(m, 1u); }
+  return vec2<u32>(m + 8u, e);
+}
+fn elem(i: u32) -> u32 {
+  let M = prm[1]; let N = prm[2]; let K = prm[3]; let nc = prm[4];
+  let abr = prm[5]; let bbr = prm[6]; let bk = prm[7]; let kbA = prm[8]; let kbB = prm[9];
+  let zero = prm[10]; let bits = prm[11]; let group = prm[12]; let nearest = prm[13] != 0u;
+  let m = i / N;
+  let n = i % N;
+  var acc = 0.0;
+  var nan = false;
+  for (var k0 = 0u; k0 < K; k0 = k0 + nc) {
+    let k1 = min(K, k0 + nc);
+    var partial = vec2<u32>(0u, 0u);
+    var gsum = vec2<u32>(0u, 0u);
+    var inGroup = 0u;
+    for (var k = k0; k < k1; k++) {
+      let ca = rd_a(m * K + k);
+      let cb = rd_b(n * K + k);
+      if ((ca & 0x7fu) == 0x7fu || (cb & 0x7fu) == 0x7fu) { nan = true; }
+      let sa = sig_e4m3(ca);
+      let sb = sig_e4m3(cb);
+      var p = shl64(vec2<u32>(sa.x * sb.x, 0u), sa.y + sb.y - 2u);
+      if (((ca ^ cb) & 0x80u) != 0u) { p = neg64(p); }
+      gsum = add64(gsum, p);
+      inGroup = inGroup + 1u;
+      if (inGroup == group) {
+        partial = round_bits(add64(partial, gsum), bits, nearest);
+        gsum = vec2<u32>(0u, 0u);
+        inGroup = 0u;
+      }
+    }
+    if (inGroup > 0u) { partial = round_bits(add64(partial, gsum), bits, nearest); }
+    let s = bitcast<f32>(sa_[(m / abr) * kbA + k0 / bk]) * bitcast<f32>(sb_[(n / bbr) * kbB + k0 / bk]);
+    let pr = bitcast<f32>(bitcast<u32>(fx_f32(partial) * bitcast<f32>(bitcast<u32>(s) ^ zero)) ^ zero);
+    acc = acc + pr;
+  }
+  if (nan) { return 0x7fc00000u; }
+  return bitcast<u32>(acc);
+}
+`;
+  return elementwise('f32', reader('a', 'e4m3') + reader('b', 'e4m3') + body, ['a', 'b', 'sa_', 'sb_']);
+}
