@@ -714,9 +714,12 @@ static cudaError_t launch_t(const CUtensorMap& mA, const CUtensorMap& mB, const 
                            cudaStream_t stream) {
   using C = Cfg<BM, BN>;
   auto kern = kiln_fp8_gemm_sm90_kernel<BM, BN, CL, BF16>;
-  static std::once_flag once;
-  static cudaError_t attrErr = cudaSuccess;
-  static int maxClusters = 0;
+  // per device: the shared-memory attribute and the cluster occupancy are per-device properties
+  static std::mutex mu;
+  static signed char attrDone[64] = {};
+  static int maxClustersDev[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return cudaErrorInvalidDevice;
   cudaLaunchConfig_t cfg = {};
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeClusterDimension;
@@ -728,17 +731,23 @@ static cudaError_t launch_t(const CUtensorMap& mA, const CUtensorMap& mB, const 
   cfg.stream = stream;
   cfg.attrs = attr;
   cfg.numAttrs = CL > 1 ? 1 : 0;
-  std::call_once(once, [&] {
-    attrErr = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM_BYTES);
-    if (attrErr == cudaSuccess && CL > 1) {
-      cudaLaunchConfig_t q = cfg;
-      q.gridDim = dim3(CL * 64, 1, 1);
-      int n = 0;
-      if (cudaOccupancyMaxActiveClusters(&n, kern, &q) == cudaSuccess && n > 0) maxClusters = n;
-      (void)cudaGetLastError();
+  int maxClusters = 0;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    if (!attrDone[dev]) {
+      const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM_BYTES);
+      if (e != cudaSuccess) return e;
+      if (CL > 1) {
+        cudaLaunchConfig_t q = cfg;
+        q.gridDim = dim3(CL * 64, 1, 1);
+        int n = 0;
+        if (cudaOccupancyMaxActiveClusters(&n, kern, &q) == cudaSuccess && n > 0) maxClustersDev[dev] = n;
+        (void)cudaGetLastError();
+      }
+      attrDone[dev] = 1;
     }
-  });
-  if (attrErr != cudaSuccess) return attrErr;
+    maxClusters = maxClustersDev[dev];
+  }
   if (CL > 1 && maxClusters > 0 && grid > maxClusters * CL) grid = maxClusters * CL;
   grid = (grid / CL) * CL;
   if (grid < CL) grid = CL;
@@ -792,6 +801,10 @@ static cudaError_t run(int mode, const uint8_t* A, const float* sa, const uint8_
     return cudaErrorInvalidValue;
   const long long rowsTotal = (mode == 2) ? static_cast<long long>(G) * M : M;
   if (rowsTotal == 0) return cudaSuccess;
+  // row coordinates (A rows, G*N rows of B) and tile counts are 32-bit inside the kernel
+  if (rowsTotal >= (1ll << 31) - 256 || static_cast<long long>(mode == 0 ? 1 : G) * N >= (1ll << 31) - 256)
+    return cudaErrorInvalidValue;
+  if ((rowsTotal / 64 + G + 1) * static_cast<long long>((N + 31) / 32) >= (1ll << 31)) return cudaErrorInvalidValue;
   const int Gn = mode == 0 ? 1 : G;
   const int cfg = choose_config(mode == 0 ? M : static_cast<long long>(hintRows) * Gn, N, K, Gn, sms);
   g_last = cfg;
