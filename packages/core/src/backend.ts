@@ -208,6 +208,14 @@ export interface Backend {
   /** Optional fused kernels; see FusedKernels. */
   readonly fused?: FusedKernels;
 
+  /**
+   * Set by a backend that works here but should not be chosen automatically, with the reason
+   * (e.g. WebGPU on a software adapter: 'software adapter (llvmpipe): the CPU backend is
+   * faster'). `bestAvailableBackend()` passes over it while a lower-priority backend
+   * initialises and falls back to it otherwise; `setBackend(name)` uses it as usual.
+   */
+  readonly notPreferred?: string;
+
   /** Releases everything the backend holds (pools, workers, devices). */
   dispose?(): void;
 }

@@ -223,6 +223,8 @@ export interface BackendAvailability {
   readonly available: boolean;
   readonly device?: string;
   readonly accelerated?: boolean;
+  /** Why `bestAvailableBackend()` passes over it although it works (Backend.notPreferred). */
+  readonly notPreferred?: string;
   /** Why it is unavailable. */
   readonly reason?: string;
 }
@@ -233,7 +235,7 @@ export async function probeBackends(): Promise<BackendAvailability[]> {
   for (const f of [...engine.factories.values()].sort((a, b) => b.priority - a.priority)) {
     try {
       const b = await initBackend(f.name);
-      out.push({ name: f.name, priority: f.priority, available: true, device: b.device.name, accelerated: b.device.accelerated });
+      out.push({ name: f.name, priority: f.priority, available: true, device: b.device.name, accelerated: b.device.accelerated, ...(b.notPreferred ? { notPreferred: b.notPreferred } : {}) });
     } catch (err) {
       out.push({ name: f.name, priority: f.priority, available: false, reason: err instanceof Error ? err.message : String(err) });
     }
@@ -243,16 +245,30 @@ export async function probeBackends(): Promise<BackendAvailability[]> {
 
 /**
  * Picks the highest-priority registered backend that initialises here (cuda > webgpu >
- * gpujs > cpu), makes it current and returns it.
+ * gpujs > cpu), makes it current and returns it. A backend that sets `notPreferred` (e.g.
+ * WebGPU on a software adapter) is passed over for the next one that initialises, and used
+ * only when none does.
  */
 export async function bestAvailableBackend(): Promise<Backend> {
   const errors: string[] = [];
+  let fallback: Backend | undefined;
   for (const f of [...engine.factories.values()].sort((a, b) => b.priority - a.priority)) {
     try {
-      return await setBackend(f.name);
+      const backend = await initBackend(f.name);
+      if (backend.notPreferred) {
+        fallback ??= backend;
+        errors.push(`${f.name}: ${backend.notPreferred}`);
+        continue;
+      }
+      engine.current = backend;
+      return backend;
     } catch (err) {
       errors.push(`${f.name}: ${err instanceof Error ? err.message : String(err)}`);
     }
+  }
+  if (fallback) {
+    engine.current = fallback;
+    return fallback;
   }
   throw new BackendError('bestAvailableBackend', `no registered backend initialised${errors.length ? ` (${errors.join('; ')})` : '; import @kiln/backend-cpu'}`);
 }

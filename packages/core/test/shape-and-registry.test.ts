@@ -102,4 +102,15 @@ describe('backend registry', () => {
     expect(broken?.reason).toMatch(/no such device/);
     expect(report.find((r) => r.name === 'test-ok')?.device).toBe('test-ok device');
   });
+
+  it('passes over a backend that is available but not preferred (a software GPU) for the next one that initialises', async () => {
+    const fake = (name: string, notPreferred?: string) => ({ name, notPreferred, device: { backend: name, name: `${name} device`, accelerated: false } }) as unknown as Backend;
+    registerBackend({ name: 'test-soft', priority: 1100, create: async () => fake('test-soft', 'software adapter (llvmpipe): the CPU backend is faster') });
+    expect((await bestAvailableBackend()).name).toBe('test-ok');
+    const report = await probeBackends();
+    const soft = report.find((r) => r.name === 'test-soft');
+    expect(soft?.available).toBe(true);
+    expect(soft?.notPreferred).toMatch(/software adapter/);
+    expect(report.find((r) => r.name === 'test-ok')?.notPreferred).toBeUndefined();
+  });
 });
