@@ -1,0 +1,114 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BackendError, OutOfMemoryError, bestAvailableBackend, probeBackends, setBackend, tensor, add, matmul, tidy, type Backend } from '@kiln/core';
+import '@kiln/backend-cpu';
+import { WebGpuBackend } from '@kiln/backend-webgpu';
+
+process.env.EGL_PLATFORM ??= 'surfaceless';
+
+let backend: WebGpuBackend | undefined;
+let reason = '';
+
+beforeAll(async () => {
+  try {
+    backend = await WebGpuBackend.create();
+  } catch (e) {
+    if (!(e instanceof BackendError)) throw e;
+    reason = e.message;
+    console.warn(`@kiln/backend-webgpu tests skipped: ${reason}`);
+  }
+});
+
+afterAll(() => backend?.dispose());
+
+describe('WebGPU backend on this machine', () => {
+  it('describes the adapter and whether it is software', (t) => {
+    if (!backend) return t.skip(reason);
+    const d = backend.device;
+    expect(d.backend).toBe('webgpu');
+    expect(d.name.length).toBeGreaterThan(0);
+    expect(typeof d.details?.via).toBe('string');
+    if (d.details?.software) {
+      expect(d.accelerated).toBe(false);
+      expect(backend.notPreferred).toMatch(/^software adapter \(.+\): the CPU backend is faster$/);
+    } else {
+      expect(d.accelerated).toBe(true);
+      expect(backend.notPreferred).toBeUndefined();
+    }
+  });
+
+  it('bestAvailableBackend passes over a software adapter; setBackend("webgpu") still uses it', async (t) => {
+    if (!backend) return t.skip(reason);
+    const report = await probeBackends();
+    const w = report.find((r) => r.name === 'webgpu');
+    expect(w?.available).toBe(true);
+    const best = await bestAvailableBackend();
+    if (backend.notPreferred) {
+      expect(best.name).toBe('cpu');
+      expect(w?.notPreferred).toMatch(/software adapter/);
+    } else expect(best.name).toBe('webgpu');
+    const explicit: Backend = await setBackend('webgpu');
+    expect(explicit.name).toBe('webgpu');
+    const c = tidy(() => add(matmul(tensor([[1, 2], [3, 4]]), tensor([[5, 6], [7, 8]])), 1));
+    expect(await c.array()).toEqual([[20, 23], [44, 51]]);
+    c.dispose();
+    await setBackend('cpu');
+  });
+
+  it('refuses storage of another backend instance and use after release', async (t) => {
+    if (!backend) return t.skip(reason);
+    const other = await WebGpuBackend.create();
+    try {
+      const id = other.write(Float32Array.from([1, 2]), 'f32', [2]);
+      expect(() => backend!.unary('neg', { dataId: id, shape: [2], dtype: 'f32' }, 'f32')).toThrow(BackendError);
+      other.release(id);
+      expect(() => other.unary('neg', { dataId: id, shape: [2], dtype: 'f32' }, 'f32')).toThrow(/released/);
+    } finally {
+      other.dispose();
+    }
+    const gone = await WebGpuBackend.create();
+    gone.dispose();
+    expect(() => gone.fill([2], 'f32', 1)).toThrow(/disposed/);
+  });
+
+  it('a tensor larger than the largest storage buffer is an OutOfMemoryError, thrown at once', (t) => {
+    if (!backend) return t.skip(reason);
+    const max = backend.gpu.limits.maxStorageBufferBindingSize;
+    const n = Math.ceil(max / 4) + 1024;
+    expect(() => backend!.fill([n], 'f32', 0)).toThrow(OutOfMemoryError);
+    expect(backend.memory().buffers).toBe(0);
+  });
+
+  it('a shader that does not compile surfaces as a BackendError, not a hang or zeros', async (t) => {
+    if (!backend) return t.skip(reason);
+    const b = backend as unknown as { dispatch: (code: string, meta: number[], out: GPUBuffer, inputs: GPUBuffer[], groups: [number, number, number]) => void };
+    const out = backend.fill([4], 'f32', 1);
+    b.dispatch('this is not WGSL', [4], backend.storageOf({ dataId: out, shape: [4], dtype: 'f32' }).buffer, [], [1, 1, 1]);
+    await expect(backend.read({ dataId: out, shape: [4], dtype: 'f32' })).rejects.toThrow(BackendError);
+    backend.release(out);
+    // the backend keeps working after the error was reported
+    const ok = backend.fill([3], 'f32', 2);
+    expect([...(await backend.read({ dataId: ok, shape: [3], dtype: 'f32' }))]).toEqual([2, 2, 2]);
+    backend.release(ok);
+  });
+
+  it('batches dispatches: no submission until a read or every 64 ops, and frees are reused', async (t) => {
+    if (!backend) return t.skip(reason);
+    const view = (id: object) => ({ dataId: id, shape: [1000], dtype: 'f32' as const });
+    let x = backend.fill([1000], 'f32', 0.1);
+    let want = Math.fround(0.1);
+    for (let i = 0; i < 50; i++) {
+      const y = backend.binary('add', view(x), view(x), [1000], 'f32');
+      const z = backend.unary('sin', view(y), 'f32');
+      want = Math.fround(Math.sin(Math.fround(want + want)));
+      backend.release(x);
+      backend.release(y);
+      x = z;
+    }
+    const r = await backend.read(view(x));
+    expect(r.length).toBe(1000);
+    expect(Math.abs(r[999] - want)).toBeLessThan(1e-4);
+    backend.release(x);
+    expect(backend.memory().buffers).toBe(0);
+    expect(backend.pooled()).toBeGreaterThan(0);
+  });
+});
