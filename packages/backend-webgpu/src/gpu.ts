@@ -75,6 +75,16 @@ export async function acquireDevice(options: AcquireOptions = {}): Promise<Acqui
   if (!isNode()) throw new BackendError('webgpu', 'WebGPU is not available: no navigator.gpu in this environment');
   const p = (globalThis as { process: { env: Record<string, string | undefined> } }).process;
   if (p.env.EGL_PLATFORM === undefined) p.env.EGL_PLATFORM = 'surfaceless';
+  // llvmpipe runs compute on one thread unless told otherwise; give it every core (read by
+  // Mesa when Dawn creates its context, so it must be set before).
+  if (p.env.LP_NUM_THREADS === undefined) {
+    try {
+      const os = (await importModule('node:os')) as { availableParallelism?: () => number; cpus: () => unknown[] };
+      p.env.LP_NUM_THREADS = String(os.availableParallelism?.() ?? os.cpus().length);
+    } catch {
+      /* leave Mesa's default */
+    }
+  }
   let dawn: DawnModule;
   try {
     dawn = (await importModule(DAWN_PACKAGE)) as DawnModule;

@@ -7,64 +7,77 @@ import { CODECS, WG, elementwise, header, reader } from './common.js';
  * meta: [n, M, N, K, aBatchStride, bBatchStride, sam, sak, sbk, sbn].
  */
 export function gemmF32Shader(): string {
+  // 8x8 workgroup of invocations, each an 8x8 register block (16 vec4 accumulators):
+  // per k step 4 vec4 loads from workgroup memory feed 64 multiply-adds.
   return (
     header(['A', 'B']) +
     `
-var<workgroup> As: array<vec4<f32>, 256>; // [16 k][64 m] as vec4 over m
-var<workgroup> Bs: array<vec4<f32>, 256>; // [16 k][64 n] as vec4 over n
+var<workgroup> As: array<vec4<f32>, 256>; // [16 k][64 m] as 16 vec4 over m
+var<workgroup> Bs: array<vec4<f32>, 256>; // [16 k][64 n] as 16 vec4 over n
 
 fn ldA(i: u32) -> f32 { return bitcast<f32>(A[i]); }
 fn ldB(i: u32) -> f32 { return bitcast<f32>(B[i]); }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(8, 8)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let M = prm[1]; let N = prm[2]; let K = prm[3];
   let aoff = wg.z * prm[4]; let boff = wg.z * prm[5];
   let sam = prm[6]; let sak = prm[7]; let sbk = prm[8]; let sbn = prm[9];
-  let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
+  let tx = lid.x; let ty = lid.y; let tid = ty * 8u + tx;
   let m0 = wg.y * 64u; let n0 = wg.x * 64u;
-  var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
-  // loader coordinates: 256 invocations load a 16 x 64 tile as 16 x 16 vec4s
-  let lk = tid / 16u;        // 0..15
-  let lq = (tid % 16u) * 4u; // 0..60
+  var acc: array<vec4<f32>, 16>;
+  for (var i = 0u; i < 16u; i++) { acc[i] = vec4<f32>(0.0); }
   for (var k0 = 0u; k0 < K; k0 = k0 + 16u) {
-    let gk = k0 + lk;
-    var va = vec4<f32>(0.0);
-    var vb = vec4<f32>(0.0);
-    if (gk < K) {
-      let ab = aoff + gk * sak;
-      let bb = boff + gk * sbk;
-      for (var q = 0u; q < 4u; q++) {
-        let gm = m0 + lq + q;
-        if (gm < M) { va[q] = ldA(ab + gm * sam); }
-        let gn = n0 + lq + q;
-        if (gn < N) { vb[q] = ldB(bb + gn * sbn); }
+    // 64 invocations load 16 x 64 of A and of B: 4 vec4 each
+    for (var l = 0u; l < 4u; l++) {
+      let e = tid + l * 64u;      // 0..255
+      let lk = e / 16u;           // 0..15
+      let lq = (e % 16u) * 4u;    // 0..60
+      let gk = k0 + lk;
+      var va = vec4<f32>(0.0);
+      var vb = vec4<f32>(0.0);
+      if (gk < K) {
+        let ab = aoff + gk * sak;
+        let bb = boff + gk * sbk;
+        for (var q = 0u; q < 4u; q++) {
+          let gm = m0 + lq + q;
+          if (gm < M) { va[q] = ldA(ab + gm * sam); }
+          let gn = n0 + lq + q;
+          if (gn < N) { vb[q] = ldB(bb + gn * sbn); }
+        }
       }
+      As[e] = va;
+      Bs[e] = vb;
     }
-    As[lk * 16u + lq / 4u] = va;
-    Bs[lk * 16u + lq / 4u] = vb;
     workgroupBarrier();
     for (var kk = 0u; kk < 16u; kk++) {
-      let a = As[kk * 16u + ty];
-      let b = Bs[kk * 16u + tx];
-      acc0 = acc0 + a.x * b;
-      acc1 = acc1 + a.y * b;
-      acc2 = acc2 + a.z * b;
-      acc3 = acc3 + a.w * b;
+      let a0 = As[kk * 16u + ty * 2u];
+      let a1 = As[kk * 16u + ty * 2u + 1u];
+      let b0 = Bs[kk * 16u + tx * 2u];
+      let b1 = Bs[kk * 16u + tx * 2u + 1u];
+      acc[0] = acc[0] + a0.x * b0; acc[1] = acc[1] + a0.x * b1;
+      acc[2] = acc[2] + a0.y * b0; acc[3] = acc[3] + a0.y * b1;
+      acc[4] = acc[4] + a0.z * b0; acc[5] = acc[5] + a0.z * b1;
+      acc[6] = acc[6] + a0.w * b0; acc[7] = acc[7] + a0.w * b1;
+      acc[8] = acc[8] + a1.x * b0; acc[9] = acc[9] + a1.x * b1;
+      acc[10] = acc[10] + a1.y * b0; acc[11] = acc[11] + a1.y * b1;
+      acc[12] = acc[12] + a1.z * b0; acc[13] = acc[13] + a1.z * b1;
+      acc[14] = acc[14] + a1.w * b0; acc[15] = acc[15] + a1.w * b1;
     }
     workgroupBarrier();
   }
-  let mBase = m0 + ty * 4u;
-  let nBase = n0 + tx * 4u;
+  let mBase = m0 + ty * 8u;
+  let nBase = n0 + tx * 8u;
   let obase = wg.z * M * N;
-  for (var i = 0u; i < 4u; i++) {
+  for (var i = 0u; i < 8u; i++) {
     let m = mBase + i;
     if (m >= M) { break; }
-    var r: vec4<f32>;
-    switch (i) { case 0u: { r = acc0; } case 1u: { r = acc1; } case 2u: { r = acc2; } default: { r = acc3; } }
-    for (var j = 0u; j < 4u; j++) {
-      let n = nBase + j;
-      if (n < N) { out[obase + m * N + n] = bitcast<u32>(r[j]); }
+    for (var h = 0u; h < 2u; h++) {
+      let r = acc[i * 2u + h];
+      for (var j = 0u; j < 4u; j++) {
+        let n = nBase + h * 4u + j;
+        if (n < N) { out[obase + m * N + n] = bitcast<u32>(r[j]); }
+      }
     }
   }
 }
