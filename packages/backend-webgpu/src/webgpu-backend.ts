@@ -14,6 +14,7 @@ import {
   type DType,
   type DataId,
   type DeviceInfo,
+  type FusedKernels,
   type PrimitiveCastOptions,
   type PrimitiveFp8GemmOptions,
   type PrimitiveMatmulOptions,
@@ -30,6 +31,7 @@ import { acquireDevice, softwareAdapterName, type AcquireOptions, type AcquiredD
 import { bufferBytesFor, elementBytes, packToWords, perWord, replicateCode, sizeClass, unpackWords, wordsFor } from './packing.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
+import { rowShader, swigluShader } from './wgsl/fused.js';
 import { fp8GemmEmulatedShader, fp8GemmShader, gemmF32Shader, gemmI32Shader, quantCodesShader, quantScalesShader } from './wgsl/gemm.js';
 import {
   binaryShader,
@@ -94,6 +96,7 @@ export class WebGpuBackend implements Backend {
   private instance: GPU | undefined;
   /** Set when the adapter is a software rasteriser: why bestAvailableBackend passes it over. */
   readonly notPreferred?: string;
+  readonly fused: FusedKernels;
   private readonly id = nextBackendId++;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly layouts = new Map<number, GPUBindGroupLayout>();
@@ -141,6 +144,12 @@ export class WebGpuBackend implements Backend {
         maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
         maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
       },
+    };
+    this.fused = {
+      softmax: (x) => this.rows('softmax', x),
+      logSoftmax: (x) => this.rows('logSoftmax', x),
+      rmsNorm: (x, w, eps) => this.rows('rmsNorm', x, w, eps),
+      swiglu: (g, u) => this.ew('swiglu', swigluShader(), 'f32', sizeOf(g.shape), [0], [this.buf(g), this.buf(u)]),
     };
     this.gpu.lost.then((l) => {
       if (!this.disposed) this.lost = `device lost (${l.reason}): ${l.message}`;
@@ -290,6 +299,21 @@ export class WebGpuBackend implements Backend {
     const out = this.alloc(dtype, n, op);
     meta[0] = n;
     if (n > 0) this.dispatch(code, meta, out.buffer, inputs, WebGpuBackend.groups1d(wordsFor(dtype, n)));
+    return out;
+  }
+
+  /** A fused row kernel over the last axis (one invocation per row). */
+  private rows(kind: 'softmax' | 'logSoftmax' | 'rmsNorm', x: TensorView, w?: TensorView, eps = 0): WebGpuStorage {
+    const n = sizeOf(x.shape);
+    const len = x.shape.length ? x.shape[x.shape.length - 1] : 1;
+    const rows = len === 0 ? 0 : n / len;
+    const out = this.alloc('f32', n, kind);
+    const inputs = [this.buf(x), ...(w ? [this.buf(w)] : [])];
+    if (rows > 0) {
+      const g = Math.ceil(rows / 64);
+      const groups: [number, number, number] = g <= 65535 ? [g, 1, 1] : [Math.ceil(g / Math.ceil(g / 65535)), Math.ceil(g / 65535), 1];
+      this.dispatch(rowShader(kind), [rows, len, f32Bits(eps)], out.buffer, inputs, groups);
+    }
     return out;
   }
 
