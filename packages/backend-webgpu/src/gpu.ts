@@ -36,7 +36,7 @@ function env(name: string): string | undefined {
 }
 
 /** The limits worth raising, up to what the adapter allows. */
-const WANTED_LIMITS = [
+export const WANTED_LIMITS: readonly string[] = [
   'maxComputeInvocationsPerWorkgroup',
   'maxComputeWorkgroupSizeX',
   'maxComputeWorkgroupSizeY',
@@ -44,7 +44,7 @@ const WANTED_LIMITS = [
   'maxStorageBufferBindingSize',
   'maxBufferSize',
   'maxStorageBuffersPerShaderStage',
-] as const;
+];
 
 async function requestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
   const requiredLimits: Record<string, number> = {};
@@ -65,18 +65,15 @@ async function requestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
  * level, which runs on Mesa's llvmpipe without a GPU (EGL_PLATFORM=surfaceless is set if unset).
  * Throws a BackendError saying why when there is no adapter.
  */
-export async function acquireDevice(options: AcquireOptions = {}): Promise<AcquiredDevice> {
-  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  if (nav?.gpu && !isNode()) {
-    const adapter = await nav.gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
-    if (!adapter) throw new BackendError('webgpu', 'navigator.gpu.requestAdapter() returned no adapter (WebGPU disabled or no supported GPU)');
-    return { adapter, device: await requestDevice(adapter), via: 'navigator.gpu', featureLevel: 'core', instance: nav.gpu };
-  }
-  if (!isNode()) throw new BackendError('webgpu', 'WebGPU is not available: no navigator.gpu in this environment');
+/**
+ * Node: the environment Mesa and Dawn read when the device is created. EGL_PLATFORM=surfaceless
+ * lets Dawn's OpenGL backend reach llvmpipe without a display; LP_NUM_THREADS gives llvmpipe
+ * every core (it runs compute on one thread otherwise). Set only when unset, on the main
+ * thread (a worker's process.env is its own copy).
+ */
+export async function prepareNodeEnv(): Promise<void> {
   const p = (globalThis as { process: { env: Record<string, string | undefined> } }).process;
   if (p.env.EGL_PLATFORM === undefined) p.env.EGL_PLATFORM = 'surfaceless';
-  // llvmpipe runs compute on one thread unless told otherwise; give it every core (read by
-  // Mesa when Dawn creates its context, so it must be set before).
   if (p.env.LP_NUM_THREADS === undefined) {
     try {
       const os = (await importModule('node:os')) as { availableParallelism?: () => number; cpus: () => unknown[] };
@@ -85,22 +82,53 @@ export async function acquireDevice(options: AcquireOptions = {}): Promise<Acqui
       /* leave Mesa's default */
     }
   }
+}
+
+/** Node: the file URL of the `webgpu` package (Dawn), or a BackendError saying it is missing. */
+export async function resolveDawn(): Promise<string> {
+  try {
+    const { createRequire } = (await importModule('node:module')) as { createRequire: (from: string) => { resolve: (s: string) => string } };
+    const { pathToFileURL } = (await importModule('node:url')) as { pathToFileURL: (p: string) => URL };
+    const req = createRequire(import.meta.url);
+    return pathToFileURL(req.resolve(DAWN_PACKAGE)).href;
+  } catch (e) {
+    throw new BackendError('webgpu', `the 'webgpu' package (Dawn for Node) is not installed: ${(e as Error).message?.split('\n')[0] ?? String(e)}; install it with \`npm install webgpu\``);
+  }
+}
+
+/** The Dawn backends to try in order: options.dawnFlags, KILN_WEBGPU_DAWN_FLAGS, else the default backend then OpenGL (compatibility). */
+export function dawnAttempts(options: AcquireOptions = {}): { flags: string[]; level: 'core' | 'compatibility' }[] {
+  const fromEnv = env('KILN_WEBGPU_DAWN_FLAGS');
+  const level = (flags: readonly string[]): 'core' | 'compatibility' => (flags.some((f) => /opengl/.test(f)) ? 'compatibility' : 'core');
+  if (options.dawnFlags) return [{ flags: [...options.dawnFlags], level: level(options.dawnFlags) }];
+  if (fromEnv) {
+    const flags = fromEnv.split(',').filter(Boolean);
+    return [{ flags, level: level(flags) }];
+  }
+  return [
+    { flags: [], level: 'core' },
+    { flags: ['backend=opengl'], level: 'compatibility' },
+  ];
+}
+
+export async function acquireDevice(options: AcquireOptions = {}): Promise<AcquiredDevice> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu && !isNode()) {
+    const adapter = await nav.gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
+    if (!adapter) throw new BackendError('webgpu', 'navigator.gpu.requestAdapter() returned no adapter (WebGPU disabled or no supported GPU)');
+    return { adapter, device: await requestDevice(adapter), via: 'navigator.gpu', featureLevel: 'core', instance: nav.gpu };
+  }
+  if (!isNode()) throw new BackendError('webgpu', 'WebGPU is not available: no navigator.gpu in this environment');
+  await prepareNodeEnv();
   let dawn: DawnModule;
   try {
-    dawn = (await importModule(DAWN_PACKAGE)) as DawnModule;
+    dawn = (await importModule(await resolveDawn())) as DawnModule;
     if (typeof dawn.create !== 'function') throw new Error('the module has no create()');
   } catch (e) {
-    throw new BackendError('webgpu', `the 'webgpu' package (Dawn for Node) could not be loaded: ${(e as Error).message?.split('\n')[0] ?? String(e)}; install it with \`npm install webgpu\``);
+    if (e instanceof BackendError) throw e;
+    throw new BackendError('webgpu', `the 'webgpu' package (Dawn for Node) could not be loaded: ${(e as Error).message?.split('\n')[0] ?? String(e)}`);
   }
-  const fromEnv = env('KILN_WEBGPU_DAWN_FLAGS');
-  const attempts: { flags: string[]; level: 'core' | 'compatibility' }[] = options.dawnFlags
-    ? [{ flags: [...options.dawnFlags], level: options.dawnFlags.some((f) => f.includes('opengl')) ? 'compatibility' : 'core' }]
-    : fromEnv
-      ? [{ flags: fromEnv.split(',').filter(Boolean), level: fromEnv.includes('opengl') ? 'compatibility' : 'core' }]
-      : [
-          { flags: [], level: 'core' },
-          { flags: ['backend=opengl'], level: 'compatibility' },
-        ];
+  const attempts = dawnAttempts(options);
   const tried: string[] = [];
   for (const { flags, level } of attempts) {
     try {

@@ -1,4 +1,3 @@
-/// <reference types="@webgpu/types" />
 import {
   BackendError,
   OutOfMemoryError,
@@ -27,8 +26,10 @@ import {
   type TensorView,
   type UnaryOp,
 } from '@kiln/core';
-import { acquireDevice, softwareAdapterName, type AcquireOptions, type AcquiredDevice } from './gpu.js';
-import { bufferBytesFor, elementBytes, packToWords, perWord, replicateCode, sizeClass, unpackWords, wordsFor } from './packing.js';
+import { createExecutor, type ExecutorError } from './executor.js';
+import { WANTED_LIMITS, acquireDevice, dawnAttempts, prepareNodeEnv, resolveDawn, softwareAdapterName, type AcquireOptions } from './gpu.js';
+import { bufferBytesFor, elementBytes, packToWords, perWord, replicateCode, unpackWords, wordsFor } from './packing.js';
+import { RemoteGpu } from './remote.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
 import { rowShader, swigluShader } from './wgsl/fused.js';
@@ -49,13 +50,6 @@ import {
   whereShader,
 } from './wgsl/kernels.js';
 
-// GPUBufferUsage / GPUMapMode values (numeric, so no WebGPU globals are needed in Node)
-const MAP_READ = 0x0001;
-const COPY_SRC = 0x0004;
-const COPY_DST = 0x0008;
-const STORAGE = 0x0080;
-const MODE_READ = 0x0001;
-
 /** Dispatches encoded into one command buffer before it is submitted without a read. */
 const SUBMIT_EVERY = 64;
 /** Inputs bound by one concat dispatch (more are concatenated in rounds). */
@@ -63,86 +57,129 @@ const CONCAT_FANIN = 8;
 
 let nextBackendId = 1;
 
-/** A WebGPU backend DataId: one pooled GPUBuffer holding packed codes. */
+/** A WebGPU backend DataId: one pooled GPU buffer (by id) holding packed codes. */
 export class WebGpuStorage {
   released = false;
   constructor(
-    readonly buffer: GPUBuffer,
-    /** Bytes of the size class (the buffer's size). */
-    readonly capacity: number,
-    /** Bytes the tensor uses. */
+    readonly id: number,
+    /** Bytes the tensor uses (whole u32 words). */
     readonly bytes: number,
     readonly backendId: number,
   ) {}
 }
 
 export interface WebGpuBackendOptions extends AcquireOptions {
-  /** An already created device (its adapter is then described as 'external'). */
-  readonly device?: GPUDevice;
+  /**
+   * Node only: run Dawn in a worker thread (default true). It is what makes synchronous reads
+   * (`readSync`, which kiln's MoE routing and the trainer use) possible; with false the device
+   * lives on the calling thread and only async reads work.
+   */
+  readonly worker?: boolean;
+}
+
+/** The device operations the backend needs: `createExecutor` on this thread, or `RemoteGpu` (a worker). */
+interface Gpu {
+  alloc(id: number, bytes: number): void;
+  free(id: number): void;
+  write(id: number, data: Uint8Array): void;
+  dispatch(code: string, meta: Uint32Array, out: number, inputs: readonly number[], gx: number, gy: number, gz: number): void;
+  flush(): void;
+  read(id: number, bytes: number): Promise<ArrayBuffer>;
+  readSync?(id: number, bytes: number): ArrayBuffer;
+  takeError(): ExecutorError | null;
+  trim(): void;
+  dispose(): void;
+}
+
+interface Described {
+  readonly via: string;
+  readonly featureLevel: string;
+  readonly info: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
+  readonly limits: { maxBufferSize: number; maxStorageBufferBindingSize: number; maxComputeInvocationsPerWorkgroup: number };
+  readonly features: readonly string[];
+}
+
+/** Workgroups for an elementwise kernel writing `words` output words. */
+function groups1d(words: number): [number, number, number] {
+  const g = Math.ceil(words / WG);
+  if (g <= 65535) return [g, 1, 1];
+  const y = Math.ceil(g / 65535);
+  return [Math.ceil(g / y), y, 1];
 }
 
 /**
- * kiln's WebGPU backend: tensors live in pooled GPUBuffers (f16/bf16 two codes per u32 word,
+ * kiln's WebGPU backend: tensors live in pooled GPU buffers (f16/bf16 two codes per u32 word,
  * byte dtypes four per word), every primitive is a WGSL compute shader, dispatches are
  * encoded into one command encoder and submitted every few dozen ops or when a read needs
- * them; only `read` waits for the GPU.
+ * them; only reads wait for the GPU. In Node the device runs in a worker thread (Dawn), which
+ * also gives synchronous reads; in browsers it uses navigator.gpu on the calling thread.
  */
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
   readonly device: DeviceInfo;
-  readonly gpu: GPUDevice;
-  readonly adapter?: GPUAdapter;
-  /** Dawn's instance in Node: kept referenced for the device's lifetime (dropping it ends Dawn). */
-  private instance: GPU | undefined;
+  readonly limits: Described['limits'];
   /** Set when the adapter is a software rasteriser: why bestAvailableBackend passes it over. */
   readonly notPreferred?: string;
   readonly fused: FusedKernels;
+  /** Present when the device runs in a worker thread (Node): blocks until the data is back. */
+  readonly readSync?: (view: TensorView) => StorageArray;
+  private readonly gpu: Gpu;
   private readonly id = nextBackendId++;
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
-  private readonly layouts = new Map<number, GPUBindGroupLayout>();
-  private readonly pipelineLayouts = new Map<number, GPUPipelineLayout>();
-  private readonly pool = new Map<number, GPUBuffer[]>();
-  private pendingFree: GPUBuffer[] = [];
-  private encoder: GPUCommandEncoder | undefined;
-  private encoded = 0;
+  private nextBuffer = 1;
   private liveBytes = 0;
   private liveBuffers = 0;
-  private pooledBytes = 0;
   private error: Error | undefined;
-  private lost: string | undefined;
   private disposed = false;
 
   static async create(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
-    if (options.device) return new WebGpuBackend({ adapter: undefined as unknown as GPUAdapter, device: options.device, via: 'external device', featureLevel: 'core' });
-    return new WebGpuBackend(await acquireDevice(options));
+    const inNode = typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === 'string';
+    if (inNode && options.worker !== false) {
+      await prepareNodeEnv();
+      const dawnUrl = await resolveDawn();
+      const remote = await RemoteGpu.start(dawnUrl, dawnAttempts(options), WANTED_LIMITS, SUBMIT_EVERY);
+      return new WebGpuBackend(remote, remote.ready);
+    }
+    const acq = await acquireDevice(options);
+    const info = (acq.adapter.info ?? {}) as Described['info'];
+    const keep = acq.instance;
+    const ex = createExecutor(acq.device, SUBMIT_EVERY);
+    const dispose = ex.dispose;
+    // Dawn's instance must stay referenced while the device is used
+    const gpu: Gpu = { ...ex, dispose: () => { dispose(); void keep; } };
+    const l = acq.device.limits;
+    return new WebGpuBackend(gpu, {
+      via: acq.via,
+      featureLevel: acq.featureLevel,
+      info: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description, isFallbackAdapter: info.isFallbackAdapter },
+      limits: { maxBufferSize: l.maxBufferSize, maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup },
+      features: [...acq.device.features],
+    });
   }
 
-  constructor(acq: AcquiredDevice) {
-    this.gpu = acq.device;
-    this.adapter = acq.adapter;
-    this.instance = acq.instance;
-    const info = (acq.adapter?.info ?? {}) as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  private constructor(gpu: Gpu, d: Described) {
+    this.gpu = gpu;
+    this.limits = d.limits;
+    const info = d.info;
     const software = softwareAdapterName(info);
-    const name = [info.description, info.device].filter((s) => s && s.length > 0).join(' / ') || info.vendor || 'WebGPU adapter';
+    const name = info.device && info.description ? `${info.device} (${info.description})` : info.device || info.description || info.vendor || 'WebGPU adapter';
     if (software) this.notPreferred = `software adapter (${software}): the CPU backend is faster`;
-    const limits = this.gpu.limits;
     this.device = {
       backend: 'webgpu',
       name,
       accelerated: software === undefined,
       details: {
-        via: acq.via,
-        featureLevel: acq.featureLevel,
+        via: d.via,
+        featureLevel: d.featureLevel,
         vendor: info.vendor ?? '',
         architecture: info.architecture ?? '',
         adapterDevice: info.device ?? '',
         description: info.description ?? '',
         software: software ?? false,
-        shaderF16: this.gpu.features.has('shader-f16'),
-        subgroups: this.gpu.features.has('subgroups'),
-        maxBufferSize: limits.maxBufferSize,
-        maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
-        maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+        shaderF16: d.features.includes('shader-f16'),
+        subgroups: d.features.includes('subgroups'),
+        maxBufferSize: d.limits.maxBufferSize,
+        maxStorageBufferBindingSize: d.limits.maxStorageBufferBindingSize,
+        maxComputeInvocationsPerWorkgroup: d.limits.maxComputeInvocationsPerWorkgroup,
       },
     };
     this.fused = {
@@ -151,24 +188,29 @@ export class WebGpuBackend implements Backend {
       rmsNorm: (x, w, eps) => this.rows('rmsNorm', x, w, eps),
       swiglu: (g, u) => this.ew('swiglu', swigluShader(), 'f32', sizeOf(g.shape), [0], [this.buf(g), this.buf(u)]),
     };
-    this.gpu.lost.then((l) => {
-      if (!this.disposed) this.lost = `device lost (${l.reason}): ${l.message}`;
-    });
-    this.gpu.addEventListener('uncapturederror', (ev) => {
-      const e = (ev as GPUUncapturedErrorEvent).error;
-      this.error ??= e.constructor?.name === 'GPUOutOfMemoryError' ? new OutOfMemoryError('webgpu', `GPU out of memory: ${e.message}`) : new BackendError('webgpu', `GPU error: ${e.message}`);
-    });
+    if (gpu.readSync) {
+      const rs = gpu.readSync.bind(gpu);
+      this.readSync = (view: TensorView): StorageArray => {
+        this.check('readSync');
+        const s = this.storageOf(view);
+        const n = sizeOf(view.shape);
+        const words = rs(s.id, bufferBytesFor(view.dtype, n));
+        this.check('readSync');
+        return unpackWords(words, view.dtype, n);
+      };
+    }
   }
 
   // ---- plumbing -------------------------------------------------------------------------
 
   private check(op: string): void {
     if (this.disposed) throw new BackendError(`webgpu.${op}`, 'the WebGPU backend was disposed');
-    if (this.lost) throw new BackendError(`webgpu.${op}`, this.lost);
+    const e = this.gpu.takeError();
+    if (e) this.error ??= e.oom ? new OutOfMemoryError(`webgpu.${op}`, e.message) : new BackendError(`webgpu.${op}`, e.message);
     if (this.error) {
-      const e = this.error;
-      this.error = undefined;
-      throw e;
+      const err = this.error;
+      if (!/device lost/.test(err.message)) this.error = undefined;
+      throw err;
     }
   }
 
@@ -182,123 +224,35 @@ export class WebGpuBackend implements Backend {
     return s;
   }
 
-  private buf(t: TensorView): GPUBuffer {
-    return this.storageOf(t).buffer;
-  }
-
-  private rawBuffer(bytes: number, op: string): GPUBuffer {
-    const cls = sizeClass(bytes);
-    const list = this.pool.get(cls);
-    const hit = list?.pop();
-    if (hit) {
-      this.pooledBytes -= cls;
-      return hit;
-    }
-    if (cls > this.gpu.limits.maxBufferSize || cls > this.gpu.limits.maxStorageBufferBindingSize) {
-      throw new OutOfMemoryError(`webgpu.${op}`, `a ${bytes}-byte tensor exceeds this device's largest storage buffer (${this.gpu.limits.maxStorageBufferBindingSize} bytes)`);
-    }
-    this.gpu.pushErrorScope('out-of-memory');
-    const b = this.gpu.createBuffer({ size: cls, usage: STORAGE | COPY_SRC | COPY_DST });
-    this.gpu.popErrorScope().then((e) => {
-      if (e) this.error ??= new OutOfMemoryError(`webgpu.${op}`, `GPU out of memory allocating ${cls} bytes: ${e.message}`);
-    });
-    return b;
-  }
-
-  private recycle(b: GPUBuffer): void {
-    if (this.disposed) return;
-    if (this.encoder) this.pendingFree.push(b);
-    else this.toPool(b);
-  }
-
-  private toPool(b: GPUBuffer): void {
-    const cls = b.size;
-    let list = this.pool.get(cls);
-    if (!list) this.pool.set(cls, (list = []));
-    list.push(b);
-    this.pooledBytes += cls;
+  private buf(t: TensorView): number {
+    return this.storageOf(t).id;
   }
 
   private alloc(dtype: DType, n: number, op: string): WebGpuStorage {
     this.check(op);
     const bytes = bufferBytesFor(dtype, n);
-    const b = this.rawBuffer(bytes, op);
+    if (bytes > this.limits.maxBufferSize || bytes > this.limits.maxStorageBufferBindingSize) {
+      throw new OutOfMemoryError(`webgpu.${op}`, `a ${bytes}-byte tensor exceeds this device's largest storage buffer binding (${this.limits.maxStorageBufferBindingSize} bytes)`);
+    }
+    const id = this.nextBuffer++;
+    this.gpu.alloc(id, bytes);
     this.liveBytes += bytes;
     this.liveBuffers += 1;
-    return new WebGpuStorage(b, b.size, bytes, this.id);
-  }
-
-  private metaBuffer(meta: ArrayLike<number>): GPUBuffer {
-    const words = new Uint32Array(Math.max(4, meta.length));
-    for (let i = 0; i < meta.length; i++) words[i] = meta[i] >>> 0;
-    const b = this.rawBuffer(words.byteLength, 'meta');
-    this.gpu.queue.writeBuffer(b, 0, words);
-    return b;
-  }
-
-  private layout(nBindings: number): GPUPipelineLayout {
-    let pl = this.pipelineLayouts.get(nBindings);
-    if (!pl) {
-      const entries: GPUBindGroupLayoutEntry[] = [];
-      for (let i = 0; i < nBindings; i++) {
-        entries.push({ binding: i, visibility: 4 /* COMPUTE */, buffer: { type: i === 1 ? 'storage' : 'read-only-storage' } });
-      }
-      const bgl = this.gpu.createBindGroupLayout({ entries });
-      this.layouts.set(nBindings, bgl);
-      pl = this.gpu.createPipelineLayout({ bindGroupLayouts: [bgl] });
-      this.pipelineLayouts.set(nBindings, pl);
-    }
-    return pl;
-  }
-
-  private pipeline(code: string, nBindings: number): GPUComputePipeline {
-    const key = `${nBindings}\n${code}`;
-    let p = this.pipelines.get(key);
-    if (!p) {
-      this.gpu.pushErrorScope('validation');
-      const module = this.gpu.createShaderModule({ code });
-      p = this.gpu.createComputePipeline({ layout: this.layout(nBindings), compute: { module, entryPoint: 'main' } });
-      this.gpu.popErrorScope().then((e) => {
-        if (e) this.error ??= new BackendError('webgpu', `shader compilation failed: ${e.message}\n${code.slice(0, 2000)}`);
-      });
-      this.pipelines.set(key, p);
-    }
-    return p;
+    return new WebGpuStorage(id, bytes, this.id);
   }
 
   /** Encodes one dispatch: binding 0 meta, 1 out, 2.. inputs. */
-  private dispatch(code: string, meta: ArrayLike<number>, out: GPUBuffer, inputs: readonly GPUBuffer[], groups: [number, number, number]): void {
-    if (groups[0] === 0 || groups[1] === 0 || groups[2] === 0) return;
-    const nb = 2 + inputs.length;
-    const pipeline = this.pipeline(code, nb);
-    const mb = this.metaBuffer(meta);
-    const bg = this.gpu.createBindGroup({
-      layout: this.layouts.get(nb)!,
-      entries: [mb, out, ...inputs].map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
-    this.encoder ??= this.gpu.createCommandEncoder();
-    const pass = this.encoder.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bg);
-    pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
-    pass.end();
-    this.pendingFree.push(mb);
-    if (++this.encoded >= SUBMIT_EVERY) this.flush();
-  }
-
-  /** Workgroups for an elementwise kernel writing `words` output words. */
-  private static groups1d(words: number): [number, number, number] {
-    const g = Math.ceil(words / WG);
-    if (g <= 65535) return [g, 1, 1];
-    const y = Math.ceil(g / 65535);
-    return [Math.ceil(g / y), y, 1];
+  private dispatch(code: string, meta: ArrayLike<number>, out: number, inputs: readonly number[], groups: [number, number, number]): void {
+    const words = new Uint32Array(Math.max(4, meta.length));
+    for (let i = 0; i < meta.length; i++) words[i] = meta[i] >>> 0;
+    this.gpu.dispatch(code, words, out, inputs, groups[0], groups[1], groups[2]);
   }
 
   /** Runs an elementwise kernel producing n elements of dtype. */
-  private ew(op: string, code: string, dtype: DType, n: number, meta: number[], inputs: readonly GPUBuffer[]): WebGpuStorage {
+  private ew(op: string, code: string, dtype: DType, n: number, meta: number[], inputs: readonly number[]): WebGpuStorage {
     const out = this.alloc(dtype, n, op);
     meta[0] = n;
-    if (n > 0) this.dispatch(code, meta, out.buffer, inputs, WebGpuBackend.groups1d(wordsFor(dtype, n)));
+    if (n > 0) this.dispatch(code, meta, out.id, inputs, groups1d(wordsFor(dtype, n)));
     return out;
   }
 
@@ -312,28 +266,14 @@ export class WebGpuBackend implements Backend {
     if (rows > 0) {
       const g = Math.ceil(rows / 64);
       const groups: [number, number, number] = g <= 65535 ? [g, 1, 1] : [Math.ceil(g / Math.ceil(g / 65535)), Math.ceil(g / 65535), 1];
-      this.dispatch(rowShader(kind), [rows, len, f32Bits(eps)], out.buffer, inputs, groups);
+      this.dispatch(rowShader(kind), [rows, len, f32Bits(eps)], out.id, inputs, groups);
     }
     return out;
   }
 
   /** Submits the encoded work (no wait). */
   flush(): void {
-    if (this.encoder) {
-      const cb = this.encoder.finish();
-      this.encoder = undefined;
-      this.encoded = 0;
-      this.gpu.queue.submit([cb]);
-    }
-    for (const b of this.pendingFree) this.toPool(b);
-    this.pendingFree = [];
-  }
-
-  /** Waits until all submitted work is done. */
-  async synchronize(): Promise<void> {
-    this.flush();
-    await this.gpu.queue.onSubmittedWorkDone();
-    this.check('synchronize');
+    this.gpu.flush();
   }
 
   // ---- storage ------------------------------------------------------------------------------
@@ -341,8 +281,7 @@ export class WebGpuBackend implements Backend {
   write(values: StorageArray, dtype: DType, shape: Shape): DataId {
     const n = sizeOf(shape);
     const s = this.alloc(dtype, n, 'write');
-    // the pooled buffer has no pending use in the open encoder (frees wait for submission)
-    this.gpu.queue.writeBuffer(s.buffer, 0, packToWords(values, dtype));
+    this.gpu.write(s.id, packToWords(values, dtype));
     return s;
   }
 
@@ -350,23 +289,16 @@ export class WebGpuBackend implements Backend {
     this.check('read');
     const s = this.storageOf(view);
     const n = sizeOf(view.shape);
-    const bytes = bufferBytesFor(view.dtype, n);
-    const staging = this.gpu.createBuffer({ size: bytes, usage: MAP_READ | COPY_DST });
-    this.encoder ??= this.gpu.createCommandEncoder();
-    this.encoder.copyBufferToBuffer(s.buffer, 0, staging, 0, bytes);
-    this.flush();
+    let words: ArrayBuffer;
     try {
-      await staging.mapAsync(MODE_READ);
+      words = await this.gpu.read(s.id, bufferBytesFor(view.dtype, n));
     } catch (e) {
-      staging.destroy();
       this.check('read');
-      throw new BackendError('webgpu.read', `mapAsync failed: ${(e as Error).message}`);
+      if (e instanceof BackendError) throw e;
+      throw new BackendError('webgpu.read', (e as Error).message);
     }
-    const copy = staging.getMappedRange().slice(0);
-    staging.unmap();
-    staging.destroy();
     this.check('read');
-    return unpackWords(copy, view.dtype, n);
+    return unpackWords(words, view.dtype, n);
   }
 
   release(dataId: DataId): void {
@@ -375,24 +307,16 @@ export class WebGpuBackend implements Backend {
     s.released = true;
     this.liveBytes -= s.bytes;
     this.liveBuffers -= 1;
-    this.recycle(s.buffer);
+    if (!this.disposed) this.gpu.free(s.id);
   }
 
   memory(): BackendMemory {
     return { bytes: this.liveBytes, buffers: this.liveBuffers };
   }
 
-  /** Bytes held in the pool for reuse (not counted by memory()). */
-  pooled(): number {
-    return this.pooledBytes;
-  }
-
   /** Frees the pool's idle buffers. */
   trimPool(): void {
-    this.flush();
-    for (const list of this.pool.values()) for (const b of list) b.destroy();
-    this.pool.clear();
-    this.pooledBytes = 0;
+    this.gpu.trim();
   }
 
   // ---- creation -----------------------------------------------------------------------------
@@ -401,7 +325,7 @@ export class WebGpuBackend implements Backend {
     const n = sizeOf(shape);
     const out = this.alloc(dtype, n, 'fill');
     const words = wordsFor(dtype, n);
-    if (words > 0) this.dispatch(fillShader(), [words, replicateCode(fillCode(dtype, value), dtype)], out.buffer, [], WebGpuBackend.groups1d(words));
+    if (words > 0) this.dispatch(fillShader(), [words, replicateCode(fillCode(dtype, value), dtype)], out.id, [], groups1d(words));
     return out;
   }
 
@@ -449,7 +373,7 @@ export class WebGpuBackend implements Backend {
     const batchShape = outShape.slice(0, r - 2);
     const batch = sizeOf(batchShape);
     const temps: WebGpuStorage[] = [];
-    const operand = (t: TensorView): [GPUBuffer, number] => {
+    const operand = (t: TensorView): [number, number] => {
       const rows = t.shape[t.shape.length - 2];
       const cols = t.shape[t.shape.length - 1];
       const own = sizeOf(t.shape.slice(0, -2));
@@ -459,7 +383,7 @@ export class WebGpuBackend implements Backend {
       const full = [...batchShape, rows, cols];
       const tmp = this.ew('matmul', copyShader(t.dtype), t.dtype, sizeOf(full), stridedMeta(full, [broadcastStrides(t.shape, full)]), [this.buf(t)]);
       temps.push(tmp);
-      return [tmp.buffer, rows * cols];
+      return [tmp.id, rows * cols];
     };
     try {
       const [ba, sa] = operand(a);
@@ -472,10 +396,10 @@ export class WebGpuBackend implements Backend {
       const out = this.alloc('f32', n, 'matmul');
       if (n > 0) {
         if (K === 0) {
-          this.dispatch(fillShader(), [n, 0], out.buffer, [], WebGpuBackend.groups1d(n));
+          this.dispatch(fillShader(), [n, 0], out.id, [], groups1d(n));
         } else {
           if (batch > 65535) throw new BackendError('webgpu.matmul', `batch ${batch} exceeds 65535 workgroups`);
-          this.dispatch(gemmF32Shader(), meta, out.buffer, [ba, bb], [Math.ceil(N / 64), Math.ceil(M / 64), batch]);
+          this.dispatch(gemmF32Shader(), meta, out.id, [ba, bb], [Math.ceil(N / 64), Math.ceil(M / 64), batch]);
         }
       }
       return out;
@@ -520,13 +444,13 @@ export class WebGpuBackend implements Backend {
     const dtype = xs[0].dtype;
     const inner = prodOf(outShape, axis + 1, outShape.length);
     const outer = prodOf(outShape, 0, axis);
-    const parts = xs.map((x) => ({ buffer: this.buf(x), width: x.shape[axis] * inner }));
+    const parts = xs.map((x) => ({ id: this.buf(x), width: x.shape[axis] * inner }));
     const temps: WebGpuStorage[] = [];
     try {
       // rounds of up to CONCAT_FANIN inputs each
       let cur = parts;
       for (;;) {
-        const next: { buffer: GPUBuffer; width: number }[] = [];
+        const next: { id: number; width: number }[] = [];
         for (let g = 0; g < cur.length; g += CONCAT_FANIN) {
           const group = cur.slice(g, g + CONCAT_FANIN);
           const rowLen = group.reduce((s, p) => s + p.width, 0);
@@ -537,10 +461,10 @@ export class WebGpuBackend implements Backend {
             at += p.width;
           }
           const last = cur.length <= CONCAT_FANIN;
-          const out = this.ew('concat', concatShader(dtype, group.length), dtype, outer * rowLen, meta, group.map((p) => p.buffer));
+          const out = this.ew('concat', concatShader(dtype, group.length), dtype, outer * rowLen, meta, group.map((p) => p.id));
           if (last) return out;
           temps.push(out);
-          next.push({ buffer: out.buffer, width: rowLen });
+          next.push({ id: out.id, width: rowLen });
         }
         cur = next;
       }
@@ -578,7 +502,7 @@ export class WebGpuBackend implements Backend {
     const nbc = Math.ceil(cols / bc);
     const invMax = Math.fround(1 / (options.format === 'e4m3' ? 448 : 57344));
     const scales = this.ew('quantizeBlockwise', quantScalesShader(), 'f32', nbr * nbc, [0, rows, cols, br, bc, nbc, f32Bits(invMax), options.scaleFormat === 'ue8m0' ? 1 : 0, 0], [this.buf(x)]);
-    const codes = this.ew('quantizeBlockwise', quantCodesShader(), options.format, rows * cols, [0, cols, br, bc, nbc, options.format === 'e4m3' ? 0 : 1], [this.buf(x), scales.buffer]);
+    const codes = this.ew('quantizeBlockwise', quantCodesShader(), options.format, rows * cols, [0, cols, br, bc, nbc, options.format === 'e4m3' ? 0 : 1], [this.buf(x), scales.id]);
     return { codes, scales };
   }
 
@@ -597,10 +521,10 @@ export class WebGpuBackend implements Backend {
     }
     const out = this.alloc('f32', M * N, 'matmulFp8');
     if (M * N > 0) {
-      if (K === 0) this.dispatch(fillShader(), [M * N, 0], out.buffer, [], WebGpuBackend.groups1d(M * N));
+      if (K === 0) this.dispatch(fillShader(), [M * N, 0], out.id, [], groups1d(M * N));
       else {
         const meta = [M * N, M, N, K, nc, a.block[0], b.block[0], bk, Math.ceil(K / bk), Math.ceil(K / b.block[1]), 0, a.codes.dtype === 'e5m2' ? 1 : 0, b.codes.dtype === 'e5m2' ? 1 : 0];
-        this.dispatch(fp8GemmShader(), meta, out.buffer, [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)], [Math.ceil(N / 16), Math.ceil(M / 16), 1]);
+        this.dispatch(fp8GemmShader(), meta, out.id, [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)], [Math.ceil(N / 16), Math.ceil(M / 16), 1]);
       }
     }
     return out;
@@ -608,16 +532,8 @@ export class WebGpuBackend implements Backend {
 
   dispose(): void {
     if (this.disposed) return;
-    try {
-      this.flush();
-    } catch {
-      /* nothing to report at teardown */
-    }
     this.disposed = true;
-    for (const list of this.pool.values()) for (const b of list) b.destroy();
-    this.pool.clear();
-    this.gpu.destroy();
-    this.instance = undefined;
+    this.gpu.dispose();
   }
 }
 

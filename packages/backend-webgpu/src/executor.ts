@@ -1,0 +1,206 @@
+/* eslint-disable @typescript-eslint/no-explicit-any */
+/**
+ * The GPU side of the backend: buffers by id (pooled by size class), pipelines by shader
+ * source, one command encoder that collects dispatches and is submitted every 64 of them or
+ * when a read needs it, and GPU errors kept for the next read to report.
+ *
+ * `createExecutor` must stay self-contained (no imports, no module-level helpers): its source
+ * text (`createExecutor.toString()`) is also what the Node worker thread runs, so the same
+ * code drives the device on the main thread (browsers) and in the worker (Node).
+ */
+export interface ExecutorError {
+  readonly oom: boolean;
+  readonly message: string;
+}
+
+export interface Executor {
+  alloc(id: number, bytes: number): void;
+  free(id: number): void;
+  write(id: number, data: Uint8Array): void;
+  dispatch(code: string, meta: Uint32Array, out: number, inputs: readonly number[], gx: number, gy: number, gz: number): void;
+  flush(): void;
+  read(id: number, bytes: number): Promise<ArrayBuffer>;
+  takeError(): ExecutorError | null;
+  pooled(): number;
+  trim(): void;
+  dispose(): void;
+}
+
+export function createExecutor(device: any, submitEvery: number): Executor {
+  const STORAGE = 0x80;
+  const COPY_SRC = 0x4;
+  const COPY_DST = 0x8;
+  const MAP_READ = 0x1;
+  const buffers = new Map<number, any>();
+  const pool = new Map<number, any[]>();
+  let pooledBytes = 0;
+  let pendingFree: any[] = [];
+  let encoder: any = null;
+  let encoded = 0;
+  const pipelines = new Map<string, any>();
+  const layouts = new Map<number, any>();
+  const pipelineLayouts = new Map<number, any>();
+  let error: ExecutorError | null = null;
+  let lost: string | null = null;
+  let disposed = false;
+
+  device.lost.then((l: any) => {
+    if (!disposed) lost = 'device lost (' + l.reason + '): ' + l.message;
+  });
+  device.addEventListener('uncapturederror', (ev: any) => {
+    const e = ev.error;
+    if (!error) error = { oom: !!(e && e.constructor && e.constructor.name === 'GPUOutOfMemoryError'), message: 'GPU error: ' + (e && e.message) };
+  });
+
+  function sizeClass(bytes: number): number {
+    const b = Math.max(16, Math.ceil(bytes / 16) * 16);
+    if (b <= 65536) return 2 ** Math.ceil(Math.log2(b));
+    const p = 2 ** Math.floor(Math.log2(b));
+    const step = p / 4;
+    return Math.ceil(b / step) * step;
+  }
+
+  function raw(bytes: number): any {
+    const cls = sizeClass(bytes);
+    const list = pool.get(cls);
+    if (list && list.length) {
+      pooledBytes -= cls;
+      return list.pop();
+    }
+    device.pushErrorScope('out-of-memory');
+    const b = device.createBuffer({ size: cls, usage: STORAGE | COPY_SRC | COPY_DST });
+    device.popErrorScope().then((e: any) => {
+      if (e && !error) error = { oom: true, message: 'GPU out of memory allocating ' + cls + ' bytes: ' + e.message };
+    });
+    return b;
+  }
+
+  function toPool(b: any): void {
+    const cls = b.size;
+    let list = pool.get(cls);
+    if (!list) pool.set(cls, (list = []));
+    list.push(b);
+    pooledBytes += cls;
+  }
+
+  function recycle(b: any): void {
+    // a buffer used by the open encoder is reused only after that encoder is submitted
+    if (encoder) pendingFree.push(b);
+    else toPool(b);
+  }
+
+  function flush(): void {
+    if (encoder) {
+      const cb = encoder.finish();
+      encoder = null;
+      encoded = 0;
+      device.queue.submit([cb]);
+    }
+    for (const b of pendingFree) toPool(b);
+    pendingFree = [];
+  }
+
+  function layout(n: number): any {
+    let pl = pipelineLayouts.get(n);
+    if (!pl) {
+      const entries = [];
+      for (let i = 0; i < n; i++) entries.push({ binding: i, visibility: 4, buffer: { type: i === 1 ? 'storage' : 'read-only-storage' } });
+      const bgl = device.createBindGroupLayout({ entries });
+      layouts.set(n, bgl);
+      pl = device.createPipelineLayout({ bindGroupLayouts: [bgl] });
+      pipelineLayouts.set(n, pl);
+    }
+    return pl;
+  }
+
+  function pipeline(code: string, n: number): any {
+    const key = n + '\n' + code;
+    let p = pipelines.get(key);
+    if (!p) {
+      device.pushErrorScope('validation');
+      const module = device.createShaderModule({ code });
+      p = device.createComputePipeline({ layout: layout(n), compute: { module, entryPoint: 'main' } });
+      device.popErrorScope().then((e: any) => {
+        if (e && !error) error = { oom: false, message: 'shader compilation failed: ' + e.message };
+      });
+      pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  return {
+    alloc(id: number, bytes: number): void {
+      buffers.set(id, raw(bytes));
+    },
+    free(id: number): void {
+      const b = buffers.get(id);
+      if (!b) return;
+      buffers.delete(id);
+      if (!disposed) recycle(b);
+    },
+    write(id: number, data: Uint8Array): void {
+      // the buffer came from the pool, so no command in the open encoder uses it
+      device.queue.writeBuffer(buffers.get(id), 0, data);
+    },
+    dispatch(code: string, meta: Uint32Array, out: number, inputs: readonly number[], gx: number, gy: number, gz: number): void {
+      if (gx === 0 || gy === 0 || gz === 0) return;
+      const n = 2 + inputs.length;
+      const p = pipeline(code, n);
+      const mb = raw(meta.byteLength);
+      device.queue.writeBuffer(mb, 0, meta);
+      const entries = [{ binding: 0, resource: { buffer: mb } }, { binding: 1, resource: { buffer: buffers.get(out) } }];
+      for (let i = 0; i < inputs.length; i++) entries.push({ binding: i + 2, resource: { buffer: buffers.get(inputs[i]) } });
+      const bg = device.createBindGroup({ layout: layouts.get(n), entries });
+      if (!encoder) encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(p);
+      pass.setBindGroup(0, bg);
+      pass.dispatchWorkgroups(gx, gy, gz);
+      pass.end();
+      pendingFree.push(mb);
+      if (++encoded >= submitEvery) flush();
+    },
+    flush,
+    async read(id: number, bytes: number): Promise<ArrayBuffer> {
+      const staging = device.createBuffer({ size: bytes, usage: MAP_READ | COPY_DST });
+      if (!encoder) encoder = device.createCommandEncoder();
+      encoder.copyBufferToBuffer(buffers.get(id), 0, staging, 0, bytes);
+      flush();
+      try {
+        await staging.mapAsync(1);
+        const copy = staging.getMappedRange().slice(0);
+        staging.unmap();
+        return copy;
+      } finally {
+        staging.destroy();
+      }
+    },
+    takeError(): ExecutorError | null {
+      if (lost) return { oom: false, message: lost };
+      const e = error;
+      error = null;
+      return e;
+    },
+    pooled(): number {
+      return pooledBytes;
+    },
+    trim(): void {
+      flush();
+      for (const list of pool.values()) for (const b of list) b.destroy();
+      pool.clear();
+      pooledBytes = 0;
+    },
+    dispose(): void {
+      if (disposed) return;
+      try {
+        flush();
+      } catch {
+        /* nothing to report at teardown */
+      }
+      disposed = true;
+      for (const list of pool.values()) for (const b of list) b.destroy();
+      pool.clear();
+      device.destroy();
+    },
+  };
+}

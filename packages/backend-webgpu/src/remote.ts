@@ -1,0 +1,267 @@
+/* eslint-disable @typescript-eslint/no-explicit-any */
+import { BackendError, OutOfMemoryError } from '@kiln/core';
+import { createExecutor, type ExecutorError } from './executor.js';
+
+/**
+ * Dawn in a Node worker thread. kiln's models read a few small tensors synchronously (MoE
+ * routing decisions, loss values: `valuesSync()`), and WebGPU has no synchronous readback:
+ * a buffer maps only while the thread that owns the device runs its event loop. So in Node
+ * the device lives in a worker that runs `createExecutor`; the backend posts it every op
+ * (ordered, no waiting) and a synchronous read blocks on `Atomics.wait` while the worker maps
+ * the buffer and copies it into shared memory.
+ */
+
+/** What the worker reports once its device exists. */
+export interface RemoteReady {
+  readonly via: string;
+  readonly featureLevel: 'core' | 'compatibility';
+  readonly info: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
+  readonly limits: { maxBufferSize: number; maxStorageBufferBindingSize: number; maxComputeInvocationsPerWorkgroup: number };
+  readonly features: string[];
+}
+
+export interface RemoteAttempt {
+  readonly flags: string[];
+  readonly level: 'core' | 'compatibility';
+}
+
+function workerMain(make: typeof createExecutor): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { parentPort, workerData } = require('node:worker_threads');
+  let ex: any = null;
+  const codes = new Map<number, string>();
+  const text = (e: any): string => String((e && e.message) || e).split('\n')[0];
+  let pendingError: any = null;
+
+  async function start(): Promise<void> {
+    // (import() written through Function so that test transforms of this source leave it alone)
+    const load = new Function('u', 'return import(u)') as (u: string) => Promise<any>;
+    const dawn = await load(workerData.dawnUrl);
+    const tried: string[] = [];
+    for (const a of workerData.attempts) {
+      const label = 'dawn (' + (a.flags.join(',') || 'default backend') + ')';
+      try {
+        const gpu = dawn.create(a.flags);
+        const adapter = await gpu.requestAdapter({ featureLevel: a.level, powerPreference: 'high-performance' });
+        if (!adapter) {
+          tried.push(label + ': no adapter');
+          continue;
+        }
+        const requiredLimits: Record<string, number> = {};
+        for (const k of workerData.wantedLimits) if (typeof adapter.limits[k] === 'number') requiredLimits[k] = adapter.limits[k];
+        const requiredFeatures = ['shader-f16', 'subgroups'].filter((f) => adapter.features.has(f));
+        const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+        (globalThis as any).__kilnDawnInstance = gpu; // Dawn ends when its instance is collected
+        const info = adapter.info || {};
+        ex = make(device, workerData.submitEvery);
+        parentPort.postMessage({
+          t: 'ready',
+          via: label + ' in a worker thread',
+          featureLevel: a.level,
+          info: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description, isFallbackAdapter: info.isFallbackAdapter },
+          limits: {
+            maxBufferSize: device.limits.maxBufferSize,
+            maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
+            maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
+          },
+          features: [...device.features],
+        });
+        return;
+      } catch (e) {
+        tried.push(label + ': ' + text(e));
+      }
+    }
+    parentPort.postMessage({ t: 'unavailable', reason: 'no WebGPU adapter: ' + tried.join('; ') });
+  }
+
+  async function read(m: any): Promise<void> {
+    let buf: ArrayBuffer | null = null;
+    let err: any = null;
+    try {
+      buf = await ex.read(m.id, m.bytes);
+    } catch (e) {
+      err = { oom: false, message: 'read failed: ' + text(e) };
+    }
+    const ge = pendingError || ex.takeError() || err;
+    pendingError = null;
+    if (m.sab) {
+      const hdr = new Int32Array(m.sab, 0, 4);
+      if (ge) {
+        const bytes = new TextEncoder().encode(ge.message).subarray(0, m.sab.byteLength - 16);
+        new Uint8Array(m.sab, 16, bytes.length).set(bytes);
+        hdr[1] = 1;
+        hdr[2] = ge.oom ? 1 : 0;
+        hdr[3] = bytes.length;
+      } else {
+        new Uint8Array(m.sab, 16, m.bytes).set(new Uint8Array(buf!));
+      }
+      Atomics.store(hdr, 0, 1);
+      Atomics.notify(hdr, 0);
+    } else {
+      parentPort.postMessage({ t: 'data', token: m.token, buf: ge ? null : buf, error: ge }, ge || !buf ? [] : [buf]);
+    }
+  }
+
+  parentPort.on('message', (m: any) => {
+    try {
+      switch (m.t) {
+        case 'alloc':
+          ex.alloc(m.id, m.bytes);
+          break;
+        case 'free':
+          ex.free(m.id);
+          break;
+        case 'write':
+          ex.write(m.id, m.data);
+          break;
+        case 'code':
+          codes.set(m.cid, m.code);
+          break;
+        case 'dispatch':
+          ex.dispatch(codes.get(m.cid), m.meta, m.out, m.inputs, m.gx, m.gy, m.gz);
+          break;
+        case 'flush':
+          ex.flush();
+          break;
+        case 'read':
+          void read(m);
+          break;
+        case 'trim':
+          ex.trim();
+          break;
+        case 'dispose':
+          ex.dispose();
+          parentPort.postMessage({ t: 'disposed' });
+          break;
+      }
+    } catch (e) {
+      if (!pendingError) pendingError = { oom: false, message: 'webgpu worker: ' + text(e) };
+    }
+  });
+  start().catch((e) => parentPort.postMessage({ t: 'unavailable', reason: text(e) }));
+}
+
+/** The main-thread end of the worker: posts ops, waits for reads. */
+export class RemoteGpu {
+  private readonly codeIds = new Map<string, number>();
+  private nextToken = 1;
+  private readonly waiting = new Map<number, { resolve: (b: ArrayBuffer) => void; reject: (e: Error) => void }>();
+  private pendingError: ExecutorError | null = null;
+  private closed = false;
+
+  private constructor(
+    private readonly worker: any,
+    readonly ready: RemoteReady,
+  ) {
+    worker.on('message', (m: any) => {
+      if (m.t === 'data') {
+        const w = this.waiting.get(m.token);
+        if (!w) return;
+        this.waiting.delete(m.token);
+        if (this.waiting.size === 0) this.worker.unref();
+        if (m.error) w.reject(toError(m.error));
+        else w.resolve(m.buf);
+      }
+    });
+    worker.on('error', (e: Error) => {
+      this.pendingError ??= { oom: false, message: `webgpu worker died: ${e.message}` };
+      for (const w of this.waiting.values()) w.reject(new BackendError('webgpu', `webgpu worker died: ${e.message}`));
+      this.waiting.clear();
+    });
+    worker.unref();
+  }
+
+  static async start(dawnUrl: string, attempts: readonly RemoteAttempt[], wantedLimits: readonly string[], submitEvery: number): Promise<RemoteGpu> {
+    const { Worker } = (await import(/* @vite-ignore */ 'node:worker_threads' as string)) as any;
+    const src = `const createExecutor = ${createExecutor.toString()};\n(${workerMain.toString()})(createExecutor);\n`;
+    const worker = new Worker(src, { eval: true, workerData: { dawnUrl, attempts, wantedLimits, submitEvery } });
+    const ready = await new Promise<RemoteReady>((resolve, reject) => {
+      const onMessage = (m: any) => {
+        if (m.t === 'ready') {
+          worker.off('message', onMessage);
+          resolve(m as RemoteReady);
+        } else if (m.t === 'unavailable') {
+          worker.off('message', onMessage);
+          void worker.terminate();
+          reject(new BackendError('webgpu', m.reason));
+        }
+      };
+      worker.on('message', onMessage);
+      worker.once('error', (e: Error) => reject(new BackendError('webgpu', `the WebGPU worker failed to start: ${e.message}`)));
+    });
+    return new RemoteGpu(worker, ready);
+  }
+
+  private post(m: unknown, transfer?: ArrayBuffer[]): void {
+    if (this.closed) throw new BackendError('webgpu', 'the WebGPU backend was disposed');
+    this.worker.postMessage(m, transfer);
+  }
+
+  alloc(id: number, bytes: number): void {
+    this.post({ t: 'alloc', id, bytes });
+  }
+  free(id: number): void {
+    if (!this.closed) this.post({ t: 'free', id });
+  }
+  write(id: number, data: Uint8Array): void {
+    this.post({ t: 'write', id, data }, [data.buffer as ArrayBuffer]);
+  }
+  dispatch(code: string, meta: Uint32Array, out: number, inputs: readonly number[], gx: number, gy: number, gz: number): void {
+    let cid = this.codeIds.get(code);
+    if (cid === undefined) {
+      cid = this.codeIds.size + 1;
+      this.codeIds.set(code, cid);
+      this.post({ t: 'code', cid, code });
+    }
+    this.post({ t: 'dispatch', cid, meta, out, inputs, gx, gy, gz });
+  }
+  flush(): void {
+    this.post({ t: 'flush' });
+  }
+  trim(): void {
+    this.post({ t: 'trim' });
+  }
+  read(id: number, bytes: number): Promise<ArrayBuffer> {
+    const token = this.nextToken++;
+    return new Promise<ArrayBuffer>((resolve, reject) => {
+      this.waiting.set(token, { resolve, reject });
+      this.worker.ref();
+      this.post({ t: 'read', id, bytes, token });
+    });
+  }
+  /** Blocks until the worker has copied the buffer (or reports an error). */
+  readSync(id: number, bytes: number): ArrayBuffer {
+    const sab = new SharedArrayBuffer(16 + Math.max(bytes, 4096));
+    const hdr = new Int32Array(sab, 0, 4);
+    this.post({ t: 'read', id, bytes, sab });
+    for (;;) {
+      const r = Atomics.wait(hdr, 0, 0, 120_000);
+      if (Atomics.load(hdr, 0) === 1) break;
+      if (r === 'timed-out') throw new BackendError('webgpu.readSync', 'the GPU did not answer a read within 120 s');
+    }
+    if (hdr[1] === 1) {
+      const msg = new TextDecoder().decode(new Uint8Array(sab, 16, hdr[3]).slice());
+      throw toError({ oom: hdr[2] === 1, message: msg });
+    }
+    return new Uint8Array(sab, 16, bytes).slice().buffer;
+  }
+  takeError(): ExecutorError | null {
+    const e = this.pendingError;
+    this.pendingError = null;
+    return e;
+  }
+  dispose(): void {
+    if (this.closed) return;
+    try {
+      this.post({ t: 'dispose' });
+    } finally {
+      this.closed = true;
+      // let the worker destroy its device, then end it
+      setTimeout(() => void this.worker.terminate(), 200).unref?.();
+    }
+  }
+}
+
+function toError(e: ExecutorError): Error {
+  return e.oom ? new OutOfMemoryError('webgpu', e.message) : new BackendError('webgpu', e.message);
+}
