@@ -25,9 +25,7 @@ export interface RemoteAttempt {
   readonly level: 'core' | 'compatibility';
 }
 
-function workerMain(make: typeof createExecutor): void {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { parentPort, workerData } = require('node:worker_threads');
+function workerMain(make: typeof createExecutor, parentPort: any, workerData: any): void {
   let ex: any = null;
   const codes = new Map<number, string>();
   const text = (e: any): string => String((e && e.message) || e).split('\n')[0];
@@ -173,7 +171,8 @@ export class RemoteGpu {
 
   static async start(dawnUrl: string, attempts: readonly RemoteAttempt[], wantedLimits: readonly string[], submitEvery: number): Promise<RemoteGpu> {
     const { Worker } = (await import(/* @vite-ignore */ 'node:worker_threads' as string)) as any;
-    const src = `const createExecutor = ${createExecutor.toString()};\n(${workerMain.toString()})(createExecutor);\n`;
+    // the prelude is a string, so bundlers do not rewrite its require
+    const src = `const { parentPort, workerData } = require('node:worker_threads');\nconst createExecutor = ${createExecutor.toString()};\n(${workerMain.toString()})(createExecutor, parentPort, workerData);\n`;
     const worker = new Worker(src, { eval: true, workerData: { dawnUrl, attempts, wantedLimits, submitEvery } });
     const ready = await new Promise<RemoteReady>((resolve, reject) => {
       const onMessage = (m: any) => {
