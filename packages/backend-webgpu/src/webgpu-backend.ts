@@ -524,7 +524,7 @@ export class WebGpuBackend implements Backend {
       if (K === 0) this.dispatch(fillShader(), [M * N, 0], out.id, [], groups1d(M * N));
       else {
         const meta = [M * N, M, N, K, nc, a.block[0], b.block[0], bk, Math.ceil(K / bk), Math.ceil(K / b.block[1]), 0, a.codes.dtype === 'e5m2' ? 1 : 0, b.codes.dtype === 'e5m2' ? 1 : 0];
-        this.dispatch(fp8GemmShader(), meta, out.id, [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)], [Math.ceil(N / 16), Math.ceil(M / 16), 1]);
+        this.dispatch(fp8GemmShader(), meta, out.id, [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)], [Math.ceil(N / 64), Math.ceil(M / 64), 1]);
       }
     }
     return out;

@@ -168,6 +168,10 @@ function f32bits(x: number): number {
  * partial * scale + acc into one fma (the reference rounds both).
  */
 export function fp8GemmShader(): string {
+  // 64x64 output tiles, 16x16 invocations with 4x4 register blocks; the K axis is walked
+  // chunk by chunk (promotionInterval), each chunk in 16-deep tiles decoded into workgroup
+  // memory (tiles never cross a chunk end: the last one is zero-padded, and adding +0 leaves
+  // a partial unchanged), so every output still accumulates its products in K order.
   return (
     header(['a', 'b', 'sa', 'sb']) +
     CODECS +
@@ -176,8 +180,8 @@ export function fp8GemmShader(): string {
     `
 var<workgroup> tabA: array<f32, 256>;
 var<workgroup> tabB: array<f32, 256>;
-var<workgroup> At: array<f32, 256>; // [16 m][16 k]
-var<workgroup> Bt: array<f32, 256>; // [16 n][16 k]
+var<workgroup> At: array<vec4<f32>, 256>; // [16 k][16 quads of m]
+var<workgroup> Bt: array<vec4<f32>, 256>; // [16 k][16 quads of n]
 
 fn dec(c: u32, fmt: u32) -> f32 {
   if (fmt == 0u) { return bitcast<f32>(e4m3_bits(c)); }
@@ -192,42 +196,70 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
   tabA[tid] = dec(tid, prm[11]);
   tabB[tid] = dec(tid, prm[12]);
-  let m = wg.y * 16u + ty;
-  let n = wg.x * 16u + tx;
-  let lm = wg.y * 16u + ty; // loader row of A = this invocation's row
-  let ln = wg.x * 16u + ty; // loader row of B
-  var acc = 0.0;
-  var partial = 0.0;
-  var kInChunk = 0u;
-  var chunkStart = 0u;
+  let m0 = wg.y * 64u; let n0 = wg.x * 64u;
+  let lk = tid / 16u;
+  let lq = (tid % 16u) * 4u;
+  var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
   workgroupBarrier();
-  for (var k0 = 0u; k0 < K; k0 = k0 + 16u) {
-    let gk = k0 + tx;
-    var va = 0.0;
-    var vb = 0.0;
-    if (gk < K && lm < M) { va = tabA[rd_a(lm * K + gk)]; }
-    if (gk < K && ln < N) { vb = tabB[rd_b(ln * K + gk)]; }
-    At[ty * 16u + tx] = va;
-    Bt[ty * 16u + tx] = vb;
-    workgroupBarrier();
-    let kend = min(16u, K - k0);
-    for (var kk = 0u; kk < kend; kk++) {
-      partial = partial + At[ty * 16u + kk] * Bt[tx * 16u + kk];
-      kInChunk = kInChunk + 1u;
-      if (kInChunk == nc || k0 + kk + 1u == K) {
-        if (m < M && n < N) {
-          let s = bitcast<f32>(sa[(m / abr) * kbA + chunkStart / bk]) * bitcast<f32>(sb[(n / bbr) * kbB + chunkStart / bk]);
-          let p = bitcast<f32>(bitcast<u32>(partial * bitcast<f32>(bitcast<u32>(s) ^ zero)) ^ zero);
-          acc = acc + p;
+  for (var c0 = 0u; c0 < K; c0 = c0 + nc) {
+    let c1 = min(K, c0 + nc);
+    var p0 = vec4<f32>(0.0); var p1 = vec4<f32>(0.0); var p2 = vec4<f32>(0.0); var p3 = vec4<f32>(0.0);
+    for (var k0 = c0; k0 < c1; k0 = k0 + 16u) {
+      let gk = k0 + lk;
+      var va = vec4<f32>(0.0);
+      var vb = vec4<f32>(0.0);
+      if (gk < c1) {
+        for (var q = 0u; q < 4u; q++) {
+          let gm = m0 + lq + q;
+          if (gm < M) { va[q] = tabA[rd_a(gm * K + gk)]; }
+          let gn = n0 + lq + q;
+          if (gn < N) { vb[q] = tabB[rd_b(gn * K + gk)]; }
         }
-        partial = 0.0;
-        kInChunk = 0u;
-        chunkStart = k0 + kk + 1u;
+      }
+      At[tid] = va;
+      Bt[tid] = vb;
+      workgroupBarrier();
+      let kend = min(16u, c1 - k0);
+      for (var kk = 0u; kk < kend; kk++) {
+        let av = At[kk * 16u + ty];
+        let bv = Bt[kk * 16u + tx];
+        p0 = p0 + av.x * bv;
+        p1 = p1 + av.y * bv;
+        p2 = p2 + av.z * bv;
+        p3 = p3 + av.w * bv;
+      }
+      workgroupBarrier();
+    }
+    // promotion: acc += partial * (sa * sb), both products rounded (opaque to contraction)
+    let kb = c0 / bk;
+    var sbv = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + tx * 4u + j;
+      if (n < N) { sbv[j] = bitcast<f32>(sb[(n / bbr) * kbB + kb]); }
+    }
+    let z4 = vec4<u32>(zero);
+    for (var i = 0u; i < 4u; i++) {
+      let m = min(m0 + ty * 4u + i, M - 1u);
+      let sav = bitcast<f32>(sa[(m / abr) * kbA + kb]);
+      let s = bitcast<vec4<f32>>(bitcast<vec4<u32>>(sav * sbv) ^ z4);
+      switch (i) {
+        case 0u: { acc0 = acc0 + bitcast<vec4<f32>>(bitcast<vec4<u32>>(p0 * s) ^ z4); }
+        case 1u: { acc1 = acc1 + bitcast<vec4<f32>>(bitcast<vec4<u32>>(p1 * s) ^ z4); }
+        case 2u: { acc2 = acc2 + bitcast<vec4<f32>>(bitcast<vec4<u32>>(p2 * s) ^ z4); }
+        default: { acc3 = acc3 + bitcast<vec4<f32>>(bitcast<vec4<u32>>(p3 * s) ^ z4); }
       }
     }
-    workgroupBarrier();
   }
-  if (m < M && n < N) { out[m * N + n] = bitcast<u32>(acc); }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + ty * 4u + i;
+    if (m >= M) { break; }
+    var r: vec4<f32>;
+    switch (i) { case 0u: { r = acc0; } case 1u: { r = acc1; } case 2u: { r = acc2; } default: { r = acc3; } }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + tx * 4u + j;
+      if (n < N) { out[m * N + n] = bitcast<u32>(r[j]); }
+    }
+  }
 }
 `
   );

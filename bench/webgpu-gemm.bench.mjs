@@ -1,0 +1,173 @@
+#!/usr/bin/env node
+// GEMM on WebGPU: kiln (@kiln/backend-webgpu, built dist; Dawn in a worker thread) against
+// @tensorflow/tfjs-backend-webgpu (Dawn on the main thread), in one process, one run, on the
+// same adapter (here: Dawn's OpenGL backend on Mesa's llvmpipe, i.e. the CPU).
+//  - f32 GEMM m x n x k: square 256..1024 and DeepSeek-like skinny shapes (few tokens x wide
+//    weights). kiln: Backend.matmul; tfjs: tf.matMul.
+//  - FP8 block GEMM (DeepSeek-V3's recipe: e4m3, 1x128 activation scales, 128x128 weight
+//    scales, f32 promotion every 128 along K). kiln: Backend.matmulFp8; tfjs has no FP8, so its
+//    row is tf.matMul on the dequantised f32 operands (what a tfjs user would run).
+// Every timed call includes reading the [m, n] result back into a JS array (kiln:
+// backend.read; tfjs: await data()). Median of several repetitions after a warm-up.
+// Writes bench/results/webgpu-gemm.json and .md and prints the table.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+const quick = process.env.KILN_BENCH_QUICK === '1';
+
+const F32_SHAPES = [
+  [256, 256, 256],
+  [512, 512, 512],
+  [1024, 1024, 1024],
+  [32, 1536, 2048], // a few tokens x a q_a_proj-like weight
+  [64, 2048, 1024],
+];
+const FP8_SHAPES = [
+  [128, 512, 512],
+  [256, 1024, 1024],
+  [32, 1536, 2048],
+];
+
+process.env.EGL_PLATFORM ??= 'surfaceless';
+
+// ---------------------------------------------------------------------------------------
+// kiln
+const { WebGpuBackend } = await import('@kiln/backend-webgpu');
+const kiln = await WebGpuBackend.create();
+const view = (dataId, shape, dtype = 'f32') => ({ dataId, shape, dtype });
+
+// ---------------------------------------------------------------------------------------
+// tfjs-backend-webgpu on Dawn: the same `webgpu` package, reached through kiln's dependency
+const kilnReq = createRequire(require.resolve('@kiln/backend-webgpu/package.json'));
+const dawn = await import(pathToFileURL(kilnReq.resolve('webgpu')).href);
+Object.assign(globalThis, dawn.globals);
+const flags = (process.env.KILN_WEBGPU_DAWN_FLAGS ?? '').split(',').filter(Boolean);
+const compat = kiln.device.details.featureLevel === 'compatibility';
+const gpu = dawn.create(flags.length ? flags : compat ? ['backend=opengl'] : []);
+const requestAdapter = gpu.requestAdapter.bind(gpu);
+gpu.requestAdapter = (o = {}) => requestAdapter({ ...o, ...(compat ? { featureLevel: 'compatibility' } : {}) });
+if (!globalThis.navigator) globalThis.navigator = {};
+Object.defineProperty(globalThis.navigator, 'gpu', { value: gpu, configurable: true });
+const tf = await import('@tensorflow/tfjs-core');
+await import('@tensorflow/tfjs-backend-webgpu');
+if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs-backend-webgpu did not initialise');
+const tfVersion = require('@tensorflow/tfjs-backend-webgpu/package.json').version;
+
+// ---------------------------------------------------------------------------------------
+async function measure(fn, { minReps = 3, maxReps = 10, budgetMs = quick ? 1500 : 6000 } = {}) {
+  await fn(); // warm-up: pipelines compiled, pools filled
+  const times = [];
+  const start = performance.now();
+  while (times.length < maxReps && (times.length < minReps || performance.now() - start < budgetMs)) {
+    const t = performance.now();
+    await fn();
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  const mid = times.length >> 1;
+  return { medianMs: times.length % 2 ? times[mid] : (times[mid - 1] + times[mid]) / 2, reps: times.length };
+}
+
+function randomF32(n, seed) {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 2 ** 32) * 2 - 1;
+  }
+  return out;
+}
+
+const rows = [];
+const gflops = (m, n, k, ms) => (2 * m * n * k) / ms / 1e6;
+
+for (const [m, n, k] of quick ? F32_SHAPES.slice(0, 2) : F32_SHAPES) {
+  const a = randomF32(m * k, 1);
+  const b = randomF32(k * n, 2);
+  const ka = kiln.write(a, 'f32', [m, k]);
+  const kb = kiln.write(b, 'f32', [k, n]);
+  const kt = await measure(async () => {
+    const c = kiln.matmul(view(ka, [m, k]), view(kb, [k, n]), { transposeA: false, transposeB: false }, [m, n]);
+    await kiln.read(view(c, [m, n]));
+    kiln.release(c);
+  });
+  kiln.release(ka);
+  kiln.release(kb);
+  const ta = tf.tensor2d(a, [m, k]);
+  const tb = tf.tensor2d(b, [k, n]);
+  const tt = await measure(async () => {
+    const c = tf.matMul(ta, tb);
+    await c.data();
+    c.dispose();
+  });
+  ta.dispose();
+  tb.dispose();
+  const row = { kind: 'f32', m, n, k, kilnMs: kt.medianMs, tfjsMs: tt.medianMs, kilnGflops: gflops(m, n, k, kt.medianMs), tfjsGflops: gflops(m, n, k, tt.medianMs), ratio: tt.medianMs / kt.medianMs };
+  rows.push(row);
+  console.log(`f32 ${m}x${n}x${k}: kiln ${row.kilnMs.toFixed(1)} ms (${row.kilnGflops.toFixed(2)} GFLOP/s), tfjs-webgpu ${row.tfjsMs.toFixed(1)} ms (${row.tfjsGflops.toFixed(2)} GFLOP/s): ${row.ratio.toFixed(2)}x`);
+}
+
+for (const [m, n, k] of quick ? FP8_SHAPES.slice(0, 1) : FP8_SHAPES) {
+  const a = randomF32(m * k, 3);
+  const w = randomF32(n * k, 4);
+  // quantise on the GPU (DeepSeek-V3: activations 1x128, weights 128x128)
+  const ka = kiln.write(a, 'f32', [m, k]);
+  const kw = kiln.write(w, 'f32', [n, k]);
+  const qa = kiln.quantizeBlockwise(view(ka, [m, k]), [1, 128], { format: 'e4m3', scaleFormat: 'fp32' });
+  const qw = kiln.quantizeBlockwise(view(kw, [n, k]), [128, 128], { format: 'e4m3', scaleFormat: 'fp32' });
+  const A = { codes: view(qa.codes, [m, k], 'e4m3'), scales: view(qa.scales, [m, Math.ceil(k / 128)]), block: [1, 128] };
+  const W = { codes: view(qw.codes, [n, k], 'e4m3'), scales: view(qw.scales, [Math.ceil(n / 128), Math.ceil(k / 128)]), block: [128, 128] };
+  const kt = await measure(async () => {
+    const c = kiln.matmulFp8(A, W, { promotionInterval: 128 });
+    await kiln.read(view(c, [m, n]));
+    kiln.release(c);
+  });
+  // tfjs: f32 matMul of the dequantised operands (b transposed: [n, k] like a Linear weight)
+  const ta = tf.tensor2d(a, [m, k]);
+  const tw = tf.tensor2d(w, [n, k]);
+  const tt = await measure(async () => {
+    const c = tf.matMul(ta, tw, false, true);
+    await c.data();
+    c.dispose();
+  });
+  ta.dispose();
+  tw.dispose();
+  for (const id of [ka, kw, qa.codes, qa.scales, qw.codes, qw.scales]) kiln.release(id);
+  const row = { kind: 'fp8', m, n, k, kilnMs: kt.medianMs, tfjsMs: tt.medianMs, kilnGflops: gflops(m, n, k, kt.medianMs), tfjsGflops: gflops(m, n, k, tt.medianMs), ratio: tt.medianMs / kt.medianMs };
+  rows.push(row);
+  console.log(`fp8 ${m}x${n}x${k}: kiln ${row.kilnMs.toFixed(1)} ms (${row.kilnGflops.toFixed(2)} GFLOP/s), tfjs-webgpu f32 on dequantised ${row.tfjsMs.toFixed(1)} ms: ${row.ratio.toFixed(2)}x`);
+}
+
+const machine = {
+  date: new Date().toISOString(),
+  adapter: kiln.device.name,
+  via: kiln.device.details.via,
+  cpu: os.cpus()[0]?.model ?? 'unknown',
+  cores: os.availableParallelism?.() ?? os.cpus().length,
+  node: process.version,
+  lpNumThreads: process.env.LP_NUM_THREADS ?? '(unset)',
+  tfjsWebgpu: tfVersion,
+};
+mkdirSync(join(here, 'results'), { recursive: true });
+writeFileSync(join(here, 'results', 'webgpu-gemm.json'), JSON.stringify({ machine, rows }, null, 2) + '\n');
+const md = [
+  '## webgpu-gemm: kiln WebGPU vs tfjs-backend-webgpu',
+  '',
+  `${machine.date.slice(0, 10)}, adapter ${machine.adapter} via ${machine.via}; ${machine.cpu}, ${machine.cores} cores (LP_NUM_THREADS=${machine.lpNumThreads}); Node ${machine.node}; @tensorflow/tfjs-backend-webgpu ${machine.tfjsWebgpu}.`,
+  'Median ms per call including the readback of the result; ratio = tfjs time / kiln time (>1: kiln faster).',
+  'FP8 rows: kiln `matmulFp8` (e4m3, 1x128 / 128x128 scales, promotion every 128) vs tfjs `matMul` on the dequantised f32 operands (tfjs has no FP8).',
+  '',
+  '| GEMM | m x n x k | kiln ms | kiln GFLOP/s | tfjs-webgpu ms | tfjs GFLOP/s | ratio |',
+  '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+  ...rows.map((r) => `| ${r.kind} | ${r.m}x${r.n}x${r.k} | ${r.kilnMs.toFixed(1)} | ${r.kilnGflops.toFixed(2)} | ${r.tfjsMs.toFixed(1)} | ${r.tfjsGflops.toFixed(2)} | ${r.ratio.toFixed(2)}x |`),
+  '',
+];
+writeFileSync(join(here, 'results', 'webgpu-gemm.md'), md.join('\n'));
+console.log('\n' + md.join('\n'));
+kiln.dispose();
+process.exit(0);

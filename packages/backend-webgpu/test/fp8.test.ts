@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BackendError, fp8GemmReference, quantizeBlockwise } from '@kiln/core';
+import { WebGpuBackend } from '@kiln/backend-webgpu';
+
+process.env.EGL_PLATFORM ??= 'surfaceless';
+
+let backend: WebGpuBackend | undefined;
+let reason = '';
+beforeAll(async () => {
+  try {
+    backend = await WebGpuBackend.create();
+  } catch (e) {
+    if (!(e instanceof BackendError)) throw e;
+    reason = e.message;
+  }
+});
+afterAll(() => backend?.dispose());
+
+function rand(n: number, seed: number, scale = 4): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = ((s / 2 ** 32) * 2 - 1) * scale * (i % 7 === 0 ? 100 : 1);
+  }
+  return out;
+}
+
+describe('WebGPU FP8 block GEMM is bit-exact with core fp8GemmReference (exact f32 accumulation)', () => {
+  const cases = [
+    { M: 5, N: 7, K: 300, ba: [1, 128], bb: [128, 128], nc: 128, fa: 'e4m3', fb: 'e4m3' },
+    { M: 70, N: 65, K: 256, ba: [1, 128], bb: [128, 128], nc: 32, fa: 'e4m3', fb: 'e4m3' },
+    { M: 3, N: 130, K: 200, ba: [1, 64], bb: [64, 64], nc: 64, fa: 'e5m2', fb: 'e4m3' },
+    { M: 9, N: 4, K: 77, ba: [2, 16], bb: [3, 16], nc: 8, fa: 'e4m3', fb: 'e5m2' },
+    { M: 2, N: 3, K: 256, ba: [1, 256], bb: [128, 256], nc: Infinity, fa: 'e4m3', fb: 'e4m3' },
+  ] as const;
+  for (const c of cases) {
+    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb}`, async (t) => {
+      if (!backend) return t.skip(reason);
+      const b = backend;
+      const a = rand(c.M * c.K, 1 + c.M);
+      const w = rand(c.N * c.K, 2 + c.N);
+      const qa = quantizeBlockwise(a, [c.M, c.K], [...c.ba], { format: c.fa });
+      const qw = quantizeBlockwise(w, [c.N, c.K], [...c.bb], { format: c.fb });
+      const ref = fp8GemmReference(
+        { codes: qa.codes, scales: qa.scales, shape: [c.M, c.K], block: c.ba, format: c.fa },
+        { codes: qw.codes, scales: qw.scales, shape: [c.N, c.K], block: c.bb, format: c.fb },
+        { promotionInterval: c.nc },
+      );
+      const v = (dataId: object, shape: number[], dtype: 'f32' | 'e4m3' | 'e5m2') => ({ dataId, shape, dtype });
+      const sA = [Math.ceil(c.M / c.ba[0]), Math.ceil(c.K / c.ba[1])];
+      const sW = [Math.ceil(c.N / c.bb[0]), Math.ceil(c.K / c.bb[1])];
+      const ids = [b.write(qa.codes, c.fa, [c.M, c.K]), b.write(qa.scales, 'f32', sA), b.write(qw.codes, c.fb, [c.N, c.K]), b.write(qw.scales, 'f32', sW)];
+      const out = b.matmulFp8(
+        { codes: v(ids[0], [c.M, c.K], c.fa), scales: v(ids[1], sA, 'f32'), block: c.ba },
+        { codes: v(ids[2], [c.N, c.K], c.fb), scales: v(ids[3], sW, 'f32'), block: c.bb },
+        { promotionInterval: c.nc },
+      );
+      const got = (await b.read(v(out, [c.M, c.N], 'f32'))) as Float32Array;
+      expect(new Uint32Array(got.buffer)).toEqual(new Uint32Array(ref.buffer));
+      for (const id of [...ids, out]) b.release(id);
+    });
+  }
+
+  it('quantizeBlockwise on the GPU is bit-exact with core (codes and scales), fp32 and ue8m0 scales', async (t) => {
+    if (!backend) return t.skip(reason);
+    const b = backend;
+    const x = rand(37 * 300, 9);
+    for (const scaleFormat of ['fp32', 'ue8m0'] as const) {
+      for (const format of ['e4m3', 'e5m2'] as const) {
+        const ref = quantizeBlockwise(x, [37, 300], [1, 128], { format, scaleFormat });
+        const id = b.write(x, 'f32', [37, 300]);
+        const q = b.quantizeBlockwise({ dataId: id, shape: [37, 300], dtype: 'f32' }, [1, 128], { format, scaleFormat });
+        const codes = await b.read({ dataId: q.codes, shape: [37, 300], dtype: format });
+        const scales = (await b.read({ dataId: q.scales, shape: [37, 3], dtype: 'f32' })) as Float32Array;
+        expect(codes).toEqual(ref.codes);
+        expect(new Uint32Array(scales.buffer)).toEqual(new Uint32Array(ref.scales.buffer));
+        for (const i of [id, q.codes, q.scales]) b.release(i);
+      }
+    }
+  });
+});
