@@ -147,6 +147,32 @@ export async function acquireDevice(options: AcquireOptions = {}): Promise<Acqui
   throw new BackendError('webgpu', `no WebGPU adapter: ${tried.join('; ')}`);
 }
 
+/** The device limits kiln reads. */
+export interface KernelLimits {
+  readonly maxBufferSize: number;
+  readonly maxStorageBufferBindingSize: number;
+  readonly maxComputeInvocationsPerWorkgroup: number;
+  readonly maxComputeWorkgroupSizeX: number;
+  readonly maxComputeWorkgroupStorageSize: number;
+  readonly maxStorageBuffersPerShaderStage: number;
+}
+
+/** What kiln's kernels need: 256-invocation workgroups, 8 KiB of workgroup memory, 10 storage buffers per dispatch. */
+export const REQUIRED_LIMITS = {
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupSizeX: 256,
+  maxComputeWorkgroupStorageSize: 8192,
+  maxStorageBuffersPerShaderStage: 10,
+} as const;
+
+/** Why a device cannot run kiln's kernels (limits below REQUIRED_LIMITS), or undefined. */
+export function limitsShortfall(limits: KernelLimits): string | undefined {
+  const low = Object.entries(REQUIRED_LIMITS)
+    .filter(([k, v]) => !((limits as unknown as Record<string, number>)[k] >= v))
+    .map(([k, v]) => `${k} ${(limits as unknown as Record<string, number>)[k]} < ${v}`);
+  return low.length ? `the device's limits are below what kiln's kernels need (${low.join(', ')})` : undefined;
+}
+
 const SOFTWARE = /llvmpipe|lavapipe|swiftshader|softpipe|software|warp|basic render/i;
 
 /** The name of a software rasteriser adapter (llvmpipe, SwiftShader, lavapipe ...), or undefined for hardware. */

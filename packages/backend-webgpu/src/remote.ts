@@ -1,6 +1,7 @@
 /* eslint-disable @typescript-eslint/no-explicit-any */
 import { BackendError, OutOfMemoryError } from '@kiln/core';
 import { createExecutor, type ExecutorError } from './executor.js';
+import type { KernelLimits } from './gpu.js';
 
 /**
  * Dawn in a Node worker thread. kiln's models read a few small tensors synchronously (MoE
@@ -16,8 +17,10 @@ export interface RemoteReady {
   readonly via: string;
   readonly featureLevel: 'core' | 'compatibility';
   readonly info: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
-  readonly limits: { maxBufferSize: number; maxStorageBufferBindingSize: number; maxComputeInvocationsPerWorkgroup: number };
+  readonly limits: KernelLimits;
   readonly features: string[];
+  /** Index of the Dawn attempt that found the adapter (probeAdapter). */
+  readonly attempt?: number;
 }
 
 export interface RemoteAttempt {
@@ -27,6 +30,8 @@ export interface RemoteAttempt {
 
 function workerMain(make: typeof createExecutor, parentPort: any, workerData: any): void {
   let ex: any = null;
+  let failed: string | null = null;
+  let queue: any[] | null = [];
   const codes = new Map<number, string>();
   const text = (e: any): string => String((e && e.message) || e).split('\n')[0];
   let pendingError: any = null;
@@ -61,6 +66,9 @@ function workerMain(make: typeof createExecutor, parentPort: any, workerData: an
             maxBufferSize: device.limits.maxBufferSize,
             maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
             maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
+            maxComputeWorkgroupSizeX: device.limits.maxComputeWorkgroupSizeX,
+            maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
+            maxStorageBuffersPerShaderStage: device.limits.maxStorageBuffersPerShaderStage,
           },
           features: [...device.features],
         });
@@ -69,18 +77,21 @@ function workerMain(make: typeof createExecutor, parentPort: any, workerData: an
         tried.push(label + ': ' + text(e));
       }
     }
-    parentPort.postMessage({ t: 'unavailable', reason: 'no WebGPU adapter: ' + tried.join('; ') });
+    throw new Error('no WebGPU adapter: ' + tried.join('; '));
   }
 
   async function read(m: any): Promise<void> {
     let buf: ArrayBuffer | null = null;
     let err: any = null;
-    try {
-      buf = await ex.read(m.id, m.bytes);
-    } catch (e) {
-      err = { oom: false, message: 'read failed: ' + text(e) };
+    if (failed) err = { oom: false, message: failed };
+    else {
+      try {
+        buf = await ex.read(m.id, m.bytes);
+      } catch (e) {
+        err = { oom: false, message: 'read failed: ' + text(e) };
+      }
     }
-    const ge = pendingError || ex.takeError() || err;
+    const ge = pendingError || (ex && ex.takeError()) || err;
     pendingError = null;
     if (m.sab) {
       const hdr = new Int32Array(m.sab, 0, 4);
@@ -100,7 +111,11 @@ function workerMain(make: typeof createExecutor, parentPort: any, workerData: an
     }
   }
 
-  parentPort.on('message', (m: any) => {
+  function handle(m: any): void {
+    if (failed) {
+      if (m.t === 'read') void read(m);
+      return;
+    }
     try {
       switch (m.t) {
         case 'alloc':
@@ -135,8 +150,22 @@ function workerMain(make: typeof createExecutor, parentPort: any, workerData: an
     } catch (e) {
       if (!pendingError) pendingError = { oom: false, message: 'webgpu worker: ' + text(e) };
     }
+  }
+  // ops posted before the device exists wait in a queue
+  parentPort.on('message', (m: any) => {
+    if (queue) queue.push(m);
+    else handle(m);
   });
-  start().catch((e) => parentPort.postMessage({ t: 'unavailable', reason: text(e) }));
+  start()
+    .catch((e) => {
+      failed = text(e);
+      parentPort.postMessage({ t: 'unavailable', reason: failed });
+    })
+    .then(() => {
+      const q = queue || [];
+      queue = null;
+      for (const m of q) handle(m);
+    });
 }
 
 /** The main-thread end of the worker: posts ops, waits for reads. */
@@ -144,7 +173,7 @@ export class RemoteGpu {
   private readonly codeIds = new Map<string, number>();
   private nextToken = 1;
   private readonly waiting = new Map<number, { resolve: (b: ArrayBuffer) => void; reject: (e: Error) => void }>();
-  private pendingError: ExecutorError | null = null;
+  pendingError: ExecutorError | null = null;
   private closed = false;
 
   private constructor(
@@ -169,26 +198,20 @@ export class RemoteGpu {
     worker.unref();
   }
 
-  static async start(dawnUrl: string, attempts: readonly RemoteAttempt[], wantedLimits: readonly string[], submitEvery: number): Promise<RemoteGpu> {
-    const { Worker } = (await import(/* @vite-ignore */ 'node:worker_threads' as string)) as any;
+  /**
+   * Starts the worker without waiting for its device: ops posted meanwhile queue in the worker.
+   * `ready` is what a probe (probeAdapter) saw; a worker that then finds no adapter answers
+   * every read with the reason.
+   */
+  static spawn(WorkerClass: any, dawnUrl: string, attempts: readonly RemoteAttempt[], wantedLimits: readonly string[], submitEvery: number, ready: RemoteReady): RemoteGpu {
     // the prelude is a string, so bundlers do not rewrite its require
     const src = `const { parentPort, workerData } = require('node:worker_threads');\nconst createExecutor = ${createExecutor.toString()};\n(${workerMain.toString()})(createExecutor, parentPort, workerData);\n`;
-    const worker = new Worker(src, { eval: true, workerData: { dawnUrl, attempts, wantedLimits, submitEvery } });
-    const ready = await new Promise<RemoteReady>((resolve, reject) => {
-      const onMessage = (m: any) => {
-        if (m.t === 'ready') {
-          worker.off('message', onMessage);
-          resolve(m as RemoteReady);
-        } else if (m.t === 'unavailable') {
-          worker.off('message', onMessage);
-          void worker.terminate();
-          reject(new BackendError('webgpu', m.reason));
-        }
-      };
-      worker.on('message', onMessage);
-      worker.once('error', (e: Error) => reject(new BackendError('webgpu', `the WebGPU worker failed to start: ${e.message}`)));
+    const worker = new WorkerClass(src, { eval: true, workerData: { dawnUrl, attempts, wantedLimits, submitEvery } });
+    const remote = new RemoteGpu(worker, ready);
+    worker.on('message', (m: any) => {
+      if (m.t === 'unavailable') remote.pendingError ??= { oom: false, message: m.reason };
     });
-    return new RemoteGpu(worker, ready);
+    return remote;
   }
 
   private post(m: unknown, transfer?: ArrayBuffer[]): void {
@@ -263,4 +286,51 @@ export class RemoteGpu {
 
 function toError(e: ExecutorError): Error {
   return e.oom ? new OutOfMemoryError('webgpu', e.message) : new BackendError('webgpu', e.message);
+}
+
+/**
+ * Node: looks for an adapter in a child process (so Dawn's and Mesa's native warnings go to
+ * its captured stderr, not this process's), reporting what the worker will find. Returns the
+ * adapter's description, or throws a BackendError with the reason.
+ */
+export async function probeAdapter(dawnUrl: string, attempts: readonly RemoteAttempt[], wantedLimits: readonly string[]): Promise<RemoteReady> {
+  const { spawnSync } = (await import(/* @vite-ignore */ 'node:child_process' as string)) as any;
+  const script = `
+const dawn = await import(${JSON.stringify(dawnUrl)});
+const attempts = ${JSON.stringify(attempts)};
+const wanted = ${JSON.stringify(wantedLimits)};
+const tried = [];
+for (const [index, a] of attempts.entries()) {
+  const label = 'dawn (' + (a.flags.join(',') || 'default backend') + ')';
+  try {
+    const gpu = dawn.create(a.flags);
+    const adapter = await gpu.requestAdapter({ featureLevel: a.level, powerPreference: 'high-performance' });
+    if (!adapter) { tried.push(label + ': no adapter'); continue; }
+    const requiredLimits = {};
+    for (const k of wanted) if (typeof adapter.limits[k] === 'number') requiredLimits[k] = adapter.limits[k];
+    const device = await adapter.requestDevice({ requiredLimits });
+    const i = adapter.info || {};
+    const l = device.limits;
+    process.stdout.write(JSON.stringify({ ok: true, attempt: index, via: label + ' in a worker thread', featureLevel: a.level,
+      info: { vendor: i.vendor, architecture: i.architecture, device: i.device, description: i.description, isFallbackAdapter: i.isFallbackAdapter },
+      limits: { maxBufferSize: l.maxBufferSize, maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+        maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX, maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize, maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage },
+      features: [...adapter.features] }));
+    device.destroy();
+    process.exit(0);
+  } catch (e) { tried.push(label + ': ' + String((e && e.message) || e).split('\\n')[0]); }
+}
+process.stdout.write(JSON.stringify({ ok: false, reason: 'no WebGPU adapter: ' + tried.join('; ') }));
+process.exit(0);
+`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000, env: process.env });
+  let out: { ok: boolean; reason?: string } & Partial<RemoteReady>;
+  try {
+    out = JSON.parse(String(r.stdout).trim().split('\n').pop() ?? '');
+  } catch {
+    const err = String(r.stderr ?? '').trim().split('\n').filter((l: string) => l && !/^\s*at /.test(l)).pop();
+    throw new BackendError('webgpu', `the WebGPU adapter probe failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`}${err ? `: ${err}` : ''})`);
+  }
+  if (!out.ok) throw new BackendError('webgpu', out.reason ?? 'no WebGPU adapter');
+  return out as unknown as RemoteReady;
 }

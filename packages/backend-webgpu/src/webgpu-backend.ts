@@ -27,9 +27,9 @@ import {
   type UnaryOp,
 } from '@kiln/core';
 import { createExecutor, type ExecutorError } from './executor.js';
-import { WANTED_LIMITS, acquireDevice, dawnAttempts, prepareNodeEnv, resolveDawn, softwareAdapterName, type AcquireOptions } from './gpu.js';
+import { WANTED_LIMITS, acquireDevice, dawnAttempts, limitsShortfall, prepareNodeEnv, resolveDawn, softwareAdapterName, type AcquireOptions, type KernelLimits } from './gpu.js';
 import { bufferBytesFor, elementBytes, packToWords, perWord, replicateCode, unpackWords, wordsFor } from './packing.js';
-import { RemoteGpu } from './remote.js';
+import { RemoteGpu, probeAdapter } from './remote.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
 import { rowShader, swigluShader } from './wgsl/fused.js';
@@ -95,8 +95,47 @@ interface Described {
   readonly via: string;
   readonly featureLevel: string;
   readonly info: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
-  readonly limits: { maxBufferSize: number; maxStorageBufferBindingSize: number; maxComputeInvocationsPerWorkgroup: number };
+  readonly limits: KernelLimits;
   readonly features: readonly string[];
+}
+
+/** A Gpu whose worker starts at the first op. */
+class LazyGpu implements Gpu {
+  private remote: RemoteGpu | undefined;
+  constructor(private readonly start: () => RemoteGpu) {}
+  private get r(): RemoteGpu {
+    return (this.remote ??= this.start());
+  }
+  alloc(id: number, bytes: number): void {
+    this.r.alloc(id, bytes);
+  }
+  free(id: number): void {
+    this.remote?.free(id);
+  }
+  write(id: number, data: Uint8Array): void {
+    this.r.write(id, data);
+  }
+  dispatch(code: string, meta: Uint32Array, out: number, inputs: readonly number[], gx: number, gy: number, gz: number): void {
+    this.r.dispatch(code, meta, out, inputs, gx, gy, gz);
+  }
+  flush(): void {
+    this.remote?.flush();
+  }
+  read(id: number, bytes: number): Promise<ArrayBuffer> {
+    return this.r.read(id, bytes);
+  }
+  readSync(id: number, bytes: number): ArrayBuffer {
+    return this.r.readSync(id, bytes);
+  }
+  takeError(): ExecutorError | null {
+    return this.remote?.takeError() ?? null;
+  }
+  trim(): void {
+    this.remote?.trim();
+  }
+  dispose(): void {
+    this.remote?.dispose();
+  }
 }
 
 /** Workgroups for an elementwise kernel writing `words` output words. */
@@ -136,8 +175,16 @@ export class WebGpuBackend implements Backend {
     if (inNode && options.worker !== false) {
       await prepareNodeEnv();
       const dawnUrl = await resolveDawn();
-      const remote = await RemoteGpu.start(dawnUrl, dawnAttempts(options), WANTED_LIMITS, SUBMIT_EVERY);
-      return new WebGpuBackend(remote, remote.ready);
+      const attempts = dawnAttempts(options);
+      // the adapter is looked up in a child process (Dawn's native warnings stay there); the
+      // worker that owns the device starts at the first op, so a backend that
+      // bestAvailableBackend() passes over never loads Dawn into this process
+      const ready = await probeAdapter(dawnUrl, attempts, WANTED_LIMITS);
+      const short = limitsShortfall(ready.limits);
+      if (short) throw new BackendError('webgpu', short);
+      const { Worker } = (await import(/* @vite-ignore */ 'node:worker_threads' as string)) as { Worker: unknown };
+      const use = ready.attempt !== undefined && attempts[ready.attempt] ? [attempts[ready.attempt]] : attempts;
+      return new WebGpuBackend(new LazyGpu(() => RemoteGpu.spawn(Worker, dawnUrl, use, WANTED_LIMITS, SUBMIT_EVERY, ready)), ready);
     }
     const acq = await acquireDevice(options);
     const info = (acq.adapter.info ?? {}) as Described['info'];
@@ -147,11 +194,23 @@ export class WebGpuBackend implements Backend {
     // Dawn's instance must stay referenced while the device is used
     const gpu: Gpu = { ...ex, dispose: () => { dispose(); void keep; } };
     const l = acq.device.limits;
+    const short = limitsShortfall(l);
+    if (short) {
+      gpu.dispose();
+      throw new BackendError('webgpu', short);
+    }
     return new WebGpuBackend(gpu, {
       via: acq.via,
       featureLevel: acq.featureLevel,
       info: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description, isFallbackAdapter: info.isFallbackAdapter },
-      limits: { maxBufferSize: l.maxBufferSize, maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup },
+      limits: {
+        maxBufferSize: l.maxBufferSize,
+        maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+        maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+        maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+        maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+        maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      },
       features: [...acq.device.features],
     });
   }

@@ -89,3 +89,14 @@ describe('software adapters', () => {
     expect(softwareAdapterName({ isFallbackAdapter: true })).toBe('fallback adapter');
   });
 });
+
+describe('device limits', () => {
+  it('names the limits below what the kernels need', async () => {
+    const { limitsShortfall } = await import('@kiln/backend-webgpu');
+    const ok = { maxBufferSize: 1 << 28, maxStorageBufferBindingSize: 1 << 27, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupStorageSize: 16384, maxStorageBuffersPerShaderStage: 10 };
+    expect(limitsShortfall(ok)).toBeUndefined();
+    // WebGPU compatibility-mode defaults (what a browser gives without requesting more)
+    const compat = { ...ok, maxComputeInvocationsPerWorkgroup: 128, maxComputeWorkgroupSizeX: 128, maxStorageBuffersPerShaderStage: 4 };
+    expect(limitsShortfall(compat)).toMatch(/maxComputeInvocationsPerWorkgroup 128 < 256.*maxComputeWorkgroupSizeX 128 < 256.*maxStorageBuffersPerShaderStage 4 < 10/);
+  });
+});
