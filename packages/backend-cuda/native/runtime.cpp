@@ -184,7 +184,10 @@ class DownloadWorker : public Napi::AsyncWorker {
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
-    cudaError_t err = bytes_ ? cudaMemcpyAsync(dst_, src_, bytes_, cudaMemcpyDeviceToHost, runtime().stream) : cudaSuccess;
+    // A worker thread starts on device 0: make this process's device current before touching
+    // its stream (ranks of a multi-GPU run use ordinals 1, 2, ...).
+    cudaError_t err = cudaSetDevice(runtime().device);
+    if (err == cudaSuccess && bytes_) err = cudaMemcpyAsync(dst_, src_, bytes_, cudaMemcpyDeviceToHost, runtime().stream);
     if (err == cudaSuccess) err = cudaStreamSynchronize(runtime().stream);
     err_ = err;
   }
