@@ -275,6 +275,36 @@ Napi::Value Fp8Gemm(const Napi::CallbackInfo& info) {
   return r;
 }
 
+// fp8GroupedGemm(layout, a, sa, b, sb, groupInfo, G, rows, N, K, expectedM) -> out (f32)
+// layout 0 = contiguous (groupInfo: int32 offsets [G+1], rows = total M), 1 = masked (groupInfo:
+// int32 masked_m [G], rows = Mmax per group). One launch of kiln's sm90 grouped kernel; rows
+// outside every group are zero.
+Napi::Value Fp8GroupedGemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int layout = inum(info, 0), G = inum(info, 7), rows = inum(info, 8), N = inum(info, 9), K = inum(info, 10);
+  int expectedM = inum(info, 11);
+  if (!kiln_fp8_gemm_sm90_available() || !kiln_fp8_grouped_gemm_sm90_supported(G, N, K, nullptr, 0)) {
+    Napi::Error e = Napi::Error::New(env, "the grouped FP8 GEMM needs an sm_90 GPU and K % 16 == 0, N % 8 == 0, G <= " +
+                                              std::to_string(KILN_FP8_GEMM_MAX_GROUPS));
+    e.Set("code", Napi::String::New(env, "KILN_CUDA_UNSUPPORTED"));
+    throw e;
+  }
+  size_t outRows = layout == 0 ? (size_t)rows : (size_t)G * rows;
+  OUT_ALLOC(outRows * N * 4);
+  LAUNCH(cudaMemsetAsync(out, 0, outRows * N * 4, stream()), "grouped fp8 gemm (zero)");
+  const uint8_t* a = (const uint8_t*)ptrArg(info[1]);
+  const float* sa = (const float*)ptrArg(info[2]);
+  const uint8_t* b = (const uint8_t*)ptrArg(info[3]);
+  const float* sb = (const float*)ptrArg(info[4]);
+  const int* groups = (const int*)ptrArg(info[5]);
+  if (layout == 0) {
+    LAUNCH(kiln_fp8_grouped_gemm_contiguous_sm90(a, sa, b, sb, out, 0, groups, G, rows, N, K, stream()), "grouped fp8 gemm");
+  } else {
+    LAUNCH(kiln_fp8_grouped_gemm_masked_sm90(a, sa, b, sb, out, 0, groups, G, rows, N, K, expectedM, stream()), "grouped fp8 gemm (masked)");
+  }
+  return ptrValue(env, out);
+}
+
 Napi::Value Softmax(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t rows = lnum(info, 1), cols = lnum(info, 2);
@@ -317,6 +347,7 @@ void registerKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("matmulStats", Napi::Function::New(env, MatmulStatsValue));
   exports.Set("quantizeBlockwise", Napi::Function::New(env, QuantizeBlockwise));
   exports.Set("fp8Gemm", Napi::Function::New(env, Fp8Gemm));
+  exports.Set("fp8GroupedGemm", Napi::Function::New(env, Fp8GroupedGemm));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm));
   exports.Set("swiglu", Napi::Function::New(env, Swiglu));

@@ -73,6 +73,7 @@ export interface CudaAddon {
     b: Ptr, sb: Ptr, bFormat: number, bbr: number, bbc: number,
     M: number, N: number, K: number, promotion: number, mantBits: number, group: number, nearest: number, path: number,
   ): [Ptr, number];
+  fp8GroupedGemm(layout: number, a: Ptr, sa: Ptr, b: Ptr, sb: Ptr, groups: Ptr, G: number, rows: number, N: number, K: number, expectedM: number): Ptr;
   softmax(x: Ptr, rows: number, cols: number, log: boolean): Ptr;
   rmsNorm(x: Ptr, w: Ptr, rows: number, cols: number, eps: number): Ptr;
   swiglu(g: Ptr, u: Ptr, n: number): Ptr;

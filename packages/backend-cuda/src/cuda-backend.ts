@@ -457,6 +457,33 @@ export class CudaBackend implements Backend {
     return this.adopt(out, M * N * 4);
   }
 
+  /**
+   * MoE expert GEMM in one launch (kiln's sm90 grouped kernel, DeepSeek-V3's FP8 recipe):
+   * rows of `a` sorted by expert, group g owning rows [offsets[g], offsets[g+1]).
+   * a: codes e4m3 [M, K] + scales f32 [M, K/128]; b: codes e4m3 [G, N, K] + scales f32
+   * [G, N/128, K/128]; groupOffsets: i32 [G+1]. Returns f32 [M, N]; rows in no group are 0.
+   * With `masked`, a is [G, Mmax, K] (+ scales [G, Mmax, K/128]) and groupOffsets is replaced by
+   * i32 valid-row counts [G]; the result is [G, Mmax, N].
+   */
+  groupedMatmulFp8(aCodes: Tensor, aScales: Tensor, bCodes: Tensor, bScales: Tensor, groups: Tensor, options: { masked?: boolean; expectedM?: number } = {}): Tensor {
+    const masked = options.masked ?? false;
+    const [G, N, K] = bCodes.shape;
+    if (aCodes.dtype !== 'e4m3' || bCodes.dtype !== 'e4m3') throw new BackendError('cuda.groupedMatmulFp8', `codes must be e4m3, got a ${aCodes.dtype}, b ${bCodes.dtype}`);
+    if (bCodes.shape.length !== 3) throw new BackendError('cuda.groupedMatmulFp8', `b codes must be [G, N, K], got [${bCodes.shape.join(', ')}]`);
+    if (aCodes.shape[aCodes.shape.length - 1] !== K) throw new BackendError('cuda.groupedMatmulFp8', `a has K = ${aCodes.shape[aCodes.shape.length - 1]}, b has K = ${K}`);
+    if (groups.dtype !== 'i32' || sizeOf(groups.shape) !== (masked ? G : G + 1)) {
+      throw new BackendError('cuda.groupedMatmulFp8', `groups must be i32 [${masked ? G : G + 1}], got ${groups.dtype} [${groups.shape.join(', ')}]`);
+    }
+    const rows = masked ? aCodes.shape[1] : aCodes.shape[0];
+    const outShape = masked ? [G, rows, N] : [rows, N];
+    const out = this.wrap(
+      () => this.addon.fp8GroupedGemm(masked ? 1 : 0, this.ptr(aCodes), this.ptr(aScales), this.ptr(bCodes), this.ptr(bScales), this.ptr(groups), G, rows, N, K, options.expectedM ?? rows),
+      sizeOf(outShape) * 4,
+      'groupedMatmulFp8',
+    );
+    return this.wrapStorage(out, outShape, 'f32');
+  }
+
   dispose(): void {
     if (this.disposed) return;
     try {

@@ -1,4 +1,4 @@
-import { BackendError, OutOfMemoryError, QuantizedTensor, abs, dequantize, matmulFp8, mul, quantize, randomNormal, tensor, tidy, useBackend } from '@kiln/core';
+import { BackendError, OutOfMemoryError, QuantizedTensor, abs, concat, dequantize, matmulFp8, mul, quantize, randomNormal, reshape, tensor, tidy, useBackend } from '@kiln/core';
 import { CudaBackend, cudaUnavailableReason } from '@kiln/backend-cuda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -53,6 +53,51 @@ describe.skipIf(why !== undefined)(`@kiln/backend-cuda on the GPU${why ? ` [skip
       cuda.fp8Gemm = 'tensorcore';
     });
   }
+
+  it('grouped FP8 GEMM (one launch for all experts) equals per-expert matmulFp8, contiguous and masked, with an empty group', async () => {
+    if (!cuda.capabilities.fp8GemmSm90) return;
+    const N = 256;
+    const K = 512;
+    const counts = [70, 0, 129, 33];
+    const G = counts.length;
+    const M = counts.reduce((a, b) => a + b, 0);
+    const x = randomNormal([M, K], 11);
+    const qa = quantize(x, { block: [1, 128] });
+    const ws = counts.map((_, g) => quantize(randomNormal([N, K], 20 + g, 0, 0.05), { block: [128, 128] }));
+    const bCodes = concat(ws.map((w) => reshape(w.codes, [1, N, K])), 0);
+    const bScales = concat(ws.map((w) => reshape(w.scales, [1, N / 128, K / 128])), 0);
+    const offsets = [0];
+    for (const c of counts) offsets.push(offsets[offsets.length - 1] + c);
+    const y = (await cuda.groupedMatmulFp8(qa.codes, qa.scales, bCodes, bScales, tensor(offsets, [G + 1], 'i32')).data()) as Float32Array;
+    cuda.fp8Gemm = 'exact';
+    let worst = 0;
+    for (let g = 0; g < G; g++) {
+      if (counts[g] === 0) continue;
+      const rows = qa.sliceRows(offsets[g], counts[g]);
+      const ref = (await matmulFp8(rows, ws[g]).data()) as Float32Array;
+      for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(y[offsets[g] * N + i] - ref[i]) / (Math.abs(ref[i]) + 1e-2));
+    }
+    cuda.fp8Gemm = 'tensorcore';
+    console.log(`grouped contiguous vs per-expert exact: worst relative ${worst.toExponential(2)}`);
+    expect(worst).toBeLessThan(2e-3);
+    // Masked layout: [G, Mmax, K] with valid counts.
+    const Mmax = 160;
+    const xm = randomNormal([G * Mmax, K], 12);
+    const qm = quantize(xm, { block: [1, 128] });
+    const ym = (await cuda.groupedMatmulFp8(reshape(qm.codes, [G, Mmax, K]), reshape(qm.scales, [G, Mmax, K / 128]), bCodes, bScales, tensor(counts, [G], 'i32'), { masked: true }).data()) as Float32Array;
+    cuda.fp8Gemm = 'exact';
+    for (let g = 0; g < G; g++) {
+      const ref = (await matmulFp8(qm.sliceRows(g * Mmax, Mmax), ws[g]).data()) as Float32Array;
+      for (let r = 0; r < Mmax; r++) {
+        for (let n = 0; n < N; n += 37) {
+          const got = ym[(g * Mmax + r) * N + n];
+          if (r >= counts[g]) expect(got).toBe(0);
+          else expect(Math.abs(got - ref[r * N + n])).toBeLessThan(2e-3 * (Math.abs(ref[r * N + n]) + 1e-2));
+        }
+      }
+    }
+    cuda.fp8Gemm = 'tensorcore';
+  });
 
   it('out-of-memory is a typed OutOfMemoryError naming the requested bytes, and the backend keeps working', () => {
     const free = cuda.deviceMemory().freeBytes;
