@@ -458,7 +458,9 @@ export class WebGpuBackend implements Backend {
           this.dispatch(fillShader(), [n, 0], out.id, [], groups1d(n));
         } else {
           if (batch > 65535) throw new BackendError('webgpu.matmul', `batch ${batch} exceeds 65535 workgroups`);
-          this.dispatch(gemmF32Shader(), meta, out.id, [ba, bb], [Math.ceil(N / 64), Math.ceil(M / 64), batch]);
+          // skinny products (a few tokens) take 32-row tiles: less padding, twice the workgroups
+          const rm = M <= 32 || (M <= 96 && Math.ceil(M / 64) * Math.ceil(N / 64) * batch < 64) ? 4 : 8;
+          this.dispatch(gemmF32Shader(rm), meta, out.id, [ba, bb], [Math.ceil(N / 64), Math.ceil(M / (8 * rm)), batch]);
         }
       }
       return out;
@@ -583,7 +585,8 @@ export class WebGpuBackend implements Backend {
       if (K === 0) this.dispatch(fillShader(), [M * N, 0], out.id, [], groups1d(M * N));
       else {
         const meta = [M * N, M, N, K, nc, a.block[0], b.block[0], bk, Math.ceil(K / bk), Math.ceil(K / b.block[1]), 0, a.codes.dtype === 'e5m2' ? 1 : 0, b.codes.dtype === 'e5m2' ? 1 : 0];
-        this.dispatch(fp8GemmShader(), meta, out.id, [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)], [Math.ceil(N / 64), Math.ceil(M / 64), 1]);
+        const rm = M <= 32 || (M <= 96 && Math.ceil(M / 64) * Math.ceil(N / 64) < 64) ? 2 : 4;
+        this.dispatch(fp8GemmShader(rm), meta, out.id, [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)], [Math.ceil(N / 64), Math.ceil(M / (16 * rm)), 1]);
       }
     }
     return out;

@@ -101,6 +101,45 @@ describe('WebGPU backend on this machine', () => {
     backend.release(y);
   });
 
+  it('f32 GEMM: both tile shapes (32-row for skinny, 64-row), transposes, broadcast batch, odd sizes', async (t) => {
+    if (!backend) return t.skip(reason);
+    const b = backend;
+    let seed = 7;
+    const rnd = (n: number) => Float32Array.from({ length: n }, () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1);
+    for (const [batch, M, N, K, ta, tb] of [
+      [1, 1, 5, 7, false, false],
+      [1, 33, 70, 65, true, false],
+      [2, 31, 129, 17, false, true],
+      [1, 100, 3, 130, true, true],
+      [3, 96, 64, 40, false, false],
+      [1, 200, 150, 33, false, true],
+    ] as const) {
+      const a = rnd(batch * M * K);
+      const w = rnd(N * K);
+      const aShape = ta ? [batch, K, M] : [batch, M, K];
+      const wShape = tb ? [N, K] : [K, N];
+      const ia = b.write(a, 'f32', aShape);
+      const iw = b.write(w, 'f32', wShape);
+      const out = b.matmul({ dataId: ia, shape: aShape, dtype: 'f32' }, { dataId: iw, shape: wShape, dtype: 'f32' }, { transposeA: ta, transposeB: tb }, [batch, M, N]);
+      const got = await b.read({ dataId: out, shape: [batch, M, N], dtype: 'f32' });
+      for (let z = 0; z < batch; z++)
+        for (let m = 0; m < M; m++)
+          for (let n = 0; n < N; n++) {
+            let ref = 0;
+            let abs = 0;
+            for (let k = 0; k < K; k++) {
+              const x = ta ? a[z * K * M + k * M + m] : a[z * M * K + m * K + k];
+              const y = tb ? w[n * K + k] : w[k * N + n];
+              ref += x * y;
+              abs += Math.abs(x * y);
+            }
+            const e = Math.abs(got[z * M * N + m * N + n] - ref);
+            if (!(e <= 4 * 2 ** -23 * abs + 1e-30)) throw new Error(`[${batch},${M},${N},${K},${ta},${tb}] at ${z},${m},${n}: ${got[z * M * N + m * N + n]} vs ${ref}`);
+          }
+      for (const id of [ia, iw, out]) b.release(id);
+    }
+  });
+
   it('batches dispatches: no submission until a read or every 64 ops, and frees are reused', async (t) => {
     if (!backend) return t.skip(reason);
     const view = (id: object) => ({ dataId: id, shape: [1000], dtype: 'f32' as const });

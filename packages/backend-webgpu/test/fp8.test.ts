@@ -29,6 +29,8 @@ function rand(n: number, seed: number, scale = 4): Float32Array {
 describe('WebGPU FP8 block GEMM is bit-exact with core fp8GemmReference (exact f32 accumulation)', () => {
   const cases = [
     { M: 5, N: 7, K: 300, ba: [1, 128], bb: [128, 128], nc: 128, fa: 'e4m3', fb: 'e4m3' },
+    { M: 130, N: 70, K: 272, ba: [1, 128], bb: [128, 128], nc: 128, fa: 'e4m3', fb: 'e4m3' },
+    { M: 97, N: 200, K: 64, ba: [1, 32], bb: [32, 32], nc: 16, fa: 'e5m2', fb: 'e5m2' },
     { M: 70, N: 65, K: 256, ba: [1, 128], bb: [128, 128], nc: 32, fa: 'e4m3', fb: 'e4m3' },
     { M: 3, N: 130, K: 200, ba: [1, 64], bb: [64, 64], nc: 64, fa: 'e5m2', fb: 'e4m3' },
     { M: 9, N: 4, K: 77, ba: [2, 16], bb: [3, 16], nc: 8, fa: 'e4m3', fb: 'e5m2' },

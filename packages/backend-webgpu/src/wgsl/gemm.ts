@@ -6,13 +6,23 @@ import { CODECS, WG, elementwise, header, reader } from './common.js';
  * memory. Operands are addressed by strides, so transposes and broadcast batches cost nothing.
  * meta: [n, M, N, K, aBatchStride, bBatchStride, sam, sak, sbk, sbn].
  */
-export function gemmF32Shader(): string {
-  // 8x8 workgroup of invocations, each an 8x8 register block (16 vec4 accumulators):
-  // per k step 4 vec4 loads from workgroup memory feed 64 multiply-adds.
+export function gemmF32Shader(rm: 4 | 8 = 8): string {
+  // 8x8 workgroup of invocations, each an rm x 8 register block (2*rm vec4 accumulators):
+  // per k step rm/4 + 2 vec4 loads from workgroup memory feed 8*rm multiply-adds. Tiles are
+  // (8*rm) x 64; rm = 4 serves skinny products (few rows: a handful of tokens).
+  const tm = 8 * rm;
+  const aq = tm / 4; // vec4 quads of m per k row of the A tile
+  let fma = '';
+  for (let r = 0; r < rm; r++) {
+    const a = `a${r >> 2}.${'xyzw'[r & 3]}`;
+    fma += `      acc[${2 * r}] = acc[${2 * r}] + ${a} * b0; acc[${2 * r + 1}] = acc[${2 * r + 1}] + ${a} * b1;\n`;
+  }
+  let aloads = '';
+  for (let q = 0; q < rm / 4; q++) aloads += `      let a${q} = As[kk * ${aq}u + ty * ${rm / 4}u + ${q}u];\n`;
   return (
     header(['A', 'B']) +
     `
-var<workgroup> As: array<vec4<f32>, 256>; // [16 k][64 m] as 16 vec4 over m
+var<workgroup> As: array<vec4<f32>, ${16 * aq}>; // [16 k][${tm} m] as vec4 over m
 var<workgroup> Bs: array<vec4<f32>, 256>; // [16 k][64 n] as 16 vec4 over n
 
 fn ldA(i: u32) -> f32 { return bitcast<f32>(A[i]); }
@@ -24,52 +34,52 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let aoff = wg.z * prm[4]; let boff = wg.z * prm[5];
   let sam = prm[6]; let sak = prm[7]; let sbk = prm[8]; let sbn = prm[9];
   let tx = lid.x; let ty = lid.y; let tid = ty * 8u + tx;
-  let m0 = wg.y * 64u; let n0 = wg.x * 64u;
-  var acc: array<vec4<f32>, 16>;
-  for (var i = 0u; i < 16u; i++) { acc[i] = vec4<f32>(0.0); }
+  let m0 = wg.y * ${tm}u; let n0 = wg.x * 64u;
+  var acc: array<vec4<f32>, ${2 * rm}>;
+  for (var i = 0u; i < ${2 * rm}u; i++) { acc[i] = vec4<f32>(0.0); }
   for (var k0 = 0u; k0 < K; k0 = k0 + 16u) {
-    // 64 invocations load 16 x 64 of A and of B: 4 vec4 each
+    // 64 invocations load 16 x 64 of B (4 vec4 each) and 16 x ${tm} of A
     for (var l = 0u; l < 4u; l++) {
       let e = tid + l * 64u;      // 0..255
       let lk = e / 16u;           // 0..15
       let lq = (e % 16u) * 4u;    // 0..60
       let gk = k0 + lk;
-      var va = vec4<f32>(0.0);
       var vb = vec4<f32>(0.0);
       if (gk < K) {
-        let ab = aoff + gk * sak;
         let bb = boff + gk * sbk;
         for (var q = 0u; q < 4u; q++) {
-          let gm = m0 + lq + q;
-          if (gm < M) { va[q] = ldA(ab + gm * sam); }
           let gn = n0 + lq + q;
           if (gn < N) { vb[q] = ldB(bb + gn * sbn); }
         }
       }
-      As[e] = va;
       Bs[e] = vb;
+    }
+    for (var l = 0u; l < ${(16 * aq) / 64}u; l++) {
+      let e = tid + l * 64u;
+      let lk = e / ${aq}u;
+      let lq = (e % ${aq}u) * 4u;
+      let gk = k0 + lk;
+      var va = vec4<f32>(0.0);
+      if (gk < K) {
+        let ab = aoff + gk * sak;
+        for (var q = 0u; q < 4u; q++) {
+          let gm = m0 + lq + q;
+          if (gm < M) { va[q] = ldA(ab + gm * sam); }
+        }
+      }
+      As[e] = va;
     }
     workgroupBarrier();
     for (var kk = 0u; kk < 16u; kk++) {
-      let a0 = As[kk * 16u + ty * 2u];
-      let a1 = As[kk * 16u + ty * 2u + 1u];
-      let b0 = Bs[kk * 16u + tx * 2u];
+${aloads}      let b0 = Bs[kk * 16u + tx * 2u];
       let b1 = Bs[kk * 16u + tx * 2u + 1u];
-      acc[0] = acc[0] + a0.x * b0; acc[1] = acc[1] + a0.x * b1;
-      acc[2] = acc[2] + a0.y * b0; acc[3] = acc[3] + a0.y * b1;
-      acc[4] = acc[4] + a0.z * b0; acc[5] = acc[5] + a0.z * b1;
-      acc[6] = acc[6] + a0.w * b0; acc[7] = acc[7] + a0.w * b1;
-      acc[8] = acc[8] + a1.x * b0; acc[9] = acc[9] + a1.x * b1;
-      acc[10] = acc[10] + a1.y * b0; acc[11] = acc[11] + a1.y * b1;
-      acc[12] = acc[12] + a1.z * b0; acc[13] = acc[13] + a1.z * b1;
-      acc[14] = acc[14] + a1.w * b0; acc[15] = acc[15] + a1.w * b1;
-    }
+${fma}    }
     workgroupBarrier();
   }
-  let mBase = m0 + ty * 8u;
+  let mBase = m0 + ty * ${rm}u;
   let nBase = n0 + tx * 8u;
   let obase = wg.z * M * N;
-  for (var i = 0u; i < 8u; i++) {
+  for (var i = 0u; i < ${rm}u; i++) {
     let m = mBase + i;
     if (m >= M) { break; }
     for (var h = 0u; h < 2u; h++) {
@@ -167,11 +177,34 @@ function f32bits(x: number): number {
  * The zero word (a runtime 0) makes the promotion product opaque, so no driver contracts
  * partial * scale + acc into one fma (the reference rounds both).
  */
-export function fp8GemmShader(): string {
-  // 64x64 output tiles, 16x16 invocations with 4x4 register blocks; the K axis is walked
-  // chunk by chunk (promotionInterval), each chunk in 16-deep tiles decoded into workgroup
-  // memory (tiles never cross a chunk end: the last one is zero-padded, and adding +0 leaves
-  // a partial unchanged), so every output still accumulates its products in K order.
+export function fp8GemmShader(rm: 2 | 4 = 4): string {
+  // (16*rm) x 64 output tiles, 16x16 invocations with rm x 4 register blocks; the K axis is
+  // walked chunk by chunk (promotionInterval), each chunk in 16-deep tiles decoded into
+  // workgroup memory (tiles never cross a chunk end: the last one is zero-padded, and adding
+  // +0 leaves a partial unchanged), so every output accumulates its products in K order.
+  // rm = 2 serves skinny products (a few tokens).
+  const tm = 16 * rm;
+  const R = Array.from({ length: rm }, (_, r) => r);
+  const decl = (p: string) => R.map((r) => `var ${p}${r} = vec4<f32>(0.0);`).join(' ');
+  const fma = R.map((r) => `        p${r} = p${r} + At[kk * ${tm}u + ty * ${rm}u + ${r}u] * bv;`).join('\n');
+  const promote = R.map(
+    (r) => `    {
+      let m = min(m0 + ty * ${rm}u + ${r}u, M - 1u);
+      let s = bitcast<vec4<f32>>(bitcast<vec4<u32>>(bitcast<f32>(sa[(m / abr) * kbA + kb]) * sbv) ^ z4);
+      acc${r} = acc${r} + bitcast<vec4<f32>>(bitcast<vec4<u32>>(p${r} * s) ^ z4);
+    }`,
+  ).join('\n');
+  const write = R.map(
+    (r) => `  {
+    let m = m0 + ty * ${rm}u + ${r}u;
+    if (m < M) {
+      for (var j = 0u; j < 4u; j++) {
+        let n = n0 + tx * 4u + j;
+        if (n < N) { out[m * N + n] = bitcast<u32>(acc${r}[j]); }
+      }
+    }
+  }`,
+  ).join('\n');
   return (
     header(['a', 'b', 'sa', 'sb']) +
     CODECS +
@@ -180,7 +213,7 @@ export function fp8GemmShader(): string {
     `
 var<workgroup> tabA: array<f32, 256>;
 var<workgroup> tabB: array<f32, 256>;
-var<workgroup> At: array<vec4<f32>, 256>; // [16 k][16 quads of m]
+var<workgroup> At: array<f32, ${16 * tm}>;    // [16 k][${tm} m]
 var<workgroup> Bt: array<vec4<f32>, 256>; // [16 k][16 quads of n]
 
 fn dec(c: u32, fmt: u32) -> f32 {
@@ -196,37 +229,39 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
   tabA[tid] = dec(tid, prm[11]);
   tabB[tid] = dec(tid, prm[12]);
-  let m0 = wg.y * 64u; let n0 = wg.x * 64u;
+  let m0 = wg.y * ${tm}u; let n0 = wg.x * 64u;
   let lk = tid / 16u;
   let lq = (tid % 16u) * 4u;
-  var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
+  let z4 = vec4<u32>(zero);
+  ${decl('acc')}
   workgroupBarrier();
   for (var c0 = 0u; c0 < K; c0 = c0 + nc) {
     let c1 = min(K, c0 + nc);
-    var p0 = vec4<f32>(0.0); var p1 = vec4<f32>(0.0); var p2 = vec4<f32>(0.0); var p3 = vec4<f32>(0.0);
+    ${decl('p')}
     for (var k0 = c0; k0 < c1; k0 = k0 + 16u) {
       let gk = k0 + lk;
-      var va = vec4<f32>(0.0);
       var vb = vec4<f32>(0.0);
       if (gk < c1) {
         for (var q = 0u; q < 4u; q++) {
-          let gm = m0 + lq + q;
-          if (gm < M) { va[q] = tabA[rd_a(gm * K + gk)]; }
           let gn = n0 + lq + q;
           if (gn < N) { vb[q] = tabB[rd_b(gn * K + gk)]; }
         }
       }
-      At[tid] = va;
       Bt[tid] = vb;
+      for (var l = 0u; l < ${tm / 16}u; l++) {
+        let e = tid + l * 256u;
+        let ak = e / ${tm}u;
+        let am = m0 + e % ${tm}u;
+        let kk = k0 + ak;
+        var va = 0.0;
+        if (kk < c1 && am < M) { va = tabA[rd_a(am * K + kk)]; }
+        At[e] = va;
+      }
       workgroupBarrier();
       let kend = min(16u, c1 - k0);
       for (var kk = 0u; kk < kend; kk++) {
-        let av = At[kk * 16u + ty];
         let bv = Bt[kk * 16u + tx];
-        p0 = p0 + av.x * bv;
-        p1 = p1 + av.y * bv;
-        p2 = p2 + av.z * bv;
-        p3 = p3 + av.w * bv;
+${fma}
       }
       workgroupBarrier();
     }
@@ -237,29 +272,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       let n = n0 + tx * 4u + j;
       if (n < N) { sbv[j] = bitcast<f32>(sb[(n / bbr) * kbB + kb]); }
     }
-    let z4 = vec4<u32>(zero);
-    for (var i = 0u; i < 4u; i++) {
-      let m = min(m0 + ty * 4u + i, M - 1u);
-      let sav = bitcast<f32>(sa[(m / abr) * kbA + kb]);
-      let s = bitcast<vec4<f32>>(bitcast<vec4<u32>>(sav * sbv) ^ z4);
-      switch (i) {
-        case 0u: { acc0 = acc0 + bitcast<vec4<f32>>(bitcast<vec4<u32>>(p0 * s) ^ z4); }
-        case 1u: { acc1 = acc1 + bitcast<vec4<f32>>(bitcast<vec4<u32>>(p1 * s) ^ z4); }
-        case 2u: { acc2 = acc2 + bitcast<vec4<f32>>(bitcast<vec4<u32>>(p2 * s) ^ z4); }
-        default: { acc3 = acc3 + bitcast<vec4<f32>>(bitcast<vec4<u32>>(p3 * s) ^ z4); }
-      }
-    }
+${promote}
   }
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + ty * 4u + i;
-    if (m >= M) { break; }
-    var r: vec4<f32>;
-    switch (i) { case 0u: { r = acc0; } case 1u: { r = acc1; } case 2u: { r = acc2; } default: { r = acc3; } }
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + tx * 4u + j;
-      if (n < N) { out[m * N + n] = bitcast<u32>(r[j]); }
-    }
-  }
+${write}
 }
 `
   );
