@@ -281,8 +281,8 @@ Napi::Value Fp8Gemm(const Napi::CallbackInfo& info) {
 // outside every group are zero.
 Napi::Value Fp8GroupedGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int layout = inum(info, 0), G = inum(info, 7), rows = inum(info, 8), N = inum(info, 9), K = inum(info, 10);
-  int expectedM = inum(info, 11);
+  int layout = inum(info, 0), G = inum(info, 6), rows = inum(info, 7), N = inum(info, 8), K = inum(info, 9);
+  int expectedM = inum(info, 10);
   if (!kiln_fp8_gemm_sm90_available() || !kiln_fp8_grouped_gemm_sm90_supported(G, N, K, nullptr, 0)) {
     Napi::Error e = Napi::Error::New(env, "the grouped FP8 GEMM needs an sm_90 GPU and K % 16 == 0, N % 8 == 0, G <= " +
                                               std::to_string(KILN_FP8_GEMM_MAX_GROUPS));
