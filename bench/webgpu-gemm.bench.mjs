@@ -59,18 +59,28 @@ if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs-backend-webgpu did n
 const tfVersion = require('@tensorflow/tfjs-backend-webgpu/package.json').version;
 
 // ---------------------------------------------------------------------------------------
-async function measure(fn, { minReps = 3, maxReps = 10, budgetMs = quick ? 1500 : 6000 } = {}) {
-  await fn(); // warm-up: pipelines compiled, pools filled
-  const times = [];
+// kiln and tfjs timed in alternation (one call each per round), so that a change of machine
+// load during the run is shared fairly between them.
+async function measurePair(fa, fb, { minReps = 3, maxReps = 9, budgetMs = quick ? 2000 : 8000 } = {}) {
+  await fa(); // warm-up: pipelines compiled, pools filled
+  await fb();
+  const ta = [];
+  const tb = [];
   const start = performance.now();
-  while (times.length < maxReps && (times.length < minReps || performance.now() - start < budgetMs)) {
-    const t = performance.now();
-    await fn();
-    times.push(performance.now() - t);
+  while (ta.length < maxReps && (ta.length < minReps || performance.now() - start < budgetMs)) {
+    let t = performance.now();
+    await fa();
+    ta.push(performance.now() - t);
+    t = performance.now();
+    await fb();
+    tb.push(performance.now() - t);
   }
-  times.sort((a, b) => a - b);
-  const mid = times.length >> 1;
-  return { medianMs: times.length % 2 ? times[mid] : (times[mid - 1] + times[mid]) / 2, reps: times.length };
+  const med = (xs) => {
+    xs.sort((x, y) => x - y);
+    const mid = xs.length >> 1;
+    return xs.length % 2 ? xs[mid] : (xs[mid - 1] + xs[mid]) / 2;
+  };
+  return [{ medianMs: med(ta), reps: ta.length }, { medianMs: med(tb), reps: tb.length }];
 }
 
 function randomF32(n, seed) {
@@ -91,20 +101,22 @@ for (const [m, n, k] of quick ? F32_SHAPES.slice(0, 2) : F32_SHAPES) {
   const b = randomF32(k * n, 2);
   const ka = kiln.write(a, 'f32', [m, k]);
   const kb = kiln.write(b, 'f32', [k, n]);
-  const kt = await measure(async () => {
-    const c = kiln.matmul(view(ka, [m, k]), view(kb, [k, n]), { transposeA: false, transposeB: false }, [m, n]);
-    await kiln.read(view(c, [m, n]));
-    kiln.release(c);
-  });
-  kiln.release(ka);
-  kiln.release(kb);
   const ta = tf.tensor2d(a, [m, k]);
   const tb = tf.tensor2d(b, [k, n]);
-  const tt = await measure(async () => {
-    const c = tf.matMul(ta, tb);
-    await c.data();
-    c.dispose();
-  });
+  const [kt, tt] = await measurePair(
+    async () => {
+      const c = kiln.matmul(view(ka, [m, k]), view(kb, [k, n]), { transposeA: false, transposeB: false }, [m, n]);
+      await kiln.read(view(c, [m, n]));
+      kiln.release(c);
+    },
+    async () => {
+      const c = tf.matMul(ta, tb);
+      await c.data();
+      c.dispose();
+    },
+  );
+  kiln.release(ka);
+  kiln.release(kb);
   ta.dispose();
   tb.dispose();
   const row = { kind: 'f32', m, n, k, kilnMs: kt.medianMs, tfjsMs: tt.medianMs, kilnGflops: gflops(m, n, k, kt.medianMs), tfjsGflops: gflops(m, n, k, tt.medianMs), ratio: tt.medianMs / kt.medianMs };
@@ -122,19 +134,21 @@ for (const [m, n, k] of quick ? FP8_SHAPES.slice(0, 1) : FP8_SHAPES) {
   const qw = kiln.quantizeBlockwise(view(kw, [n, k]), [128, 128], { format: 'e4m3', scaleFormat: 'fp32' });
   const A = { codes: view(qa.codes, [m, k], 'e4m3'), scales: view(qa.scales, [m, Math.ceil(k / 128)]), block: [1, 128] };
   const W = { codes: view(qw.codes, [n, k], 'e4m3'), scales: view(qw.scales, [Math.ceil(n / 128), Math.ceil(k / 128)]), block: [128, 128] };
-  const kt = await measure(async () => {
-    const c = kiln.matmulFp8(A, W, { promotionInterval: 128 });
-    await kiln.read(view(c, [m, n]));
-    kiln.release(c);
-  });
   // tfjs: f32 matMul of the dequantised operands (b transposed: [n, k] like a Linear weight)
   const ta = tf.tensor2d(a, [m, k]);
   const tw = tf.tensor2d(w, [n, k]);
-  const tt = await measure(async () => {
-    const c = tf.matMul(ta, tw, false, true);
-    await c.data();
-    c.dispose();
-  });
+  const [kt, tt] = await measurePair(
+    async () => {
+      const c = kiln.matmulFp8(A, W, { promotionInterval: 128 });
+      await kiln.read(view(c, [m, n]));
+      kiln.release(c);
+    },
+    async () => {
+      const c = tf.matMul(ta, tw, false, true);
+      await c.data();
+      c.dispose();
+    },
+  );
   ta.dispose();
   tw.dispose();
   for (const id of [ka, kw, qa.codes, qa.scales, qw.codes, qw.scales]) kiln.release(id);
@@ -159,7 +173,7 @@ const md = [
   '## webgpu-gemm: kiln WebGPU vs tfjs-backend-webgpu',
   '',
   `${machine.date.slice(0, 10)}, adapter ${machine.adapter} via ${machine.via}; ${machine.cpu}, ${machine.cores} cores (LP_NUM_THREADS=${machine.lpNumThreads}); Node ${machine.node}; @tensorflow/tfjs-backend-webgpu ${machine.tfjsWebgpu}.`,
-  'Median ms per call including the readback of the result; ratio = tfjs time / kiln time (>1: kiln faster).',
+  'Median ms per call including the readback of the result, kiln and tfjs timed in alternation; ratio = tfjs time / kiln time (>1: kiln faster).',
   'FP8 rows: kiln `matmulFp8` (e4m3, 1x128 / 128x128 scales, promotion every 128) vs tfjs `matMul` on the dequantised f32 operands (tfjs has no FP8).',
   '',
   '| GEMM | m x n x k | kiln ms | kiln GFLOP/s | tfjs-webgpu ms | tfjs GFLOP/s | ratio |',

@@ -459,7 +459,7 @@ export class WebGpuBackend implements Backend {
         } else {
           if (batch > 65535) throw new BackendError('webgpu.matmul', `batch ${batch} exceeds 65535 workgroups`);
           // skinny products (a few tokens) take 32-row tiles: less padding, twice the workgroups
-          const rm = M <= 32 || (M <= 96 && Math.ceil(M / 64) * Math.ceil(N / 64) * batch < 64) ? 4 : 8;
+          const rm = M <= 32 ? 4 : 8;
           this.dispatch(gemmF32Shader(rm), meta, out.id, [ba, bb], [Math.ceil(N / 64), Math.ceil(M / (8 * rm)), batch]);
         }
       }
@@ -585,7 +585,7 @@ export class WebGpuBackend implements Backend {
       if (K === 0) this.dispatch(fillShader(), [M * N, 0], out.id, [], groups1d(M * N));
       else {
         const meta = [M * N, M, N, K, nc, a.block[0], b.block[0], bk, Math.ceil(K / bk), Math.ceil(K / b.block[1]), 0, a.codes.dtype === 'e5m2' ? 1 : 0, b.codes.dtype === 'e5m2' ? 1 : 0];
-        const rm = M <= 32 || (M <= 96 && Math.ceil(M / 64) * Math.ceil(N / 64) < 64) ? 2 : 4;
+        const rm = M <= 32 ? 2 : 4;
         this.dispatch(fp8GemmShader(rm), meta, out.id, [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)], [Math.ceil(N / 64), Math.ceil(M / (16 * rm)), 1]);
       }
     }
