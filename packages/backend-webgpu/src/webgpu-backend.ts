@@ -586,7 +586,9 @@ export class WebGpuBackend implements Backend {
       else {
         const meta = [M * N, M, N, K, nc, a.block[0], b.block[0], bk, Math.ceil(K / bk), Math.ceil(K / b.block[1]), 0, a.codes.dtype === 'e5m2' ? 1 : 0, b.codes.dtype === 'e5m2' ? 1 : 0];
         const rm = M <= 32 ? 2 : 4;
-        this.dispatch(fp8GemmShader(rm), meta, out.id, [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)], [Math.ceil(N / 64), Math.ceil(M / (16 * rm)), 1]);
+        // codes loaded as whole u32 words when rows and chunk starts are 4-code aligned
+        const words = K % 4 === 0 && (nc % 4 === 0 || nc >= K);
+        this.dispatch(fp8GemmShader(rm, words), meta, out.id, [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)], [Math.ceil(N / 64), Math.ceil(M / (16 * rm)), 1]);
       }
     }
     return out;

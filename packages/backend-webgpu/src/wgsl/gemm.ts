@@ -177,7 +177,7 @@ function f32bits(x: number): number {
  * The zero word (a runtime 0) makes the promotion product opaque, so no driver contracts
  * partial * scale + acc into one fma (the reference rounds both).
  */
-export function fp8GemmShader(rm: 2 | 4 = 4): string {
+export function fp8GemmShader(rm: 2 | 4 = 4, words = false): string {
   // (16*rm) x 64 output tiles, 16x16 invocations with rm x 4 register blocks; the K axis is
   // walked chunk by chunk (promotionInterval), each chunk in 16-deep tiles decoded into
   // workgroup memory (tiles never cross a chunk end: the last one is zero-padded, and adding
@@ -239,7 +239,35 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let c1 = min(K, c0 + nc);
     ${decl('p')}
     for (var k0 = c0; k0 < c1; k0 = k0 + 16u) {
-      let gk = k0 + lk;
+${
+        words
+          ? `      // whole u32 words: 4 codes along K per load (K and the chunk starts are multiples of 4)
+      {
+        let bn = tid / 4u;
+        let bq = (tid % 4u) * 4u;
+        let gn = n0 + bn;
+        var w = 0u;
+        if (gn < N && k0 + bq < c1) { w = b[(gn * K + k0 + bq) >> 2u]; }
+        for (var j = 0u; j < 4u; j++) {
+          var v = tabB[(w >> (j * 8u)) & 0xffu];
+          if (k0 + bq + j >= c1) { v = 0.0; }
+          Bt[(bq + j) * 16u + bn / 4u][bn % 4u] = v;
+        }
+      }
+      if (tid < ${tm * 4}u) {
+        let am = tid / 4u;
+        let aq = (tid % 4u) * 4u;
+        let gm = m0 + am;
+        var w = 0u;
+        if (gm < M && k0 + aq < c1) { w = a[(gm * K + k0 + aq) >> 2u]; }
+        for (var j = 0u; j < 4u; j++) {
+          var v = tabA[(w >> (j * 8u)) & 0xffu];
+          if (k0 + aq + j >= c1) { v = 0.0; }
+          At[(aq + j) * ${tm}u + am] = v;
+        }
+      }
+`
+          : `      let gk = k0 + lk;
       var vb = vec4<f32>(0.0);
       if (gk < c1) {
         for (var q = 0u; q < 4u; q++) {
@@ -257,7 +285,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         if (kk < c1 && am < M) { va = tabA[rd_a(am * K + kk)]; }
         At[e] = va;
       }
-      workgroupBarrier();
+`
+      }      workgroupBarrier();
       let kend = min(16u, c1 - k0);
       for (var kk = 0u; kk < kend; kk++) {
         let bv = Bt[kk * 16u + tx];
