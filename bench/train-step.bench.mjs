@@ -48,7 +48,7 @@ const BACKEND = process.env.TRAIN_STEP_BACKEND ?? 'cpu';
 if (BACKEND === 'cuda') await load('packages/backend-cuda/dist/index.js');
 const trainer = await load('apps/trainer/dist/index.js');
 const { crossEntropy, add, mul, setBackend, sliceAxis, tensor, valueAndGrads, nn } = core;
-const { DeepseekV3ForCausalLM, parseDeepseekV3Config, resolveTrainConfig, modelConfigJson, toConfigJson, AdamW, GradAccumulator } = trainer;
+const { DeepseekV3ForCausalLM, parseDeepseekV3Config, resolveTrainConfig, modelConfigJson, toConfigJson, AdamW, GradAccumulator, DeviceAdamW, DeviceGradAccumulator, deviceOptimizerOf } = trainer;
 
 const PRESET = process.env.TRAIN_STEP_PRESET ?? 'tiny';
 const BIAS_SUFFIX = '.gate.e_score_correction_bias';
@@ -111,13 +111,16 @@ async function kilnRow(B, T, precision, mtp) {
   const trained = new Map([...model.parameters()].filter(([n]) => !n.endsWith(BIAS_SUFFIX)));
   let parameters = 0;
   for (const p of trained.values()) parameters += p.size;
-  const opt = await AdamW.create(trained, { beta1: 0.9, beta2: 0.95, weightDecay: 0.1, maxGradNorm: 1.0, momentDtype: 'f32' });
+  const adamOptions = { beta1: 0.9, beta2: 0.95, weightDecay: 0.1, maxGradNorm: 1.0, momentDtype: 'f32' };
+  // As `kiln train`: on a backend with a device optimizer the weights and moments stay on the GPU.
+  const device = deviceOptimizerOf(backend);
+  const opt = device ? await DeviceAdamW.create(trained, device, adamOptions) : await AdamW.create(trained, adamOptions);
   const data = ids(B, T, 1234);
   const losses = [];
   const step = async () => {
     const batch = tensor(data, [B, T + 1], 'i32');
     const params = Object.fromEntries([...model.parameters()].filter(([n]) => !n.endsWith(BIAS_SUFFIX)));
-    const acc = new GradAccumulator();
+    const acc = device ? new DeviceGradAccumulator() : new GradAccumulator();
     try {
       const { value, grads } = valueAndGrads(() => {
         const inputs = sliceAxis(batch, 1, 0, T);
@@ -135,7 +138,9 @@ async function kilnRow(B, T, precision, mtp) {
     } finally {
       batch.dispose();
     }
-    const r = await opt.step(acc.take(), LR);
+    const g = acc.take();
+    const r = await opt.step(g, LR);
+    if (device) for (const t of g.values()) t.dispose();
     if (!r.applied) throw new Error('kiln: a step was skipped (non-finite gradients)');
     for (const [name, p] of r.params) model.setParameter(name, p);
   };
@@ -149,6 +154,7 @@ async function kilnRow(B, T, precision, mtp) {
   }
   const peakBytes = core.memory().peakBytes;
   model.dispose();
+  opt.dispose?.();
   const ms = median(times);
   return {
     batch: B, seqLen: T, tokens: B * T, precision, mtp: mtp ? 1 : 0, side: 'kiln',
@@ -241,7 +247,7 @@ const result = {
   modelConfig: peerConfigJson,
   step: {
     what: 'forward (no MTP unless mtp=1), mean cross-entropy, backward over all parameters but e_score_correction_bias, AdamW (beta 0.9/0.95, eps 1e-8, weight decay 0.1 on >=2-D tensors, global-norm clipping 1.0, FP32 moments), lr 1e-3; the same token batch every step',
-    kilnExtras: 'gradients copied to the host (GradAccumulator) and new weights set in the model, as in kiln train; no balancing bias update, no sequence-wise balance loss',
+    kilnExtras: onGpu ? 'gradients accumulated and AdamW applied on the device (DeviceAdamW, as kiln train does on a GPU backend), new weights set in the model; no balancing bias update, no sequence-wise balance loss' : 'gradients copied to the host (GradAccumulator) and new weights set in the model, as in kiln train; no balancing bias update, no sequence-wise balance loss',
     warmup: WARMUP,
     timedSteps: STEPS,
     timing: 'median wall time of the timed steps; tokens/s = batch x seqLen / median',

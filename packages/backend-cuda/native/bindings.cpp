@@ -305,6 +305,33 @@ Napi::Value Fp8GroupedGemm(const Napi::CallbackInfo& info) {
   return ptrValue(env, out);
 }
 
+// adamw(p, m, v, g, n, bf16Moments, b1, b2, bc1, bc2, eps, lr, decay, gradScale): in place.
+Napi::Value Adamw(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  check(env, launchAdamw((float*)ptrArg(info[0]), ptrArg(info[1]), ptrArg(info[2]), (const float*)ptrArg(info[3]), lnum(info, 4),
+                         inum(info, 5), num(info, 6), num(info, 7), num(info, 8), num(info, 9), num(info, 10), num(info, 11),
+                         num(info, 12), num(info, 13), stream()),
+        "adamw");
+  return env.Undefined();
+}
+
+// sumSquares([ptr...], [n...]) -> Σ x² over all buffers (double accumulation, one readback).
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array ptrs = info[0].As<Napi::Array>(), ns = info[1].As<Napi::Array>();
+  double* acc = (double*)deviceAlloc(env, sizeof(double));
+  cudaError_t err = cudaMemsetAsync(acc, 0, sizeof(double), stream());
+  for (uint32_t i = 0; err == cudaSuccess && i < ptrs.Length(); ++i) {
+    err = launchSumSquares((const float*)ptrArg(ptrs.Get(i)), (int64_t)ns.Get(i).As<Napi::Number>().DoubleValue(), acc, stream());
+  }
+  double host = 0;
+  if (err == cudaSuccess) err = cudaMemcpyAsync(&host, acc, sizeof(double), cudaMemcpyDeviceToHost, stream());
+  if (err == cudaSuccess) err = cudaStreamSynchronize(stream());
+  deviceFree(acc, sizeof(double));
+  if (err != cudaSuccess) throwCuda(env, err, "sumSquares");
+  return Napi::Number::New(env, host);
+}
+
 Napi::Value Softmax(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t rows = lnum(info, 1), cols = lnum(info, 2);
@@ -348,6 +375,8 @@ void registerKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("quantizeBlockwise", Napi::Function::New(env, QuantizeBlockwise));
   exports.Set("fp8Gemm", Napi::Function::New(env, Fp8Gemm));
   exports.Set("fp8GroupedGemm", Napi::Function::New(env, Fp8GroupedGemm));
+  exports.Set("adamw", Napi::Function::New(env, Adamw));
+  exports.Set("sumSquares", Napi::Function::New(env, SumSquares));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm));
   exports.Set("swiglu", Napi::Function::New(env, Swiglu));

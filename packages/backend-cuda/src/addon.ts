@@ -74,6 +74,8 @@ export interface CudaAddon {
     M: number, N: number, K: number, promotion: number, mantBits: number, group: number, nearest: number, path: number,
   ): [Ptr, number];
   fp8GroupedGemm(layout: number, a: Ptr, sa: Ptr, b: Ptr, sb: Ptr, groups: Ptr, G: number, rows: number, N: number, K: number, expectedM: number): Ptr;
+  adamw(p: Ptr, m: Ptr, v: Ptr, g: Ptr, n: number, bf16Moments: number, b1: number, b2: number, bc1: number, bc2: number, eps: number, lr: number, decay: number, gradScale: number): void;
+  sumSquares(ptrs: Ptr[], sizes: number[]): number;
   softmax(x: Ptr, rows: number, cols: number, log: boolean): Ptr;
   rmsNorm(x: Ptr, w: Ptr, rows: number, cols: number, eps: number): Ptr;
   swiglu(g: Ptr, u: Ptr, n: number): Ptr;

@@ -43,6 +43,19 @@ export type Fp8GemmPath = 'tensorcore' | 'cublaslt' | 'exact';
 const FP8_PATH_CODE: Record<Fp8GemmPath, number> = { exact: 0, tensorcore: 1, cublaslt: 2 };
 const FP8_PATH_NAME = ['exact', 'tensorcore', 'cublaslt'] as const;
 
+/** AdamW hyper-parameters of one update (bias corrections precomputed; decay = 1 - lr·wd or 1). */
+export interface AdamwHyper {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly bc1: number;
+  readonly bc2: number;
+  readonly eps: number;
+  readonly lr: number;
+  readonly decay: number;
+  /** Gradient clipping factor applied first (f32(g · scale)), 1 for none. */
+  readonly gradScale?: number;
+}
+
 export interface CudaBackendOptions {
   /** Device ordinal (default: KILN_LOCAL_RANK, else 0). */
   readonly device?: number;
@@ -482,6 +495,27 @@ export class CudaBackend implements Backend {
       'groupedMatmulFp8',
     );
     return this.wrapStorage(out, outShape, 'f32');
+  }
+
+  /**
+   * The optimizer's update on the device, in place on `master` (f32) and the moments `m`, `v`
+   * (f32 or bf16), with the host optimizer's arithmetic (bit-identical given the same gradient).
+   * The tensors are the optimizer's own state: nothing else may share their storage.
+   */
+  adamwStep(master: Tensor, m: Tensor, v: Tensor, grad: Tensor, h: AdamwHyper): void {
+    if (master.dtype !== 'f32' || grad.dtype !== 'f32') throw new BackendError('cuda.adamwStep', `master and grad must be f32, got ${master.dtype}, ${grad.dtype}`);
+    if (m.dtype !== v.dtype || (m.dtype !== 'f32' && m.dtype !== 'bf16')) throw new BackendError('cuda.adamwStep', `moments must both be f32 or bf16, got ${m.dtype}, ${v.dtype}`);
+    const n = sizeOf(master.shape);
+    for (const t of [m, v, grad]) if (sizeOf(t.shape) !== n) throw new BackendError('cuda.adamwStep', `sizes differ: master ${n}, got [${t.shape.join(', ')}]`);
+    this.call('adamwStep', () =>
+      this.addon.adamw(this.ptr(master), this.ptr(m), this.ptr(v), this.ptr(grad), n, m.dtype === 'bf16' ? 1 : 0, h.beta1, h.beta2, h.bc1, h.bc2, h.eps, h.lr, h.decay, h.gradScale ?? 1),
+    );
+  }
+
+  /** Σ x² over f32 tensors, accumulated in double on the device, with one readback. */
+  sumSquares(ts: readonly Tensor[]): number {
+    for (const t of ts) if (t.dtype !== 'f32') throw new BackendError('cuda.sumSquares', `tensors must be f32, got ${t.dtype}`);
+    return this.call('sumSquares', () => this.addon.sumSquares(ts.map((t) => this.ptr(t)), ts.map((t) => sizeOf(t.shape))));
   }
 
   dispose(): void {

@@ -1,2 +1,3 @@
 export * from './adamw.js';
 export * from './schedule.js';
+export * from './device-adamw.js';

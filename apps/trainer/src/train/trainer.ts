@@ -29,6 +29,7 @@ import { ArrayTokenSource, TokenStream, type TokenSource, type TokenStreamState 
 import { parseDeepseekV3Config } from '../model/config.js';
 import { DeepseekV3ForCausalLM } from '../model/deepseek-v3.js';
 import { AdamW, GradAccumulator, type AdamWState } from '../optim/adamw.js';
+import { DeviceAdamW, DeviceGradAccumulator, deviceOptimizerOf } from '../optim/device-adamw.js';
 import { warmupConstantDecay, warmupCosine } from '../optim/schedule.js';
 import type { TrainSettings } from '../presets/index.js';
 import { BpeTokenizer, END_OF_TEXT } from '../tokenizer/bpe.js';
@@ -296,7 +297,7 @@ export class Trainer {
   readonly config: TrainConfig;
   readonly runDir: string;
   model!: DeepseekV3ForCausalLM;
-  private opt!: AdamW;
+  private opt!: AdamW | DeviceAdamW;
   private stream!: TokenStream;
   private corpus!: Corpus;
   private moes: MoEEntry[] = [];
@@ -398,7 +399,8 @@ export class Trainer {
       this.restore(snap, adamOptions);
       this.resumedFrom = snap.step;
     } else {
-      this.opt = await AdamW.create(trained, adamOptions);
+      const dev = this.deviceOptimizer();
+      this.opt = dev ? await DeviceAdamW.create(trained, dev, adamOptions) : await AdamW.create(trained, adamOptions);
       this.stream = new TokenStream(this.corpus.train, { batchSize: t.microBatch, seqLen: t.seqLen, seed: t.seed });
       if (this.writes) writeFileSync(join(this.runDir, 'metrics.jsonl'), '');
     }
@@ -476,7 +478,9 @@ export class Trainer {
     for (const [name, meta] of Object.entries(st.adamw.params)) {
       params[name] = { shape: meta.shape, dtype: meta.dtype, master: get(`${MODEL_TENSOR_PREFIX}${name}`).data as Float32Array, m: get(`optim/m/${name}`).data as Uint16Array | Float32Array, v: get(`optim/v/${name}`).data as Uint16Array | Float32Array };
     }
-    this.opt = AdamW.fromHost({ step: st.adamw.step, skipped: st.adamw.skipped, momentDtype: st.adamw.momentDtype, params }, adamOptions);
+    const state = { step: st.adamw.step, skipped: st.adamw.skipped, momentDtype: st.adamw.momentDtype, params };
+    const dev = this.deviceOptimizer();
+    this.opt = dev ? DeviceAdamW.fromHost(state, dev, adamOptions) : AdamW.fromHost(state, adamOptions);
     for (const [name, t] of this.opt.params()) this.model.setParameter(name, t);
     for (const e of this.moes) {
       e.bias = Float32Array.from(get(`${MODEL_TENSOR_PREFIX}${e.biasName}`).data as Float32Array);
@@ -555,13 +559,23 @@ export class Trainer {
     return this.priorSeconds + (performance.now() - this.elapsedStart) / 1000;
   }
 
+  /**
+   * The backend's device optimizer (master weights and moments stay on the GPU) when this run can
+   * use it: a backend that offers one, a single process and no host gradient hook.
+   * KILN_HOST_OPTIMIZER=1 forces the host optimizer.
+   */
+  private deviceOptimizer() {
+    if (this.options.dataParallel || this.options.onGradients || process.env.KILN_HOST_OPTIMIZER === '1') return undefined;
+    return deviceOptimizerOf(getBackend());
+  }
+
   /** Runs one optimizer step (all its micro-batches) and returns its metrics line. */
   async trainStep(): Promise<TrainMetrics> {
     const t = this.config.train;
     const t0 = performance.now();
     const micro = t.batchTokens / (t.microBatch * t.seqLen);
     const lr = learningRate(this.step, t);
-    const acc = new GradAccumulator();
+    const acc = this.opt instanceof DeviceAdamW ? new DeviceGradAccumulator() : new GradAccumulator();
     for (const e of this.moes) e.load.fill(0);
     let ce = 0;
     let mtp = 0;
@@ -589,7 +603,7 @@ export class Trainer {
           return r.total;
         }, params);
         value.dispose();
-        await acc.add(new Map(Object.entries(grads)));
+        await acc.add(new Map(Object.entries(grads) as [string, Tensor][]));
         for (const g of Object.values(grads)) g.dispose();
       } finally {
         this.collecting = false;
@@ -611,12 +625,13 @@ export class Trainer {
     if (dp) {
       // Mean gradients and losses, summed expert loads, over the ranks (one allReduce).
       const losses = [ce, mtp, bal];
-      const r = await dp.reduce({ grads, loads: this.moes.map((e) => e.load), losses, stop: this.stopRequested });
+      const r = await dp.reduce({ grads: grads as Map<string, Float32Array>, loads: this.moes.map((e) => e.load), losses, stop: this.stopRequested });
       [ce, mtp, bal] = losses;
       if (r.stop) this.interrupted = true;
     }
-    this.options.onGradients?.(this.step, grads);
+    if (this.options.onGradients) this.options.onGradients(this.step, grads as Map<string, Float32Array>);
     const r = await this.opt.step(grads, lr);
+    if (this.opt instanceof DeviceAdamW) for (const g of grads.values()) (g as Tensor).dispose();
     if (r.applied) {
       for (const [name, p] of r.params) this.model.setParameter(name, p);
       if (t.balanceGamma > 0) {

@@ -64,4 +64,9 @@ cudaError_t launchRmsNorm(const float* x, const float* w, float* out, int64_t ro
                           cudaStream_t s);
 cudaError_t launchSwiglu(const float* g, const float* u, float* out, int64_t n, cudaStream_t s);
 
+// Optimizer (optim.cu): AdamW in place on master p and moments m, v (f32, or bf16 codes).
+cudaError_t launchAdamw(float* p, void* m, void* v, const float* g, int64_t n, int bf16Moments, double b1, double b2,
+                        double bc1, double bc2, double eps, double lr, double decay, double gradScale, cudaStream_t s);
+cudaError_t launchSumSquares(const float* x, int64_t n, double* acc, cudaStream_t s);
+
 }  // namespace kiln
