@@ -33,7 +33,7 @@ import { RemoteGpu, probeAdapter } from './remote.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
 import { rowShader, swigluShader } from './wgsl/fused.js';
-import { fp8GemmEmulatedShader, fp8GemmShader, gemmF32Shader, gemmI32Shader, quantCodesShader, quantScalesShader } from './wgsl/gemm.js';
+import { fp8GemmEmulatedShader, fp8GemmShader, fp8GemmWordsShader, gemmF32Shader, gemmI32Shader, quantCodesShader, quantScalesShader } from './wgsl/gemm.js';
 import {
   binaryShader,
   castShader,
@@ -585,10 +585,15 @@ export class WebGpuBackend implements Backend {
       if (K === 0) this.dispatch(fillShader(), [M * N, 0], out.id, [], groups1d(M * N));
       else {
         const meta = [M * N, M, N, K, nc, a.block[0], b.block[0], bk, Math.ceil(K / bk), Math.ceil(K / b.block[1]), 0, a.codes.dtype === 'e5m2' ? 1 : 0, b.codes.dtype === 'e5m2' ? 1 : 0];
-        const rm = M <= 32 ? 2 : 4;
-        // codes loaded as whole u32 words when rows and chunk starts are 4-code aligned
-        const words = K % 4 === 0 && (nc % 4 === 0 || nc >= K);
-        this.dispatch(fp8GemmShader(rm, words), meta, out.id, [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)], [Math.ceil(N / 64), Math.ceil(M / (16 * rm)), 1]);
+        const inputs = [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)];
+        if (K % 4 === 0 && (nc % 4 === 0 || nc >= K)) {
+          // codes loaded as whole u32 words: rows and chunk starts are 4-code aligned
+          const rm = M <= 32 ? 4 : 8;
+          this.dispatch(fp8GemmWordsShader(rm), meta, out.id, inputs, [Math.ceil(N / 64), Math.ceil(M / (8 * rm)), 1]);
+        } else {
+          const rm = M <= 32 ? 2 : 4;
+          this.dispatch(fp8GemmShader(rm), meta, out.id, inputs, [Math.ceil(N / 64), Math.ceil(M / (16 * rm)), 1]);
+        }
       }
     }
     return out;

@@ -34,6 +34,7 @@ describe('WebGPU FP8 block GEMM is bit-exact with core fp8GemmReference (exact f
     { M: 70, N: 65, K: 256, ba: [1, 128], bb: [128, 128], nc: 32, fa: 'e4m3', fb: 'e4m3' },
     { M: 3, N: 130, K: 200, ba: [1, 64], bb: [64, 64], nc: 64, fa: 'e5m2', fb: 'e4m3' },
     { M: 9, N: 4, K: 77, ba: [2, 16], bb: [3, 16], nc: 8, fa: 'e4m3', fb: 'e5m2' },
+    { M: 40, N: 33, K: 75, ba: [1, 25], bb: [5, 25], nc: 25, fa: 'e4m3', fb: 'e4m3' },
     { M: 2, N: 3, K: 256, ba: [1, 256], bb: [128, 256], nc: Infinity, fa: 'e4m3', fb: 'e4m3' },
   ] as const;
   for (const c of cases) {

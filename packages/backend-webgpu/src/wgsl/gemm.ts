@@ -419,3 +419,126 @@ fn elem(i: u32) -> u32 {
 `;
   return elementwise('f32', reader('a', 'e4m3') + reader('b', 'e4m3') + body, ['a', 'b', 'sa_', 'sb_']);
 }
+
+/**
+ * The FP8 block GEMM for 4-aligned K (the usual case): the f32 GEMM's layout (8x8
+ * invocations, rm x 8 register blocks of vec4, (8*rm) x 64 tiles) with codes loaded as whole
+ * u32 words and decoded through the table while staging the 16-deep tiles, K walked chunk by
+ * chunk as in fp8GemmShader (same K order per output, same promotion), so the result is the
+ * same bit for bit. meta as fp8GemmShader.
+ */
+export function fp8GemmWordsShader(rm: 4 | 8): string {
+  const tm = 8 * rm;
+  const aq = tm / 4;
+  let fma = '';
+  for (let r = 0; r < rm; r++) {
+    const a = `a${r >> 2}.${'xyzw'[r & 3]}`;
+    fma += `        p[${2 * r}] = p[${2 * r}] + ${a} * b0; p[${2 * r + 1}] = p[${2 * r + 1}] + ${a} * b1;\n`;
+  }
+  let aloads = '';
+  for (let q = 0; q < rm / 4; q++) aloads += `        let a${q} = At[kk * ${aq}u + ty * ${rm / 4}u + ${q}u];\n`;
+  return (
+    header(['a', 'b', 'sa', 'sb']) +
+    CODECS +
+    `
+var<workgroup> tabA: array<f32, 256>;
+var<workgroup> tabB: array<f32, 256>;
+var<workgroup> At: array<vec4<f32>, ${16 * aq}>; // [16 k][${tm} m] as vec4 over m
+var<workgroup> Bt: array<vec4<f32>, 256>;        // [16 k][64 n] as vec4 over n
+
+fn dec(c: u32, fmt: u32) -> f32 {
+  if (fmt == 0u) { return bitcast<f32>(e4m3_bits(c)); }
+  return bitcast<f32>(e5m2_bits(c));
+}
+
+@compute @workgroup_size(8, 8)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let M = prm[1]; let N = prm[2]; let K = prm[3]; let nc = prm[4];
+  let abr = prm[5]; let bbr = prm[6]; let bk = prm[7]; let kbA = prm[8]; let kbB = prm[9];
+  let zero = prm[10];
+  let tx = lid.x; let ty = lid.y; let tid = ty * 8u + tx;
+  for (var t = tid; t < 256u; t = t + 64u) {
+    tabA[t] = dec(t, prm[11]);
+    tabB[t] = dec(t, prm[12]);
+  }
+  let m0 = wg.y * ${tm}u; let n0 = wg.x * 64u;
+  let z4 = vec4<u32>(zero);
+  var acc: array<vec4<f32>, ${2 * rm}>;
+  for (var i = 0u; i < ${2 * rm}u; i++) { acc[i] = vec4<f32>(0.0); }
+  workgroupBarrier();
+  for (var c0 = 0u; c0 < K; c0 = c0 + nc) {
+    let c1 = min(K, c0 + nc);
+    var p: array<vec4<f32>, ${2 * rm}>;
+    for (var i = 0u; i < ${2 * rm}u; i++) { p[i] = vec4<f32>(0.0); }
+    for (var k0 = c0; k0 < c1; k0 = k0 + 16u) {
+      // B: 64 rows x 16 codes = 256 words, 4 per invocation
+      for (var l = 0u; l < 4u; l++) {
+        let e = tid + l * 64u;
+        let bn = e / 4u;
+        let bq = (e % 4u) * 4u;
+        let gn = n0 + bn;
+        var w = 0u;
+        if (gn < N && k0 + bq < c1) { w = b[(gn * K + k0 + bq) >> 2u]; }
+        for (var j = 0u; j < 4u; j++) {
+          var v = tabB[(w >> (j * 8u)) & 0xffu];
+          if (k0 + bq + j >= c1) { v = 0.0; }
+          Bt[(bq + j) * 16u + bn / 4u][bn % 4u] = v;
+        }
+      }
+      // A: ${tm} rows x 16 codes = ${tm * 4} words
+      for (var l = 0u; l < ${(tm * 4) / 64}u; l++) {
+        let e = tid + l * 64u;
+        let am = e / 4u;
+        let aqk = (e % 4u) * 4u;
+        let gm = m0 + am;
+        var w = 0u;
+        if (gm < M && k0 + aqk < c1) { w = a[(gm * K + k0 + aqk) >> 2u]; }
+        for (var j = 0u; j < 4u; j++) {
+          var v = tabA[(w >> (j * 8u)) & 0xffu];
+          if (k0 + aqk + j >= c1) { v = 0.0; }
+          At[(aqk + j) * ${aq}u + am / 4u][am % 4u] = v;
+        }
+      }
+      workgroupBarrier();
+      let kend = min(16u, c1 - k0);
+      for (var kk = 0u; kk < kend; kk++) {
+${aloads}        let b0 = Bt[kk * 16u + tx * 2u];
+        let b1 = Bt[kk * 16u + tx * 2u + 1u];
+${fma}      }
+      workgroupBarrier();
+    }
+    // promotion: acc += partial * (sa * sb), both products rounded (opaque to contraction)
+    let kb = c0 / bk;
+    var sb0 = vec4<f32>(0.0);
+    var sb1 = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + tx * 8u + j;
+      if (n < N) { sb0[j] = bitcast<f32>(sb[(n / bbr) * kbB + kb]); }
+      if (n + 4u < N) { sb1[j] = bitcast<f32>(sb[((n + 4u) / bbr) * kbB + kb]); }
+    }
+    for (var i = 0u; i < ${rm}u; i++) {
+      let m = min(m0 + ty * ${rm}u + i, M - 1u);
+      let sav = bitcast<f32>(sa[(m / abr) * kbA + kb]);
+      let s0 = bitcast<vec4<f32>>(bitcast<vec4<u32>>(sav * sb0) ^ z4);
+      let s1 = bitcast<vec4<f32>>(bitcast<vec4<u32>>(sav * sb1) ^ z4);
+      acc[i * 2u] = acc[i * 2u] + bitcast<vec4<f32>>(bitcast<vec4<u32>>(p[i * 2u] * s0) ^ z4);
+      acc[i * 2u + 1u] = acc[i * 2u + 1u] + bitcast<vec4<f32>>(bitcast<vec4<u32>>(p[i * 2u + 1u] * s1) ^ z4);
+    }
+  }
+  let mBase = m0 + ty * ${rm}u;
+  let nBase = n0 + tx * 8u;
+  for (var i = 0u; i < ${rm}u; i++) {
+    let m = mBase + i;
+    if (m >= M) { break; }
+    for (var h = 0u; h < 2u; h++) {
+      let r = acc[i * 2u + h];
+      for (var j = 0u; j < 4u; j++) {
+        let n = nBase + h * 4u + j;
+        if (n < N) { out[m * N + n] = bitcast<u32>(r[j]); }
+      }
+    }
+  }
+}
+`
+  );
+}
