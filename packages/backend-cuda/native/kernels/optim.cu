@@ -9,20 +9,27 @@
 
 namespace kiln {
 
+// Explicit round-to-nearest double ops: nvcc would otherwise contract a*b + c into an FMA,
+// which rounds once where the host's JavaScript rounds twice.
+__device__ __forceinline__ double mul(double a, double b) { return __dmul_rn(a, b); }
+__device__ __forceinline__ double add(double a, double b) { return __dadd_rn(a, b); }
+__device__ __forceinline__ double sub(double a, double b) { return __dsub_rn(a, b); }
+__device__ __forceinline__ double dv(double a, double b) { return __ddiv_rn(a, b); }
+
 __global__ void adamwKernel(float* p, void* m, void* v, const float* g, int64_t n, int bf16Moments, double b1, double b2,
                             double bc1, double bc2, double eps, double lr, double decay, double gradScale) {
   KILN_GRID_STRIDE(i, n) {
     float gi = g[i];
-    if (gradScale != 1.0) gi = (float)((double)gi * gradScale);
+    if (gradScale != 1.0) gi = (float)mul((double)gi, gradScale);
     const double gd = gi;
     double mq, vq;
     if (bf16Moments) {
       uint16_t* mm = (uint16_t*)m;
       uint16_t* vv = (uint16_t*)v;
-      const float mf = (float)(b1 * (double)decodeBf16(mm[i]) + (1 - b1) * gd);
+      const float mf = (float)add(mul(b1, (double)decodeBf16(mm[i])), mul(sub(1, b1), gd));
       const uint16_t mc = encodeBf16(mf);
       mm[i] = mc;
-      const float vf = (float)(b2 * (double)decodeBf16(vv[i]) + (1 - b2) * gd * gd);
+      const float vf = (float)add(mul(b2, (double)decodeBf16(vv[i])), mul(mul(sub(1, b2), gd), gd));
       const uint16_t vc = encodeBf16(vf);
       vv[i] = vc;
       mq = decodeBf16(mc);
@@ -30,14 +37,14 @@ __global__ void adamwKernel(float* p, void* m, void* v, const float* g, int64_t 
     } else {
       float* mm = (float*)m;
       float* vv = (float*)v;
-      const float mf = (float)(b1 * (double)mm[i] + (1 - b1) * gd);
-      const float vf = (float)(b2 * (double)vv[i] + (1 - b2) * gd * gd);
+      const float mf = (float)add(mul(b1, (double)mm[i]), mul(sub(1, b1), gd));
+      const float vf = (float)add(mul(b2, (double)vv[i]), mul(mul(sub(1, b2), gd), gd));
       mm[i] = mf;
       vv[i] = vf;
       mq = mf;
       vq = vf;
     }
-    p[i] = (float)((double)p[i] * decay - lr * (mq / bc1 / (sqrt(vq / bc2) + eps)));
+    p[i] = (float)sub(mul((double)p[i], decay), mul(lr, dv(dv(mq, bc1), add(__dsqrt_rn(dv(vq, bc2)), eps))));
   }
 }
 
