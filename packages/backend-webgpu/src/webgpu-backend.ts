@@ -28,7 +28,7 @@ import {
 } from '@kiln/core';
 import { createExecutor, type ExecutorError } from './executor.js';
 import { WANTED_LIMITS, acquireDevice, dawnAttempts, limitsShortfall, prepareNodeEnv, resolveDawn, softwareAdapterName, type AcquireOptions, type KernelLimits } from './gpu.js';
-import { bufferBytesFor, elementBytes, packToWords, perWord, replicateCode, unpackWords, wordsFor } from './packing.js';
+import { bufferBytesFor, packToWords, replicateCode, unpackWords, wordsFor } from './packing.js';
 import { RemoteGpu, probeAdapter } from './remote.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
@@ -646,4 +646,3 @@ function fillCode(dtype: DType, value: number): number {
   }
 }
 
-export { elementBytes, perWord };
