@@ -92,7 +92,12 @@ constexpr int TILE = 16, TK = 32;
 // reference's); the block stages decoded 16x32 tiles of A and B in shared memory.
 __global__ void fp8GemmReferenceKernel(const uint8_t* a, const float* sa, int aFormat, int abr, int abc,
                                        const uint8_t* b, const float* sb, int bFormat, int bbr, int bbc, float* out,
-                                       int M, int N, int K, int chunk, int mantBits, int groupSize, int nearest) {
+                                       int M, int N, int K, int chunk, int mantBits, int groupSize, int nearest,
+                                       float* partials) {
+  // With `partials`, block z computes promotion chunk z alone and stores its scaled partial
+  // (the value the reference adds to its f32 accumulator); a second pass adds them in order.
+  const int kStart = partials ? blockIdx.z * chunk : 0;
+  const int kStop = partials ? min(K, kStart + chunk) : K;
   __shared__ float As[TILE][TK + 1];
   __shared__ float Bs[TILE][TK + 1];
   const int tx = threadIdx.x, ty = threadIdx.y;
@@ -101,18 +106,18 @@ __global__ void fp8GemmReferenceKernel(const uint8_t* a, const float* sa, int aF
   float acc32 = 0.f, partial = 0.f;
   double partialD = 0.0, groupSum = 0.0;
   int inGroup = 0;
-  int k0 = 0;  // start of the current promotion chunk
+  int k0 = kStart;  // start of the current promotion chunk
   const int tid = ty * TILE + tx;
-  for (int kt = 0; kt < K; kt += TK) {
+  for (int kt = kStart; kt < kStop; kt += TK) {
     for (int t = tid; t < TILE * TK; t += TILE * TILE) {
       int r = t / TK, c = t % TK;
       int gm = blockIdx.y * TILE + r, gn = blockIdx.x * TILE + r, gk = kt + c;
-      As[r][c] = (gm < M && gk < K) ? (aFormat == E4M3 ? decodeE4M3(a[(int64_t)gm * K + gk]) : decodeE5M2(a[(int64_t)gm * K + gk])) : 0.f;
-      Bs[r][c] = (gn < N && gk < K) ? (bFormat == E4M3 ? decodeE4M3(b[(int64_t)gn * K + gk]) : decodeE5M2(b[(int64_t)gn * K + gk])) : 0.f;
+      As[r][c] = (gm < M && gk < kStop) ? (aFormat == E4M3 ? decodeE4M3(a[(int64_t)gm * K + gk]) : decodeE5M2(a[(int64_t)gm * K + gk])) : 0.f;
+      Bs[r][c] = (gn < N && gk < kStop) ? (bFormat == E4M3 ? decodeE4M3(b[(int64_t)gn * K + gk]) : decodeE5M2(b[(int64_t)gn * K + gk])) : 0.f;
     }
     __syncthreads();
     if (m < M && n < N) {
-      const int kEnd = min(TK, K - kt);
+      const int kEnd = min(TK, kStop - kt);
       for (int c = 0; c < kEnd; ++c) {
         const int k = kt + c;
         const float p = __fmul_rn(As[ty][c], Bs[tx][c]);
@@ -125,7 +130,7 @@ __global__ void fp8GemmReferenceKernel(const uint8_t* a, const float* sa, int aF
             inGroup = 0;
           }
         }
-        if (k + 1 == K || k + 1 - k0 == chunk) {
+        if (k + 1 == kStop || k + 1 - k0 == chunk) {
           if (mantBits >= 0 && inGroup > 0) {
             partialD = roundToMantissaBits(partialD + groupSum, mantBits, nearest);
             groupSum = 0.0;
@@ -142,7 +147,19 @@ __global__ void fp8GemmReferenceKernel(const uint8_t* a, const float* sa, int aF
     }
     __syncthreads();
   }
-  if (m < M && n < N) out[(int64_t)m * N + n] = acc32;
+  if (m < M && n < N) {
+    if (partials) partials[(int64_t)blockIdx.z * M * N + (int64_t)m * N + n] = acc32;
+    else out[(int64_t)m * N + n] = acc32;
+  }
+}
+
+// out = (((0 + p_0) + p_1) + ...) in f32, chunk by chunk in order: the reference's accumulator.
+__global__ void sumChunkPartials(const float* partials, float* out, int64_t mn, int chunks) {
+  KILN_GRID_STRIDE(i, mn) {
+    float acc = 0.f;
+    for (int c = 0; c < chunks; ++c) acc = __fadd_rn(acc, partials[(int64_t)c * mn + i]);
+    out[i] = acc;
+  }
 }
 
 cudaError_t launchFp8GemmReference(const uint8_t* a, const float* sa, int aFormat, int abr, int abc,
@@ -152,9 +169,24 @@ cudaError_t launchFp8GemmReference(const uint8_t* a, const float* sa, int aForma
   if (M == 0 || N == 0) return cudaSuccess;
   if (K == 0) return cudaMemsetAsync(out, 0, (size_t)M * N * sizeof(float), s);
   int chunk = promotion <= 0 ? K : promotion;
+  const int chunks = (K + chunk - 1) / chunk;
+  const int64_t mn = (int64_t)M * N;
   dim3 grid((N + TILE - 1) / TILE, (M + TILE - 1) / TILE);
+  // Long K with few outputs (the Wgrad GEMM: K = tokens): one block per (tile, chunk), so the
+  // chunks run in parallel; the in-order sum keeps the result bit-exact.
+  if (chunks >= 4 && (size_t)chunks * mn * 4 <= ((size_t)256 << 20)) {
+    float* partials = nullptr;
+    cudaError_t err = cudaMallocAsync((void**)&partials, (size_t)chunks * mn * 4, s);
+    if (err != cudaSuccess) return err;
+    grid.z = chunks;
+    fp8GemmReferenceKernel<<<grid, dim3(TILE, TILE), 0, s>>>(a, sa, aFormat, abr, abc, b, sb, bFormat, bbr, bbc, out, M, N, K,
+                                                            chunk, mantBits, groupSize < 1 ? 1 : groupSize, nearest, partials);
+    sumChunkPartials<<<gridFor(mn), kThreads, 0, s>>>(partials, out, mn, chunks);
+    cudaFreeAsync(partials, s);
+    return cudaGetLastError();
+  }
   fp8GemmReferenceKernel<<<grid, dim3(TILE, TILE), 0, s>>>(a, sa, aFormat, abr, abc, b, sb, bFormat, bbr, bbc, out, M, N, K,
-                                                          chunk, mantBits, groupSize < 1 ? 1 : groupSize, nearest);
+                                                          chunk, mantBits, groupSize < 1 ? 1 : groupSize, nearest, nullptr);
   return cudaGetLastError();
 }
 
