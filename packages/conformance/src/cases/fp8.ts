@@ -126,6 +126,29 @@ const cases: CaseDef[] = [
     },
   },
   {
+    name: 'matmulFp8 at DeepSeek-V3 recipe shapes (E4M3, 1x128 x 128x128, promotion 128, K % 128 = 0, N % 8 = 0: the shapes GPU tensor-core paths take) is within (c+2)·eps·Σ|a·b| plus the backend\'s declared FP8 accumulator bound',
+    async run(c) {
+      // A backend whose FP8 GEMM accumulates inside a promotion interval in a limited hardware
+      // accumulator declares its bound as device.details.fp8GemmRelativeError (|error| / Σ|a·b|);
+      // backends that accumulate exactly declare nothing and get the f32 bound.
+      const declared = c.backend.device.details?.fp8GemmRelativeError;
+      const extra = typeof declared === 'number' && declared > 0 ? declared : 0;
+      for (const [M, K, N] of [
+        [64, 512, 256],
+        [130, 1024, 136],
+        [1, 128, 128],
+      ] as [number, number, number][]) {
+        const A = await quantized(c, M, K, [1, 128]);
+        const B = await quantized(c, N, K, [128, 128]);
+        const ref = matmulFp8Ref(A.op, B.op, { promotionInterval: 128 });
+        const y = c.run(() => matmulFp8(A.q, B.q));
+        const label = `matmulFp8([${M}, ${K}] x [${N}, ${K}]ᵀ, recipe${extra ? `, declared accumulator bound ${extra.toExponential(1)}·Σ|a·b|` : ''})`;
+        const r = await readChecked(c, y, label, 'f32', [M, N]);
+        expectNear(label, 'f32', r.values, ref.exact, ref.absSum.map((a) => ((c.tol.matmul + 2) * EPS32 + extra) * a), describeAt([M, N]));
+      }
+    },
+  },
+  {
     name: 'matmulFp8 limited-accumulator emulation matches its definition bit for bit (mantissa bits, group sizes, truncate/nearest, promotion intervals incl. Infinity)',
     async run(c) {
       for (const model of [
