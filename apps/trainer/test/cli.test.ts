@@ -76,7 +76,7 @@ describe('kiln CLI (built)', () => {
     const r = kiln(['info', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as {
-      backends: { name: string; available: boolean; device?: string; installed: boolean; reason?: string }[];
+      backends: { name: string; available: boolean; device?: string; accelerated?: boolean; notPreferred?: string; installed: boolean; reason?: string }[];
       best: { name: string; device: string } | null;
       system: { node: string; cores: number };
       memory: { tensors: number };
@@ -89,6 +89,16 @@ describe('kiln CLI (built)', () => {
     // Every known backend package shows up, installed or not.
     for (const name of ['cuda', 'webgpu', 'gpujs']) expect(report.backends.map((b) => b.name)).toContain(name);
     for (const b of report.backends) if (!b.installed) expect(b.reason).toBe('not installed');
+    // A backend that works but is passed over says why (WebGPU on a software adapter such as
+    // llvmpipe); machines without an adapter simply have no such entry.
+    for (const b of report.backends) {
+      if (b.notPreferred !== undefined) expect(b.available).toBe(true);
+      if (b.name === 'webgpu' && b.available && b.accelerated === false) expect(b.notPreferred).toMatch(/^software adapter \(.+\): the CPU backend is faster$/);
+    }
+    // ...and is picked only when nothing else initialises
+    if (report.backends.find((b) => b.name === report.best?.name)?.notPreferred) {
+      expect(report.backends.filter((b) => b.available && b.notPreferred === undefined)).toEqual([]);
+    }
     expect(report.best).not.toBeNull();
     expect(report.system.node).toBe(process.version);
     expect(report.system.cores).toBeGreaterThan(0);
@@ -99,6 +109,14 @@ describe('kiln CLI (built)', () => {
     const r = kiln(['info']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^cpu\s+\S+\s+\d+\s+yes\s+\S/m);
+    // the reason column of an available backend that is passed over: "not preferred: ..."
+    const json = JSON.parse(kiln(['info', '--json']).stdout) as { backends: { name: string; notPreferred?: string }[] };
+    for (const b of json.backends) {
+      if (b.notPreferred === undefined) continue;
+      const row = r.stdout.split('\n').find((l) => l.startsWith(`${b.name} `));
+      expect(row, r.stdout).toMatch(/\syes\s/);
+      expect(row).toContain(`not preferred: ${b.notPreferred}`);
+    }
     expect(r.stdout).toMatch(/^Best available backend: \w+ \(/m);
     expect(r.stdout).toContain('kiln memory: 0 tensors');
   });

@@ -18,6 +18,8 @@ export interface BackendReport {
   readonly available: boolean;
   readonly device?: string;
   readonly accelerated?: boolean;
+  /** Why `bestAvailableBackend()` passes over it although it works (e.g. a software GPU adapter). */
+  readonly notPreferred?: string;
   /** Why the backend is unavailable. */
   readonly reason?: string;
 }
@@ -53,6 +55,7 @@ export async function collectInfo(): Promise<InfoReport> {
       available: p.available,
       ...(p.device !== undefined ? { device: p.device } : {}),
       ...(p.accelerated !== undefined ? { accelerated: p.accelerated } : {}),
+      ...(p.notPreferred !== undefined ? { notPreferred: p.notPreferred } : {}),
       ...(p.reason !== undefined ? { reason: p.reason } : {}),
     });
   }
@@ -102,7 +105,7 @@ export function formatInfo(r: InfoReport): string {
       b.priority === undefined ? '-' : String(b.priority),
       b.available ? 'yes' : 'no',
       b.device ?? '-',
-      b.available ? '' : shortReason(b),
+      b.available ? (b.notPreferred ? `not preferred: ${b.notPreferred}` : '') : shortReason(b),
     ]),
   );
   const best = r.best ? `${r.best.name} (${r.best.device})` : `none: ${r.bestError ?? 'no backend initialised'}`;
