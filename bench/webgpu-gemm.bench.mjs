@@ -32,6 +32,12 @@ const FP8_SHAPES = [
   [256, 1024, 1024],
   [32, 1536, 2048],
 ];
+// On a real GPU (KILN_BENCH_LARGE=1): the issue's 2048³ and 4096³ and DeepSeek-like skinny shapes.
+if (process.env.KILN_BENCH_LARGE === '1') {
+  F32_SHAPES.push([2048, 2048, 2048], [4096, 4096, 4096], [128, 7168, 2048]);
+  FP8_SHAPES.push([1024, 1024, 1024], [2048, 2048, 2048], [4096, 4096, 4096], [128, 7168, 2048]);
+}
+const RESULTS = process.env.WEBGPU_GEMM_RESULTS ?? join(dirname(fileURLToPath(import.meta.url)), 'results');
 
 process.env.EGL_PLATFORM ??= 'surfaceless';
 
@@ -175,7 +181,8 @@ const machine = {
   tfjsWebgpu: tfVersion,
 };
 mkdirSync(join(here, 'results'), { recursive: true });
-writeFileSync(join(here, 'results', 'webgpu-gemm.json'), JSON.stringify({ machine, rows }, null, 2) + '\n');
+mkdirSync(RESULTS, { recursive: true });
+writeFileSync(join(RESULTS, 'webgpu-gemm.json'), JSON.stringify({ machine, rows }, null, 2) + '\n');
 const md = [
   '## webgpu-gemm: kiln WebGPU vs tfjs-backend-webgpu',
   '',
@@ -188,7 +195,7 @@ const md = [
   ...rows.map((r) => `| ${r.kind} | ${r.m}x${r.n}x${r.k} | ${r.kilnMs.toFixed(1)} | ${r.kilnGflops.toFixed(2)} | ${r.tfjsMs.toFixed(1)} | ${r.tfjsGflops.toFixed(2)} | ${r.ratio.toFixed(2)}x |`),
   '',
 ];
-writeFileSync(join(here, 'results', 'webgpu-gemm.md'), md.join('\n'));
+writeFileSync(join(RESULTS, 'webgpu-gemm.md'), md.join('\n'));
 console.log('\n' + md.join('\n'));
 kiln.dispose();
 process.exit(0);
