@@ -12,6 +12,7 @@ import { WebGpuBackend, type WebGpuBackendOptions } from './webgpu-backend.js';
 
 export { WebGpuBackend, WebGpuStorage, type WebGpuBackendOptions } from './webgpu-backend.js';
 export { acquireDevice, limitsShortfall, softwareAdapterName, REQUIRED_LIMITS, type AcquiredDevice, type AcquireOptions, type KernelLimits } from './gpu.js';
+export { WebGpuCollective, createWebGpuGroup, type WebGpuGroupOptions } from './collective/index.js';
 export { elementBytes, perWord, wordsFor, bufferBytesFor, packToWords, unpackWords, replicateCode, sizeClass } from './packing.js';
 
 /** Creates a WebGPU backend (throws BackendError with the reason when no adapter is available). */
