@@ -12,6 +12,7 @@ export default defineConfig({
       '@kiln/backend-cpu': src('./packages/backend-cpu/src/index.ts'),
       '@kiln/backend-cuda': src('./packages/backend-cuda/src/index.ts'),
       '@kiln/backend-webgpu': src('./packages/backend-webgpu/src/index.ts'),
+      '@kiln/backend-gpujs': src('./packages/backend-gpujs/src/index.ts'),
       '@kiln/conformance': src('./packages/conformance/src/index.ts'),
     },
   },

@@ -1,0 +1,138 @@
+/**
+ * The page side of the gpu.js backend. `installEngine` runs where gpu.js (its browser build,
+ * global `GPU`) and a WebGL2 canvas exist: in a browser page, or in the headless Chromium
+ * page that the Node side drives. It must stay self-contained (it is shipped to the page as
+ * its source text): no imports, no outer references.
+ *
+ * Storage: one gpu.js texture per tensor (numbers in single-precision float textures; integer
+ * dtypes and f16/bf16/FP8 codes as integer-valued floats). Every kernel is a gpu.js kernel
+ * created with `pipeline: true, immutable: true` (texture-resident output, a new texture per
+ * call), `dynamicOutput` and `dynamicArguments` (compiled once per source text, reused for
+ * every shape), `precision: 'single'`.
+ */
+
+/** One command of a batch the host sends. */
+export type EngineCommand =
+  | { t: 'up'; id: number; n: number; b64: string }
+  | { t: 'k'; id: number; n: number; src: string; ins: number[]; meta: number[] }
+  | { t: 'free'; id: number };
+
+export interface EngineInfo {
+  readonly mode: string;
+  readonly renderer: string;
+  readonly vendor: string;
+  readonly version: string;
+  readonly maxTextureSize: number;
+  readonly colorBufferFloat: boolean;
+}
+
+export interface EngineApi {
+  info(): EngineInfo;
+  exec(batch: EngineCommand[]): void;
+  read(id: number): string;
+  live(): number;
+  dispose(): void;
+}
+
+export function installEngine(g: { GPU?: { GPU: new (o: object) => unknown }; __kilnGpujs?: EngineApi; document?: unknown }, helpers: readonly string[] = []): string | true {
+  /* eslint-disable @typescript-eslint/no-explicit-any */
+  const G = g as any;
+  if (!G.GPU || !G.GPU.GPU) return 'gpu.js is not loaded in this page';
+  const canvas = G.document.createElement('canvas');
+  const gl = canvas.getContext('webgl2', { antialias: false, preserveDrawingBuffer: false, failIfMajorPerformanceCaveat: false });
+  if (!gl) return 'this browser cannot create a WebGL2 context';
+  const dbg = gl.getExtension('WEBGL_debug_renderer_info');
+  const renderer = String(dbg ? gl.getParameter(dbg.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER));
+  const vendor = String(dbg ? gl.getParameter(dbg.UNMASKED_VENDOR_WEBGL) : gl.getParameter(gl.VENDOR));
+  const colorBufferFloat = !!gl.getExtension('EXT_color_buffer_float');
+  if (!colorBufferFloat) return `WebGL2 on ${renderer} cannot render to float textures (no EXT_color_buffer_float)`;
+  const gpu = new G.GPU.GPU({ mode: 'webgl2', canvas, context: gl });
+  if (gpu.mode !== 'webgl2') return `gpu.js chose mode '${gpu.mode}', not webgl2 (its CPU mode does not count as this backend)`;
+  for (const h of helpers) gpu.addFunction(h, { argumentTypes: ['Number'], returnType: 'Number' });
+  const info: EngineInfo = {
+    mode: gpu.mode,
+    renderer,
+    vendor,
+    version: String(gl.getParameter(gl.VERSION)),
+    maxTextureSize: Number(gl.getParameter(gl.MAX_TEXTURE_SIZE)),
+    colorBufferFloat,
+  };
+  const store = new Map<number, any>();
+  const kernels = new Map<string, any>();
+  const EMPTY = new Float32Array(0);
+  const COPY = 'function (a) { return a[this.thread.x]; }';
+  const kernel = (src: string): any => {
+    let k = kernels.get(src);
+    if (!k) {
+      k = gpu.createKernel(src, {
+        output: [1],
+        pipeline: true,
+        immutable: true,
+        precision: 'single',
+        dynamicOutput: true,
+        dynamicArguments: true,
+        loopMaxIterations: 1 << 24,
+        tactic: 'precision',
+      });
+      kernels.set(src, k);
+    }
+    return k;
+  };
+  const run = (src: string, n: number, args: unknown[]): any => {
+    const k = kernel(src);
+    k.setOutput([n]);
+    return k(...args);
+  };
+  let zero: any;
+  const get = (id: number): any => {
+    const v = store.get(id);
+    if (v === undefined) throw new Error(`gpujs engine: no storage ${id}`);
+    // an empty operand is never indexed; kernels take a one-texel stand-in
+    if (v === EMPTY) return (zero ??= run(COPY, 1, [new Float32Array(1)]));
+    return v;
+  };
+  const fromB64 = (s: string): Float32Array => {
+    const bin = G.atob(s);
+    const u8 = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
+    return new Float32Array(u8.buffer);
+  };
+  const toB64 = (f: Float32Array): string => {
+    const u8 = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+    let s = '';
+    for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode.apply(null, Array.from(u8.subarray(i, i + 0x8000)));
+    return G.btoa(s);
+  };
+  const free = (id: number): void => {
+    const v = store.get(id);
+    store.delete(id);
+    if (v && typeof v.delete === 'function') v.delete();
+  };
+  const api: EngineApi = {
+    info: () => info,
+    exec(batch) {
+      for (const c of batch) {
+        if (c.t === 'free') free(c.id);
+        else if (c.t === 'up') store.set(c.id, c.n === 0 ? EMPTY : run(COPY, c.n, [fromB64(c.b64)]));
+        else if (c.n === 0) store.set(c.id, EMPTY);
+        else store.set(c.id, run(c.src, c.n, [...c.ins.map(get), new Float32Array(c.meta.length ? c.meta : [0])]));
+      }
+    },
+    read(id) {
+      const v = store.get(id);
+      if (v === undefined) throw new Error(`gpujs engine: no storage ${id}`);
+      if (v === EMPTY) return '';
+      const arr = v.toArray() as Float32Array;
+      return toB64(arr instanceof Float32Array ? arr : Float32Array.from(arr));
+    },
+    live: () => store.size,
+    dispose() {
+      for (const id of [...store.keys()]) free(id);
+      for (const k of kernels.values()) k.destroy?.(true);
+      kernels.clear();
+      gpu.destroy?.();
+    },
+  };
+  g.__kilnGpujs = api;
+  return true;
+}

@@ -1,0 +1,518 @@
+import { CpuBackend } from '@kiln/backend-cpu';
+import {
+  BackendError,
+  allocStorage,
+  sizeOf,
+  stridesOf,
+  type Backend,
+  type BackendMemory,
+  type BinaryOp,
+  type ComputeDType,
+  type DType,
+  type DataId,
+  type DeviceInfo,
+  type PrimitiveCastOptions,
+  type PrimitiveFp8GemmOptions,
+  type PrimitiveMatmulOptions,
+  type PrimitiveQuantizeOptions,
+  type QuantizedView,
+  type RandomSpec,
+  type ReduceOp,
+  type Shape,
+  type StorageArray,
+  type TensorView,
+  type UnaryOp,
+} from '@kiln/core';
+import { openEnginePage, type BrowserOptions, type EnginePage } from './browser.js';
+import type { EngineCommand } from './engine.js';
+import {
+  CONCAT2,
+  COPY,
+  COPY_STRIDED,
+  FILL,
+  GATHER,
+  INDEX_ADD,
+  INDEX_SELECT,
+  MATMUL,
+  SCATTER_ADD,
+  WHERE,
+  binaryKernel,
+  castKernel,
+  finalize,
+  reduceKernel,
+  unaryKernel,
+} from './kernels.js';
+
+/** Commands batched before they are sent to the page without a read. */
+const BATCH = 256;
+/** Elements a flat thread index addresses exactly (float arithmetic in the kernels). */
+export const MAX_ELEMENTS = 2 ** 24;
+
+let nextBackendId = 1;
+
+/** A gpu.js backend DataId: one texture in the page, by id. */
+export class GpujsStorage {
+  released = false;
+  constructor(
+    readonly id: number,
+    readonly size: number,
+    readonly backendId: number,
+  ) {}
+}
+
+export interface GpujsBackendOptions extends BrowserOptions {}
+
+/** Primitives that run on the host (the CPU backend) instead of as gpu.js kernels; see docs/backend-gpujs.md. */
+export const HOST_FALLBACKS = ['random', 'cast to f16/bf16/e4m3/e5m2', 'quantizeBlockwise', 'matmulFp8'] as const;
+
+const SOFTWARE = /swiftshader|llvmpipe|softpipe|lavapipe|software/i;
+
+/**
+ * kiln's gpu.js backend. Every tensor is a texture in a WebGL2 page; every primitive (but
+ * the host fallbacks listed in HOST_FALLBACKS) is a gpu.js kernel whose output stays on the
+ * GPU. In Node the page is a headless Chromium driven by playwright-core: primitives return
+ * their DataId at once and queue a command; commands go to the page in batches, in order, and
+ * only `read` waits for the GPU.
+ */
+export class GpujsBackend implements Backend {
+  readonly name = 'gpujs';
+  readonly device: DeviceInfo;
+  readonly notPreferred?: string;
+  private readonly id = nextBackendId++;
+  private nextStorage = 1;
+  private liveBytes = 0;
+  private liveBuffers = 0;
+  private pending: EngineCommand[] = [];
+  private tail: Promise<void> = Promise.resolve();
+  private error: Error | undefined;
+  private disposed = false;
+  private cpu: CpuBackend | undefined;
+
+  static async create(options: GpujsBackendOptions = {}): Promise<GpujsBackend> {
+    const inNode = typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === 'string';
+    if (!inNode) throw new BackendError('gpujs', 'in a browser, load gpu.js and use the page engine directly (not implemented yet); this build drives a headless Chromium from Node');
+    const page = await openEnginePage(options);
+    return new GpujsBackend(page);
+  }
+
+  private constructor(private readonly page: EnginePage) {
+    const info = page.info;
+    const software = SOFTWARE.test(info.renderer);
+    if (software) this.notPreferred = `software WebGL (${info.renderer}): the CPU backend is faster`;
+    this.device = {
+      backend: 'gpujs',
+      name: info.renderer,
+      accelerated: !software,
+      details: {
+        via: `gpu.js ${info.mode} in headless Chromium (${page.executable}, --use-angle=${page.angle})`,
+        vendor: info.vendor,
+        glVersion: info.version,
+        maxTextureSize: info.maxTextureSize,
+        precision: 'single',
+        software,
+      },
+    };
+  }
+
+  // ---- plumbing ----------------------------------------------------------------------
+
+  private check(op: string): void {
+    if (this.disposed) throw new BackendError(`gpujs.${op}`, 'the gpu.js backend was disposed');
+    if (this.error) {
+      const e = this.error;
+      this.error = undefined;
+      throw e;
+    }
+  }
+
+  storageOf(t: TensorView): GpujsStorage {
+    const s = t.dataId as GpujsStorage;
+    if (!(s instanceof GpujsStorage) || s.backendId !== this.id) {
+      throw new BackendError('gpujs', 'tensor does not live on this gpu.js backend: move it with `toBackend(tensor, backend)` first');
+    }
+    if (s.released) throw new BackendError('gpujs', 'tensor storage was released');
+    return s;
+  }
+
+  private alloc(n: number, op: string): GpujsStorage {
+    this.check(op);
+    if (n > MAX_ELEMENTS) throw new BackendError(`gpujs.${op}`, `a tensor of ${n} elements exceeds this backend's limit of 2^24 elements (flat indices are f32 in the kernels)`);
+    this.liveBytes += n * 4;
+    this.liveBuffers += 1;
+    return new GpujsStorage(this.nextStorage++, n, this.id);
+  }
+
+  private send(cmd: EngineCommand): void {
+    this.pending.push(cmd);
+    if (this.pending.length >= BATCH) this.flush();
+  }
+
+  /** Sends the queued commands to the page (no wait). */
+  flush(): void {
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    this.tail = this.tail.then(() => this.page.exec(batch)).catch((e: unknown) => this.fail('exec', e));
+  }
+
+  private fail(op: string, e: unknown): void {
+    this.error ??= e instanceof BackendError ? e : new BackendError(`gpujs.${op}`, ((e as Error)?.message ?? String(e)).split('\n').slice(0, 3).join(' '));
+  }
+
+  /** Runs a kernel over `n` output elements. */
+  private k(op: string, src: string, n: number, ins: readonly GpujsStorage[], meta: number[]): GpujsStorage {
+    const out = this.alloc(n, op);
+    meta[0] = n;
+    this.send({ t: 'k', id: out.id, n, src: finalize(src), ins: ins.map((s) => s.id), meta });
+    return out;
+  }
+
+  private upload(values: ArrayLike<number>, dtype: DType, n: number, out: GpujsStorage): EngineCommand {
+    const f = new Float32Array(n);
+    if (dtype === 'bool') for (let i = 0; i < n; i++) f[i] = values[i] !== 0 ? 1 : 0;
+    else for (let i = 0; i < n; i++) f[i] = values[i];
+    return { t: 'up', id: out.id, n, b64: bytesToB64(new Uint8Array(f.buffer)) };
+  }
+
+  private async readCodes(s: GpujsStorage, dtype: DType): Promise<StorageArray> {
+    this.flush();
+    const p = this.tail.then(() => this.page.read(s.id));
+    this.tail = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return decodeCodes(await p, dtype, s.size);
+  }
+
+  /**
+   * A host fallback: reads the inputs back, runs the CPU backend's primitive, uploads its
+   * outputs into `outs` (in order, after everything queued before).
+   */
+  private host(inputs: readonly TensorView[], outs: { dtype: DType; shape: Shape }[], op: string, run: (cpu: CpuBackend, ins: TensorView[]) => DataId[]): GpujsStorage[] {
+    const stores = inputs.map((t) => this.storageOf(t));
+    const outStores = outs.map((o) => this.alloc(sizeOf(o.shape), op));
+    this.flush();
+    this.tail = this.tail
+      .then(async () => {
+        const cpu = (this.cpu ??= new CpuBackend());
+        const views: TensorView[] = [];
+        try {
+          for (let i = 0; i < inputs.length; i++) {
+            // (inside the queue: read the page directly, not through the queue)
+            const codes = decodeCodes(await this.page.read(stores[i].id), inputs[i].dtype, stores[i].size);
+            views.push({ dataId: cpu.write(codes, inputs[i].dtype, inputs[i].shape), shape: inputs[i].shape, dtype: inputs[i].dtype });
+          }
+          const ids = run(cpu, views);
+          const cmds: EngineCommand[] = [];
+          for (let i = 0; i < outs.length; i++) {
+            const codes = await cpu.read({ dataId: ids[i], shape: outs[i].shape, dtype: outs[i].dtype });
+            cpu.release(ids[i]);
+            cmds.push(this.upload(codes, outs[i].dtype, outStores[i].size, outStores[i]));
+          }
+          await this.page.exec(cmds);
+        } finally {
+          for (const v of views) cpu.release(v.dataId);
+        }
+      })
+      .catch((e: unknown) => this.fail(op, e));
+    return outStores;
+  }
+
+  // ---- storage -----------------------------------------------------------------------
+
+  write(values: StorageArray, dtype: DType, shape: Shape): DataId {
+    const n = sizeOf(shape);
+    const s = this.alloc(n, 'write');
+    this.send(this.upload(values, dtype, n, s));
+    return s;
+  }
+
+  async read(view: TensorView): Promise<StorageArray> {
+    this.check('read');
+    const s = this.storageOf(view);
+    let out: StorageArray;
+    try {
+      out = await this.readCodes(s, view.dtype);
+    } catch (e) {
+      this.fail('read', e);
+    }
+    this.check('read');
+    return out!;
+  }
+
+  release(dataId: DataId): void {
+    const s = dataId as GpujsStorage;
+    if (!(s instanceof GpujsStorage) || s.released || s.backendId !== this.id) return;
+    s.released = true;
+    this.liveBytes -= s.size * 4;
+    this.liveBuffers -= 1;
+    if (!this.disposed) this.send({ t: 'free', id: s.id });
+  }
+
+  memory(): BackendMemory {
+    return { bytes: this.liveBytes, buffers: this.liveBuffers };
+  }
+
+  // ---- creation ----------------------------------------------------------------------
+
+  fill(shape: Shape, dtype: DType, value: number): DataId {
+    return this.k('fill', FILL, sizeOf(shape), [], [0, fillCode(dtype, value)]);
+  }
+
+  random(shape: Shape, spec: RandomSpec): DataId {
+    return this.host([], [{ dtype: 'f32', shape }], 'random', (cpu) => [cpu.random(shape, spec)])[0];
+  }
+
+  // ---- elementwise -------------------------------------------------------------------
+
+  unary(op: UnaryOp, x: TensorView, outDtype: ComputeDType): DataId {
+    const src = unaryKernel(op, x.dtype as ComputeDType);
+    if (!src) throw new BackendError('gpujs.unary', `op ${op} is not defined for dtype ${x.dtype}`);
+    return this.k('unary', src, sizeOf(x.shape), [this.storageOf(x)], [0]);
+  }
+
+  binary(op: BinaryOp, a: TensorView, b: TensorView, outShape: Shape, outDtype: ComputeDType): DataId {
+    const src = binaryKernel(op, a.dtype as ComputeDType);
+    if (!src) throw new BackendError('gpujs.binary', `op ${op} is not defined for dtype ${a.dtype}`);
+    void outDtype;
+    return this.k('binary', src, sizeOf(outShape), [this.storageOf(a), this.storageOf(b)], stridedMeta(outShape, [broadcastStrides(a.shape, outShape), broadcastStrides(b.shape, outShape)]));
+  }
+
+  where(cond: TensorView, a: TensorView, b: TensorView, outShape: Shape): DataId {
+    const strides = [cond, a, b].map((t) => broadcastStrides(t.shape, outShape));
+    return this.k('where', WHERE, sizeOf(outShape), [this.storageOf(cond), this.storageOf(a), this.storageOf(b)], stridedMeta(outShape, strides));
+  }
+
+  // ---- reductions --------------------------------------------------------------------
+
+  reduce(op: ReduceOp, x: TensorView, axis: number): DataId {
+    const outer = prodOf(x.shape, 0, axis);
+    const len = x.shape[axis];
+    const inner = prodOf(x.shape, axis + 1, x.shape.length);
+    const n = outer * inner;
+    if (len === 0 && n > 0) {
+      if (op === 'sum' || op === 'prod') return this.k('reduce', FILL, n, [], [0, op === 'sum' ? 0 : 1]);
+      throw new BackendError('gpujs.reduce', `${op} over an empty axis`);
+    }
+    return this.k('reduce', reduceKernel(op, x.dtype), n, [this.storageOf(x)], [0, len, inner]);
+  }
+
+  // ---- linear algebra ----------------------------------------------------------------
+
+  matmul(a: TensorView, b: TensorView, options: PrimitiveMatmulOptions, outShape: Shape): DataId {
+    const r = outShape.length;
+    const M = outShape[r - 2];
+    const N = outShape[r - 1];
+    const K = options.transposeA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
+    const batchShape = outShape.slice(0, r - 2);
+    const batch = sizeOf(batchShape);
+    const n = batch * M * N;
+    if (K === 0 || n === 0) return this.k('matmul', FILL, n, [], [0, 0]);
+    const temps: GpujsStorage[] = [];
+    const operand = (t: TensorView): [GpujsStorage, number] => {
+      const rows = t.shape[t.shape.length - 2];
+      const cols = t.shape[t.shape.length - 1];
+      const own = sizeOf(t.shape.slice(0, -2));
+      if (own === batch) return [this.storageOf(t), rows * cols];
+      if (own === 1) return [this.storageOf(t), 0];
+      const full = [...batchShape, rows, cols];
+      const tmp = this.k('matmul', COPY_STRIDED, sizeOf(full), [this.storageOf(t)], stridedMeta(full, [broadcastStrides(t.shape, full)]));
+      temps.push(tmp);
+      return [tmp, rows * cols];
+    };
+    try {
+      const [sa, na] = operand(a);
+      const [sb, nb] = operand(b);
+      const [sam, sak] = options.transposeA ? [1, M] : [K, 1];
+      const [sbk, sbn] = options.transposeB ? [1, K] : [N, 1];
+      return this.k('matmul', MATMUL, n, [sa, sb], [0, M, N, K, na, nb, sam, sak, sbk, sbn]);
+    } finally {
+      for (const t of temps) this.release(t);
+    }
+  }
+
+  // ---- indexing ----------------------------------------------------------------------
+
+  gather(x: TensorView, axis: number, indices: TensorView): DataId {
+    const xs = stridesOf(x.shape);
+    const strides = xs.map((s, d) => (d === axis ? 0 : s));
+    const meta = stridedMeta(indices.shape, [strides]);
+    meta.push(xs[axis]);
+    return this.k('gather', GATHER, sizeOf(indices.shape), [this.storageOf(x), this.storageOf(indices)], meta);
+  }
+
+  indexSelect(x: TensorView, axis: number, indices: TensorView): DataId {
+    const outer = prodOf(x.shape, 0, axis);
+    const inner = prodOf(x.shape, axis + 1, x.shape.length);
+    const nIdx = sizeOf(indices.shape);
+    return this.k('indexSelect', INDEX_SELECT, outer * nIdx * inner, [this.storageOf(x), this.storageOf(indices)], [0, x.shape[axis], nIdx, inner]);
+  }
+
+  scatterAdd(base: TensorView, axis: number, indices: TensorView, src: TensorView): DataId {
+    const nd = base.shape.length;
+    const meta = [0, nd, ...base.shape, ...indices.shape, ...stridesOf(indices.shape), ...stridesOf(src.shape), axis];
+    return this.k('scatterAdd', SCATTER_ADD, sizeOf(base.shape), [this.storageOf(base), this.storageOf(indices), this.storageOf(src)], meta);
+  }
+
+  indexAdd(base: TensorView, axis: number, indices: TensorView, src: TensorView): DataId {
+    const inner = prodOf(base.shape, axis + 1, base.shape.length);
+    const meta = [0, base.shape[axis], sizeOf(indices.shape), inner];
+    return this.k('indexAdd', INDEX_ADD, sizeOf(base.shape), [this.storageOf(base), this.storageOf(indices), this.storageOf(src)], meta);
+  }
+
+  // ---- layout ------------------------------------------------------------------------
+
+  concat(xs: readonly TensorView[], axis: number, outShape: Shape): DataId {
+    const inner = prodOf(outShape, axis + 1, outShape.length);
+    const outer = prodOf(outShape, 0, axis);
+    const parts = xs.map((x) => ({ s: this.storageOf(x), w: x.shape[axis] * inner })).filter((p) => p.w > 0);
+    if (parts.length === 0 || outer === 0) return this.k('concat', FILL, sizeOf(outShape), [], [0, 0]);
+    if (parts.length === 1) return this.k('concat', COPY, outer * parts[0].w, [parts[0].s], [0, 0]);
+    let acc = parts[0];
+    const temps: GpujsStorage[] = [];
+    try {
+      for (let i = 1; i < parts.length; i++) {
+        const w = acc.w + parts[i].w;
+        const out = this.k('concat', CONCAT2, outer * w, [acc.s, parts[i].s], [0, acc.w, parts[i].w]);
+        if (i < parts.length - 1) temps.push(out);
+        acc = { s: out, w };
+      }
+      return acc.s;
+    } finally {
+      for (const t of temps) this.release(t);
+    }
+  }
+
+  slice(x: TensorView, begin: readonly number[], size: readonly number[]): DataId {
+    const xs = stridesOf(x.shape);
+    const meta = stridedMeta(size, [xs]);
+    meta[meta.length - 1] = begin.reduce((acc, b, d) => acc + b * xs[d], 0);
+    return this.k('slice', COPY_STRIDED, sizeOf(size), [this.storageOf(x)], meta);
+  }
+
+  transpose(x: TensorView, perm: readonly number[]): DataId {
+    const xs = stridesOf(x.shape);
+    const shape = perm.map((p) => x.shape[p]);
+    return this.k('transpose', COPY_STRIDED, sizeOf(shape), [this.storageOf(x)], stridedMeta(shape, [perm.map((p) => xs[p])]));
+  }
+
+  // ---- casts -------------------------------------------------------------------------
+
+  cast(x: TensorView, dtype: DType, options: PrimitiveCastOptions): DataId {
+    const n = sizeOf(x.shape);
+    if (x.dtype === dtype) return this.k('cast', COPY, n, [this.storageOf(x)], [0, 0]);
+    const src = castKernel(x.dtype, dtype);
+    if (src) return this.k('cast', src, n, [this.storageOf(x)], [0]);
+    return this.host([x], [{ dtype, shape: x.shape }], 'cast', (cpu, [v]) => [cpu.cast(v, dtype, options)])[0];
+  }
+
+  // ---- FP8 ---------------------------------------------------------------------------
+
+  quantizeBlockwise(x: TensorView, block: readonly [number, number], options: PrimitiveQuantizeOptions): { codes: DataId; scales: DataId } {
+    const [rows, cols] = x.shape;
+    const scalesShape = [Math.ceil(rows / block[0]), Math.ceil(cols / block[1])];
+    const [codes, scales] = this.host([x], [{ dtype: options.format, shape: x.shape }, { dtype: 'f32', shape: scalesShape }], 'quantizeBlockwise', (cpu, [v]) => {
+      const r = cpu.quantizeBlockwise(v, block, options);
+      return [r.codes, r.scales];
+    });
+    return { codes, scales };
+  }
+
+  matmulFp8(a: QuantizedView, b: QuantizedView, options: PrimitiveFp8GemmOptions): DataId {
+    const M = a.codes.shape[0];
+    const N = b.codes.shape[0];
+    return this.host([a.codes, a.scales, b.codes, b.scales], [{ dtype: 'f32', shape: [M, N] }], 'matmulFp8', (cpu, [ac, as, bc, bs]) => [
+      cpu.matmulFp8({ codes: ac, scales: as, block: a.block }, { codes: bc, scales: bs, block: b.block }, options),
+    ])[0];
+  }
+
+  /** Waits for everything queued so far. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.tail;
+    this.check('sync');
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.pending = [];
+    this.cpu?.dispose?.();
+    const page = this.page;
+    void this.tail.finally(() => page.close());
+  }
+}
+
+function prodOf(shape: Shape, from: number, to: number): number {
+  let p = 1;
+  for (let i = from; i < to; i++) p *= shape[i];
+  return p;
+}
+
+/** Strides of `shape` broadcast to `out` (0 along broadcast dims). */
+export function broadcastStrides(shape: Shape, out: Shape): number[] {
+  const s = stridesOf(shape);
+  const off = out.length - shape.length;
+  return out.map((_, d) => (d < off || shape[d - off] === 1 ? 0 : s[d - off]));
+}
+
+/** [n, nd, dims, strides of each operand, base offset of each operand]. */
+export function stridedMeta(shape: Shape, strides: readonly (readonly number[])[]): number[] {
+  return [0, shape.length, ...shape, ...strides.flat(), ...strides.map(() => 0)];
+}
+
+/** The code `fill` stores: integer dtypes truncate, low-precision floats store their code. */
+function fillCode(dtype: DType, value: number): number {
+  switch (dtype) {
+    case 'f32':
+      return value;
+    case 'i32':
+      return Number.isFinite(value) ? Math.trunc(value) | 0 : 0;
+    case 'u8':
+      return (Number.isFinite(value) ? Math.trunc(value) : 0) & 0xff;
+    case 'bool':
+      return value !== 0 ? 1 : 0;
+    default: {
+      const codes = allocStorage(dtype, 1);
+      codes[0] = 0;
+      return encodeCode(dtype, value);
+    }
+  }
+}
+
+import { encodeFp8Value, f32ToBf16Bits, f32ToF16Bits } from '@kiln/core';
+function encodeCode(dtype: DType, value: number): number {
+  if (dtype === 'f16') return f32ToF16Bits(Math.fround(value));
+  if (dtype === 'bf16') return f32ToBf16Bits(Math.fround(value));
+  return encodeFp8Value(Math.fround(value), dtype as 'e4m3' | 'e5m2', false);
+}
+
+function decodeCodes(b64: string, dtype: DType, n: number): StorageArray {
+  const f = b64 ? new Float32Array(b64ToBytes(b64).buffer) : new Float32Array(0);
+  if (dtype === 'f32') return f;
+  const out = allocStorage(dtype, n);
+  // i32 saturates: 2^31 - 1 is stored as the float 2^31
+  if (dtype === 'i32') for (let i = 0; i < n; i++) out[i] = f[i] >= 2147483647 ? 2147483647 : f[i];
+  else for (let i = 0; i < n; i++) out[i] = f[i];
+  return out;
+}
+
+function bytesToB64(u8: Uint8Array): string {
+  const B = (globalThis as { Buffer?: { from(a: Uint8Array): { toString(e: string): string } } }).Buffer;
+  if (B) return B.from(u8).toString('base64');
+  let s = '';
+  for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode(...u8.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function b64ToBytes(s: string): Uint8Array {
+  const B = (globalThis as { Buffer?: { from(a: string, e: string): Uint8Array } }).Buffer;
+  if (B) {
+    const b = B.from(s, 'base64');
+    return new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  }
+  const bin = atob(s);
+  const u8 = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
+  return u8;
+}

@@ -1,0 +1,443 @@
+/**
+ * gpu.js kernel sources (JavaScript that gpu.js translates to GLSL ES 3.0). Every kernel
+ * computes one output element per thread (`this.thread.x`, the flat index) and takes its
+ * operands as textures plus one `m` array of shape metadata (the last argument). Values are
+ * f32; integer dtypes and f16/bf16/FP8 codes are integer-valued floats.
+ */
+import type { BinaryOp, ComputeDType, DType, ReduceOp, UnaryOp } from '@kiln/core';
+
+const isNan = (v: string): string => `!(${v} <= 0.0 || ${v} > 0.0)`;
+
+/**
+ * A kernel over K strided operands. m = [n, nd, dims(nd), strides of operand 0 (nd), ...,
+ * base offset of each operand (K)]; `o0..` are the operands' element offsets, `v0..` their values.
+ */
+export function stridedKernel(k: number, body: string, extra = ''): string {
+  const names = Array.from({ length: k }, (_, i) => `x${i}`);
+  const decl = names.map((_, i) => `let o${i} = m[2 + nd * ${k + 1} + ${i}];`).join(' ');
+  const acc = names.map((_, i) => `o${i} = o${i} + c * m[2 + nd * ${i + 1} + d];`).join(' ');
+  const vals = names.map((n, i) => `let v${i} = ${n}[o${i}];`).join(' ');
+  return `function (${[...names, ...(extra ? [extra] : []), 'm'].join(', ')}) {
+  let rem = this.thread.x;
+  let nd = m[1];
+  ${decl}
+  for (let d = nd - 1; d >= 0; d--) {
+    let dim = m[2 + d];
+    let c = rem % dim;
+    rem = Math.floor(rem / dim);
+    ${acc}
+  }
+  ${vals}
+  ${body}
+}`;
+}
+
+/** Wraps an integer-valued float to the dtype's range (i32 values beyond 2^24 are not exact). */
+function wrap(expr: string, dtype: ComputeDType): string {
+  if (dtype === 'u8') return `(${expr}) - Math.floor((${expr}) / 256.0) * 256.0`;
+  if (dtype === 'bool') return `((${expr}) != 0.0 ? 1.0 : 0.0)`;
+  return expr;
+}
+
+const F32_UNARY: Partial<Record<UnaryOp, string>> = {
+  neg: '-x',
+  abs: 'Math.abs(x)',
+  sign: `(x > 0.0 ? 1.0 : (x < 0.0 ? -1.0 : x))`,
+  square: 'x * x',
+  sqrt: 'Math.sqrt(x)',
+  rsqrt: '1.0 / Math.sqrt(x)',
+  reciprocal: '1.0 / x',
+  exp: 'EXP(x)',
+  log: '(x == 0.0 ? -INF_ : (x < 0.0 ? NAN_ : (x > 1.0 && x * 0.5 == x ? x : Math.log(x))))',
+  // the Taylor series below 0.3 (no cancellation in e^2x - 1), the exp form above
+  tanh: `(Math.abs(x) > 9.0 ? (x > 0.0 ? 1.0 : -1.0) : (Math.abs(x) < 0.3 ? x + x * (x * x) * (-0.3333333333333333 + (x * x) * (0.13333333333333333 + (x * x) * (-0.05396825396825397 + (x * x) * (0.021869488536155203 + (x * x) * (-0.008863235529902197 + (x * x) * (0.003592128036572481 + (x * x) * -0.0014558343870513183)))))) : (EXP(2.0 * x) - 1.0) / (EXP(2.0 * x) + 1.0)))`,
+  sigmoid: '1.0 / (1.0 + EXP(-x))',
+  relu: '(x <= 0.0 ? 0.0 : x)',
+  floor: 'Math.floor(x)',
+  ceil: 'Math.ceil(x)',
+  round: `(Math.abs(x) >= 8388608.0 ? x : (x == 0.0 ? x : (x < 0.0 && x >= -0.5 ? -(m[0] * 0.0) : (Math.floor(x + 0.5) - x == 0.5 && Math.floor(x + 0.5) % 2.0 != 0.0 ? Math.floor(x + 0.5) - 1.0 : Math.floor(x + 0.5)))))`,
+};
+
+const INT_UNARY: Partial<Record<UnaryOp, string>> = {
+  neg: '-x',
+  abs: 'Math.abs(x)',
+  sign: '(x > 0.0 ? 1.0 : (x < 0.0 ? -1.0 : 0.0))',
+  square: 'x * x',
+  relu: '(x > 0.0 ? x : 0.0)',
+  floor: 'Math.floor(x)',
+  ceil: 'Math.ceil(x)',
+  round: 'Math.floor(x)',
+};
+
+// erf: a Taylor series near 0 (relative accuracy for tiny x), else 1 - erfc from Numerical
+// Recipes' Chebyshev fit (fractional error < 1.2e-7).
+const ERF = `let ax = Math.abs(x);
+  let r = 0.0;
+  if (ax < 0.5) {
+    let x2 = x * x;
+    r = x * (1.1283791670955126 + x2 * (-0.37612638903183754 + x2 * (0.11283791670955126 + x2 * (-0.026866170645131252 + x2 * (0.005223977625442188 + x2 * (-0.0008548327023450852 + x2 * 0.00012055332981789664))))));
+  } else {
+    let t = 1.0 / (1.0 + 0.5 * ax);
+    let e = t * EXP(-ax * ax - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+    r = x >= 0.0 ? 1.0 - e : e - 1.0;
+  }
+  if (${isNan('x')}) { r = x; }
+  return r;`;
+
+export function unaryKernel(op: UnaryOp, dtype: ComputeDType): string | undefined {
+  const pre = 'let x = x0[this.thread.x];';
+  if (op === 'isnan') return `function (x0, m) { ${pre} return ${dtype === 'f32' ? `${isNan('x')} ? 1.0 : 0.0` : '0.0'}; }`;
+  if (op === 'not') return `function (x0, m) { ${pre} return x == 0.0 ? 1.0 : 0.0; }`;
+  if (dtype === 'f32') {
+    if (op === 'erf') return `function (x0, m) { ${pre} ${ERF} }`;
+    if (op === 'sin' || op === 'cos') return `function (x0, m) { ${pre} ${trig(op)} }`;
+    const e = F32_UNARY[op];
+    // NaN passes through every f32 op (SwiftShader's exp(NaN) is inf)
+    return e && `function (x0, m) { ${pre} if (${isNan('x')}) { return x; } return ${e}; }`;
+  }
+  const e = INT_UNARY[op];
+  return e && `function (x0, m) { ${pre} return ${wrap(e, dtype)}; }`;
+}
+
+const F32_BINARY: Partial<Record<BinaryOp, string>> = {
+  add: 'return a + b;',
+  sub: 'return a - b;',
+  mul: 'return a * b;',
+  div: 'return a / b;',
+  // GLSL pow is undefined for a < 0: odd/even integer exponents are handled by sign
+  pow: `if (b == 0.0) { return 1.0; }
+  if (${isNan('a')} || ${isNan('b')}) { return a + b; }
+  if (a == 0.0) { return b > 0.0 ? 0.0 : INF_; }
+  if (a < 0.0) {
+    if (Math.floor(b) != b) { return NAN_; }
+    let p = Math.pow(-a, b);
+    return Math.abs(b) < 16777216.0 && Math.abs(b % 2.0) == 1.0 ? -p : p;
+  }
+  return Math.pow(a, b);`,
+  maximum: `if (${isNan('a')}) { return a; } if (${isNan('b')}) { return b; } return a > b ? a : b;`,
+  minimum: `if (${isNan('a')}) { return a; } if (${isNan('b')}) { return b; } return a < b ? a : b;`,
+  mod: `let r = a - b * Math.floor(a / b);
+  if (r != 0.0 && (r < 0.0) != (b < 0.0)) { r = r + b; }
+  if (Math.abs(r) >= Math.abs(b)) { r = r - b; }
+  return r;`,
+};
+
+const INT_BINARY: Partial<Record<BinaryOp, string>> = {
+  add: 'return W(a + b);',
+  sub: 'return W(a - b);',
+  mul: 'return W(a * b);',
+  div: 'if (b == 0.0) { return 0.0; } let q = a / b; let t = q < 0.0 ? Math.ceil(q) : Math.floor(q); if (Math.abs(t * b) > Math.abs(a)) { t = t - (q < 0.0 ? -1.0 : 1.0); } return W(t);',
+  pow: 'let p = Math.pow(Math.abs(a), b); if (a < 0.0 && Math.abs(b % 2.0) == 1.0) { p = -p; } if (b < 0.0) { return W(Math.abs(a) == 1.0 ? p : 0.0); } return W(p < 0.0 ? Math.ceil(p - 0.25) : Math.floor(p + 0.25));',
+  maximum: 'return a > b ? a : b;',
+  minimum: 'return a < b ? a : b;',
+  mod: 'if (b == 0.0) { return 0.0; } let r = a - b * Math.floor(a / b); if (r != 0.0 && (r < 0.0) != (b < 0.0)) { r = r + b; } if (Math.abs(r) >= Math.abs(b)) { r = r - b; } return W(r);',
+};
+
+const CMP: Partial<Record<BinaryOp, string>> = {
+  eq: 'a == b',
+  ne: '!(a == b)',
+  lt: 'a < b',
+  le: 'a <= b',
+  gt: 'a > b',
+  ge: 'a >= b',
+  and: 'a != 0.0 && b != 0.0',
+  or: 'a != 0.0 || b != 0.0',
+};
+
+export function binaryKernel(op: BinaryOp, dtype: ComputeDType): string | undefined {
+  let body: string | undefined;
+  if (op in CMP) body = `return (${CMP[op]}) ? 1.0 : 0.0;`;
+  else if (dtype === 'f32') body = F32_BINARY[op];
+  else {
+    const b = INT_BINARY[op];
+    body = b && b.replace(/W\(([^;]*)\);/g, (_, e: string) => `${wrap(e, dtype)};`);
+  }
+  return body && stridedKernel(2, `let a = v0; let b = v1;\n  ${body}`);
+}
+
+export const WHERE = stridedKernel(3, 'return v0 != 0.0 ? v1 : v2;');
+export const COPY_STRIDED = stridedKernel(1, 'return v0;');
+export const COPY = 'function (x0, m) { return x0[this.thread.x]; }';
+export const FILL = 'function (m) { return m[1]; }';
+
+/** m = [n, len, inner]. */
+export function reduceKernel(op: ReduceOp, dtype: DType): string {
+  const head = `function (x, m) {
+  let o = this.thread.x;
+  let len = m[1];
+  let inner = m[2];
+  let outer = Math.floor(o / inner);
+  let j = o - outer * inner;
+  let base = outer * len * inner + j;`;
+  const f = dtype === 'f32';
+  switch (op) {
+    case 'sum':
+      return `${head}
+  let acc = 0.0;
+  for (let k = 0; k < len; k++) { acc = acc + x[base + k * inner]; }
+  return acc;
+}`;
+    case 'prod':
+      return `${head}
+  let acc = 1.0;
+  for (let k = 0; k < len; k++) { acc = acc * x[base + k * inner]; }
+  return acc;
+}`;
+    case 'max':
+    case 'min': {
+      const better = op === 'max' ? 'v > acc' : 'v < acc';
+      return `${head}
+  let acc = x[base];
+  let nan = 0.0;
+  for (let k = 0; k < len; k++) {
+    let v = x[base + k * inner];
+    ${f ? `if (${isNan('v')}) { nan = 1.0; }` : ''}
+    if (${better}) { acc = v; }
+  }
+  if (nan > 0.0) { return NAN_; }
+  return acc;
+}`;
+    }
+    default: {
+      if (op === 'argmin') {
+        return `${head}
+  let best = 0.0;
+  let bi = 0.0;
+  let have = 0.0;
+  for (let k = 0; k < len; k++) {
+    let v = x[base + k * inner];
+    if (${f ? `!(${isNan('v')})` : 'v == v'}) {
+      if (have == 0.0 || v < best) { best = v; bi = k; have = 1.0; }
+    }
+  }
+  return bi;
+}`;
+      }
+      return `${head}
+  let best = x[base];
+  let bi = 0.0;
+  let found = 0.0;
+  for (let k = 0; k < len; k++) {
+    let v = x[base + k * inner];
+    if (found == 0.0) {
+      ${f ? `if (${isNan('v')}) { found = 1.0; bi = k; best = v; }` : ''}
+      if (found == 0.0 && v > best) { best = v; bi = k; }
+    }
+  }
+  return bi;
+}`;
+    }
+  }
+}
+
+/** m = [n, M, N, K, sa, sb, sam, sak, sbk, sbn]. */
+export const MATMUL = `function (a, b, m) {
+  let o = this.thread.x;
+  let M = m[1];
+  let N = m[2];
+  let K = m[3];
+  let mn = M * N;
+  let bt = Math.floor(o / mn);
+  let r = o - bt * mn;
+  let i = Math.floor(r / N);
+  let j = r - i * N;
+  let pa = bt * m[4] + i * m[6];
+  let pb = bt * m[5] + j * m[9];
+  let sak = m[7];
+  let sbk = m[8];
+  let acc = 0.0;
+  for (let k = 0; k < K; k++) { acc = acc + a[pa + k * sak] * b[pb + k * sbk]; }
+  return acc;
+}`;
+
+/** indexSelect: m = [n, axisLen, nIdx, inner]. */
+export const INDEX_SELECT = `function (x, idx, m) {
+  let o = this.thread.x;
+  let len = m[1];
+  let nIdx = m[2];
+  let inner = m[3];
+  let blk = nIdx * inner;
+  let outer = Math.floor(o / blk);
+  let r = o - outer * blk;
+  let k = Math.floor(r / inner);
+  let j = r - k * inner;
+  return x[(outer * len + idx[k]) * inner + j];
+}`;
+
+/** gather: strided over indices' shape with x's strides (axis stride 0); m ends with x's axis stride. */
+export const GATHER = stridedKernel(1, 'let mm = m[2 + nd * 2 + 1]; return x0[o0 + idx[this.thread.x] * mm];', 'idx');
+
+/** indexAdd: m = [n, axisLen, nIdx, inner]. */
+export const INDEX_ADD = `function (base, idx, src, m) {
+  let o = this.thread.x;
+  let len = m[1];
+  let nIdx = m[2];
+  let inner = m[3];
+  let blk = len * inner;
+  let outer = Math.floor(o / blk);
+  let r = o - outer * blk;
+  let row = Math.floor(r / inner);
+  let j = r - row * inner;
+  let acc = base[o];
+  for (let k = 0; k < nIdx; k++) {
+    if (idx[k] == row) { acc = acc + src[(outer * nIdx + k) * inner + j]; }
+  }
+  return acc;
+}`;
+
+/** scatterAdd: m = [n, nd, baseDims, idxDims, idxStrides, srcStrides, axis]. */
+export const SCATTER_ADD = `function (base, idx, src, m) {
+  let o = this.thread.x;
+  let nd = m[1];
+  let axis = m[2 + nd * 4];
+  let rem = o;
+  let oi = 0.0;
+  let os = 0.0;
+  let pa = 0.0;
+  let ok = 1.0;
+  for (let d = nd - 1; d >= 0; d--) {
+    let dim = m[2 + d];
+    let c = rem % dim;
+    rem = Math.floor(rem / dim);
+    if (d == axis) { pa = c; } else {
+      if (c >= m[2 + nd + d]) { ok = 0.0; }
+      oi = oi + c * m[2 + nd * 2 + d];
+      os = os + c * m[2 + nd * 3 + d];
+    }
+  }
+  let acc = base[o];
+  if (ok > 0.0) {
+    let cnt = m[2 + nd + axis];
+    let si = m[2 + nd * 2 + axis];
+    let ss = m[2 + nd * 3 + axis];
+    for (let k = 0; k < cnt; k++) {
+      if (idx[oi + k * si] == pa) { acc = acc + src[os + k * ss]; }
+    }
+  }
+  return acc;
+}`;
+
+/** Two-input concat along rows: m = [n, widthA, widthB]. */
+export const CONCAT2 = `function (a, b, m) {
+  let o = this.thread.x;
+  let wa = m[1];
+  let wb = m[2];
+  let w = wa + wb;
+  let row = Math.floor(o / w);
+  let c = o - row * w;
+  if (c < wa) { return a[row * wa + c]; }
+  return b[row * wb + c - wa];
+}`;
+
+/** Casts between compute dtypes (and decodes f16/bf16/FP8 codes to f32 values). */
+export function castKernel(from: DType, to: DType): string | undefined {
+  const decode = DECODE[from];
+  let v = 'x';
+  let pre = 'let x = x0[this.thread.x];';
+  if (decode) {
+    pre += ` ${decode}`;
+    v = 'f';
+  }
+  const floatSrc = from === 'f32' || decode !== undefined;
+  let e: string | undefined;
+  switch (to) {
+    case 'f32':
+      e = v;
+      break;
+    case 'bool':
+      e = `${v} != 0.0 ? 1.0 : 0.0`;
+      break;
+    case 'i32':
+      e = floatSrc ? `(${isNan(v)} ? 0.0 : (${v} <= -2147483648.0 ? -2147483648.0 : (${v} >= 2147483647.0 ? 2147483648.0 : (${v} < 0.0 ? Math.ceil(${v}) : Math.floor(${v})))))` : from === 'bool' ? `${v} != 0.0 ? 1.0 : 0.0` : v;
+      break;
+    case 'u8':
+      e = floatSrc
+        ? `(${isNan(v)} ? 0.0 : (${v} >= 255.0 ? 255.0 : (${v} <= 0.0 ? 0.0 : Math.floor(${v}))))`
+        : from === 'bool'
+          ? `${v} != 0.0 ? 1.0 : 0.0`
+          : wrap(v, 'u8');
+      break;
+    default:
+      return undefined;
+  }
+  return `function (x0, m) { ${pre} return ${e}; }`;
+}
+
+/** Code -> f32 value, in float arithmetic (exact: every code's value is an f32). */
+const DECODE: Partial<Record<DType, string>> = {
+  f16: minifloatDecode(5, 10, 15, false),
+  bf16: minifloatDecode(8, 7, 127, false),
+  e4m3: minifloatDecode(4, 3, 7, true),
+  e5m2: minifloatDecode(5, 2, 15, false),
+};
+
+function minifloatDecode(eb: number, mb: number, bias: number, fn: boolean): string {
+  const total = 1 + eb + mb;
+  const signDiv = 2 ** (total - 1);
+  const mDiv = 2 ** mb;
+  const eMax = 2 ** eb - 1;
+  const special = fn
+    ? `if (e == ${eMax}.0 && mm == ${mDiv - 1}.0) { f = NAN_; }` // e4m3fn: only S.1111.111 is NaN
+    : `if (e == ${eMax}.0) { f = mm == 0.0 ? s * INF_ : NAN_; }`;
+  return `let s = x >= ${signDiv}.0 ? -1.0 : 1.0;
+  let u = x >= ${signDiv}.0 ? x - ${signDiv}.0 : x;
+  let e = Math.floor(u / ${mDiv}.0);
+  let mm = u - e * ${mDiv}.0;
+  let f = 0.0;
+  if (e == 0.0) { f = s * mm * Math.pow(2.0, ${1 - bias - mb}.0); } else { f = s * (1.0 + mm / ${mDiv}.0) * Math.pow(2.0, e - ${bias}.0); }
+  ${special}`;
+}
+
+/**
+ * Final kernel text: NaN and infinity come from runtime arithmetic on `m[0]` (the element
+ * count), since constant 0/0 is a GLSL compile error.
+ */
+export function finalize(src: string): string {
+  src = src.replace(/EXP\(/g, 'expf(');
+  if (!/NAN_|INF_/.test(src)) return src;
+  const at = src.indexOf('{') + 1;
+  const body = src.slice(at).replace(/NAN_/g, '(zz / zz)').replace(/INF_/g, '(1.0 / zz)');
+  return `${src.slice(0, at)}\n  let zz = m[0] - m[0];${body}`;
+}
+
+/**
+ * sin/cos: Cody-Waite reduction by pi/2 (three-part constant) and Taylor/minimax polynomials
+ * on [-pi/4, pi/4], in f32 arithmetic (GLSL's sin/cos precision is undefined; SwiftShader's
+ * is ~2^-15 absolute).
+ */
+function trig(op: 'sin' | 'cos'): string {
+  return `if (!(Math.abs(x) < 1.0e30)) { return NAN_; }
+  let q = Math.floor(x * 0.6366197723675814 + 0.5);
+  let r = x - q * 1.5703125;
+  r = r - q * 4.8351287841796875e-4;
+  r = r - q * 3.138557660899353e-7;
+  r = r - q * 6.077100628276710e-11;
+  let r2 = r * r;
+  let sn = r + r * r2 * (-0.16666666666666666 + r2 * (0.008333333333333333 + r2 * (-1.984126984126984e-4 + r2 * (2.7557319223985893e-6 + r2 * -2.505210838544172e-8))));
+  let cs = 1.0 + r2 * (-0.5 + r2 * (0.041666666666666664 + r2 * (-0.001388888888888889 + r2 * (2.48015873015873e-5 + r2 * (-2.755731922398589e-7 + r2 * 2.08767569878681e-9)))));
+  let qq = q - Math.floor(q / 4.0) * 4.0${op === 'cos' ? ' + 1.0' : ''};
+  qq = qq - Math.floor(qq / 4.0) * 4.0;
+  if (qq == 0.0) { return sn; }
+  if (qq == 1.0) { return cs; }
+  if (qq == 2.0) { return -sn; }
+  return -cs;`;
+}
+
+/**
+ * Functions every kernel may call (added to the gpu.js instance). expf: 2^k * e^r with
+ * r = x - k ln2 (two-part ln2, |r| <= ln2/2) and a degree-7 Taylor polynomial (truncation
+ * error < 1e-8 relative), in f32 arithmetic: within a few ulp, where GLSL's exp is only
+ * specified to 3 + 2|x| ulp.
+ */
+export const HELPERS: readonly string[] = [
+  `function expf(x) {
+  if (x > 88.72283935546875) { return x * 1.0e30 * 1.0e30; }
+  if (x < -104.0) { return 0.0; }
+  let k = Math.floor(x * 1.4426950408889634 + 0.5);
+  let r = x - k * 0.693145751953125;
+  r = r - k * 1.4286068203094173e-6;
+  let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666666666666666 + r * (0.041666666666666664 + r * (0.008333333333333333 + r * (0.001388888888888889 + r * 1.984126984126984e-4))))));
+  let h = Math.floor(k / 2.0);
+  return p * Math.pow(2.0, h) * Math.pow(2.0, k - h);
+}`,
+];
