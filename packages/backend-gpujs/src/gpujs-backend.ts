@@ -11,6 +11,7 @@ import {
   type DType,
   type DataId,
   type DeviceInfo,
+  type FusedKernels,
   type PrimitiveCastOptions,
   type PrimitiveFp8GemmOptions,
   type PrimitiveMatmulOptions,
@@ -40,6 +41,9 @@ import {
   castKernel,
   finalize,
   reduceKernel,
+  rowKernel,
+  fp8GemmKernel,
+  SWIGLU,
   unaryKernel,
 } from './kernels.js';
 
@@ -63,7 +67,7 @@ export class GpujsStorage {
 export interface GpujsBackendOptions extends BrowserOptions {}
 
 /** Primitives that run on the host (the CPU backend) instead of as gpu.js kernels; see docs/backend-gpujs.md. */
-export const HOST_FALLBACKS = ['random', 'cast to f16/bf16/e4m3/e5m2', 'quantizeBlockwise', 'matmulFp8'] as const;
+export const HOST_FALLBACKS = ['random', 'cast to f16/bf16/e4m3/e5m2', 'quantizeBlockwise', 'matmulFp8 with accumulatorMantissaBits (the accumulator-model study)'] as const;
 
 const SOFTWARE = /swiftshader|llvmpipe|softpipe|lavapipe|software/i;
 
@@ -78,6 +82,7 @@ export class GpujsBackend implements Backend {
   readonly name = 'gpujs';
   readonly device: DeviceInfo;
   readonly notPreferred?: string;
+  readonly fused: FusedKernels;
   private readonly id = nextBackendId++;
   private nextStorage = 1;
   private liveBytes = 0;
@@ -111,6 +116,17 @@ export class GpujsBackend implements Backend {
         precision: 'single',
         software,
       },
+    };
+    const row = (kind: 'softmax' | 'logSoftmax' | 'rmsNorm', x: TensorView, w?: TensorView, eps = 0): DataId => {
+      const n = sizeOf(x.shape);
+      const len = x.shape.length ? x.shape[x.shape.length - 1] : 1;
+      return this.k(kind, rowKernel(kind), n, [this.storageOf(x), ...(w ? [this.storageOf(w)] : [])], [0, len, eps]);
+    };
+    this.fused = {
+      softmax: (x) => row('softmax', x),
+      logSoftmax: (x) => row('logSoftmax', x),
+      rmsNorm: (x, w, eps) => row('rmsNorm', x, w, eps),
+      swiglu: (g, u) => this.k('swiglu', SWIGLU, sizeOf(g.shape), [this.storageOf(g), this.storageOf(u)], [0]),
     };
   }
 
@@ -419,8 +435,17 @@ export class GpujsBackend implements Backend {
   }
 
   matmulFp8(a: QuantizedView, b: QuantizedView, options: PrimitiveFp8GemmOptions): DataId {
-    const M = a.codes.shape[0];
+    const [M, K] = a.codes.shape;
     const N = b.codes.shape[0];
+    if (options.accumulatorMantissaBits === undefined) {
+      const n = M * N;
+      if (K === 0 || n === 0) return this.k('matmulFp8', FILL, n, [], [0, 0]);
+      const nc = options.promotionInterval === Infinity ? Math.max(K, 1) : options.promotionInterval;
+      const meta = [0, M, N, K, nc, a.block[0], b.block[0], a.block[1], b.block[1], Math.ceil(K / a.block[1]), Math.ceil(K / b.block[1])];
+      const src = fp8GemmKernel(a.codes.dtype as 'e4m3' | 'e5m2', b.codes.dtype as 'e4m3' | 'e5m2');
+      return this.k('matmulFp8', src, n, [this.storageOf(a.codes), this.storageOf(b.codes), this.storageOf(a.scales), this.storageOf(b.scales)], meta);
+    }
+    // the limited-precision accumulator model (a numerics study tool) runs on the host
     return this.host([a.codes, a.scales, b.codes, b.scales], [{ dtype: 'f32', shape: [M, N] }], 'matmulFp8', (cpu, [ac, as, bc, bs]) => [
       cpu.matmulFp8({ codes: ac, scales: as, block: a.block }, { codes: bc, scales: bs, block: b.block }, options),
     ])[0];

@@ -441,3 +441,74 @@ export const HELPERS: readonly string[] = [
   return p * Math.pow(2.0, h) * Math.pow(2.0, k - h);
 }`,
 ];
+
+/** Fused row kernels over the last axis: m = [n, len, eps]. One thread per output element. */
+export function rowKernel(kind: 'softmax' | 'logSoftmax' | 'rmsNorm'): string {
+  const head = `function (x, ${kind === 'rmsNorm' ? 'w, ' : ''}m) {
+  let o = this.thread.x;
+  let len = m[1];
+  let row = Math.floor(o / len);
+  let b = row * len;`;
+  if (kind === 'rmsNorm') {
+    return `${head}
+  let s = 0.0;
+  for (let k = 0; k < len; k++) { let v = x[b + k]; s = s + v * v; }
+  let r = 1.0 / Math.sqrt(s / len + m[2]);
+  return x[o] * r * w[o - b];
+}`;
+  }
+  return `${head}
+  let mx = x[b];
+  for (let k = 0; k < len; k++) { let v = x[b + k]; if (v > mx) { mx = v; } }
+  let s = 0.0;
+  for (let q = 0; q < len; q++) { s = s + EXP(x[b + q] - mx); }
+  ${kind === 'softmax' ? 'return EXP(x[o] - mx) / s;' : 'return (x[o] - mx) - Math.log(s);'}
+}`;
+}
+
+export const SWIGLU = 'function (g, u, m) { let x = g[this.thread.x]; let sg = 1.0 / (1.0 + EXP(-x)); return x * sg * u[this.thread.x]; }';
+
+/** FP8 code -> value as an expression-free statement block writing `out` from `code` (prefix p). */
+function fp8Decode(fmt: 'e4m3' | 'e5m2', code: string, out: string, p: string): string {
+  return (fmt === 'e4m3' ? minifloatDecode(4, 3, 7, true) : minifloatDecode(5, 2, 15, false))
+    .replace(/\blet (s|u|e|mm|f) /g, `let ${p}$1 `)
+    .replace(/\b(s|u|e|mm|f)\b/g, `${p}$1`)
+    .replace(/\bx\b/g, code)
+    .concat(`\n  let ${out} = ${p}f;`);
+}
+
+/**
+ * FP8 block-scaled GEMM a [M, K] x b [N, K]^T, as core's fp8GemmReference without an
+ * accumulator model: per chunk of `nc` along K the products (exact in f32) accumulate in f32,
+ * then the partial times (scaleA * scaleB) of the chunk's first K block is added in f32.
+ * m = [n, M, N, K, nc, brA, brB, bkA, bkB, kbA, kbB].
+ */
+export function fp8GemmKernel(fa: 'e4m3' | 'e5m2', fb: 'e4m3' | 'e5m2'): string {
+  return `function (ac, bc, as, bs, m) {
+  let o = this.thread.x;
+  let N = m[2];
+  let K = m[3];
+  let nc = m[4];
+  let i = Math.floor(o / N);
+  let j = o - i * N;
+  let rowA = Math.floor(i / m[5]) * m[9];
+  let rowB = Math.floor(j / m[6]) * m[10];
+  let acc = 0.0;
+  let partial = 0.0;
+  let k0 = 0.0;
+  for (let k = 0; k < K; k++) {
+    let ca = ac[i * K + k];
+    let cb = bc[j * K + k];
+    ${fp8Decode(fa, 'ca', 'va', 'qa_')}
+    ${fp8Decode(fb, 'cb', 'vb', 'qb_')}
+    partial = partial + va * vb;
+    if (k + 1 - k0 == nc || k + 1 == K) {
+      let sc = as[rowA + Math.floor(k0 / m[7])] * bs[rowB + Math.floor(k0 / m[8])];
+      acc = acc + partial * sc;
+      partial = 0.0;
+      k0 = k + 1;
+    }
+  }
+  return acc;
+}`;
+}
