@@ -25,3 +25,9 @@ export const gpujsBackendFactory: BackendFactory = {
 };
 
 registerBackend(gpujsBackendFactory);
+
+import { HELPERS, MATMUL, finalize, fp8GemmKernel } from './kernels.js';
+/** The gpu.js sources of the GEMM kernels (for benchmarks that run them in their own page). */
+export function kernelSources(): { matmul: string; fp8: string; helpers: readonly string[] } {
+  return { matmul: finalize(MATMUL), fp8: finalize(fp8GemmKernel('e4m3', 'e4m3')), helpers: HELPERS };
+}
