@@ -3,6 +3,7 @@
  * no addon built (no nvcc at install time), no NVIDIA driver, no visible GPU. Importing this
  * module never throws; `loadAddon()` returns either the addon or the reason.
  */
+import type { StridedView } from '@kiln/core';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -10,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 
 /** Device addresses travel as numbers (user-space addresses fit in 48 bits). */
 export type Ptr = number;
-/** A strided view: [offset, ndim, ...shape, ...strides] in elements. */
-export type StridedView = number[];
+/** A strided view: [offset, ndim, ...shape, ...strides] in elements (core's StridedView). */
+export type { StridedView };
 
 export interface ProbeResult {
   readonly ok: boolean;

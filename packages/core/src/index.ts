@@ -5,6 +5,7 @@
 export * from './errors.js';
 export * from './dtype.js';
 export * from './shape.js';
+export * from './strided-view.js';
 export type * from './backend.js';
 export { UNARY_OPS, BINARY_OPS, REDUCE_OPS, COMPARISON_OPS, LOGICAL_OPS } from './backend.js';
 export type * from './collective.js';
