@@ -29,6 +29,7 @@ export {
   type BackendMemoryInfo,
 } from './engine.js';
 export * from './random.js';
+export { resolveSendCounts } from './collective-args.js';
 export * from './codecs/fp8.js';
 export * from './codecs/half.js';
 export { encodeMinifloat, decodeMinifloat, f32Bits, bitsToF32, type MinifloatFormat } from './codecs/minifloat.js';

@@ -17,6 +17,7 @@ import {
   ShapeError,
   dtypeInfo,
   fromStorage,
+  resolveSendCounts,
   type AllToAllResult,
   type Backend,
   type Collective,
@@ -126,8 +127,6 @@ async function payloadOf(t: Tensor): Promise<{ bytes: Uint8Array; pooled?: Stora
 }
 
 const bytesOf = (codes: StorageArray): Uint8Array => new Uint8Array(codes.buffer, codes.byteOffset, codes.byteLength);
-const fmtList = (xs: readonly number[]): string => `[${xs.join(', ')}]`;
-
 export class CpuCollective implements Collective {
   readonly worldSize: number;
   readonly rank: number;
@@ -172,29 +171,7 @@ export class CpuCollective implements Collective {
   allToAll(send: Tensor, sendCounts?: readonly number[], options?: CollectiveOptions): Promise<AllToAllResult> {
     return this.enqueue('allToAll', options, async () => {
       const t = assertTensor(send, 'allToAll', 'send');
-      if (t.shape.length === 0) throw new ShapeError('allToAll', `send must have at least one dimension (rows along axis 0), got a scalar`);
-      const rows = t.shape[0];
-      let counts: number[];
-      if (sendCounts === undefined) {
-        if (rows % this.worldSize !== 0) {
-          throw new ShapeError('allToAll', `send has ${rows} rows (shape [${t.shape.join(', ')}]), which do not split evenly over ${this.worldSize} ranks; pass sendCounts`);
-        }
-        counts = new Array<number>(this.worldSize).fill(rows / this.worldSize);
-      } else {
-        if (!Array.isArray(sendCounts) && !ArrayBuffer.isView(sendCounts)) {
-          throw new ArgumentError('allToAll', `sendCounts must be an array of ${this.worldSize} row counts, got ${typeof sendCounts}`);
-        }
-        counts = Array.from(sendCounts as ArrayLike<number>);
-        if (counts.length !== this.worldSize) {
-          throw new ShapeError('allToAll', `sendCounts has ${counts.length} entries; expected one per rank (${this.worldSize})`);
-        }
-        const bad = counts.findIndex((c) => !Number.isInteger(c) || c < 0);
-        if (bad >= 0) throw new ArgumentError('allToAll', `sendCounts[${bad}] is ${String(counts[bad])}; row counts are integers >= 0`);
-        const total = counts.reduce((a, b) => a + b, 0);
-        if (total !== rows) {
-          throw new ShapeError('allToAll', `sendCounts ${fmtList(counts)} sum to ${total}, but send has ${rows} rows (shape [${t.shape.join(', ')}])`);
-        }
-      }
+      const counts = resolveSendCounts('allToAll', t.shape, this.worldSize, sendCounts);
       return { dtype: t.dtype, shape: t.shape, counts, aux: 0, ...(await payloadOf(t)), backend: t.backend };
     }, (c, peers) => this.planAllToAll(c, peers));
   }
