@@ -12,12 +12,14 @@ import {
   sizeOf,
   stridesOf,
   tensorFromDataId,
+  type AdamwHyper,
   type Backend,
   type BackendMemory,
   type BinaryOp,
   type ComputeDType,
   type DType,
   type DataId,
+  type DeviceOptimizerBackend,
   type DeviceInfo,
   type FusedKernels,
   type PrimitiveCastOptions,
@@ -42,19 +44,6 @@ import { installProfiler } from './profile.js';
 export type Fp8GemmPath = 'tensorcore' | 'cublaslt' | 'exact';
 const FP8_PATH_CODE: Record<Fp8GemmPath, number> = { exact: 0, tensorcore: 1, cublaslt: 2 };
 const FP8_PATH_NAME = ['exact', 'tensorcore', 'cublaslt'] as const;
-
-/** AdamW hyper-parameters of one update (bias corrections precomputed; decay = 1 - lr·wd or 1). */
-export interface AdamwHyper {
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly bc1: number;
-  readonly bc2: number;
-  readonly eps: number;
-  readonly lr: number;
-  readonly decay: number;
-  /** Gradient clipping factor applied first (f32(g · scale)), 1 for none. */
-  readonly gradScale?: number;
-}
 
 export interface CudaBackendOptions {
   /** Device ordinal (default: KILN_LOCAL_RANK, else 0). */
@@ -98,7 +87,7 @@ function rethrow(op: string, e: unknown): never {
  * CUDA kernel (native/kernels), f32 GEMM through cuBLASLt, FP8 block GEMM through kiln's
  * Hopper kernel or cuBLASLt. All work is queued on one stream; only reads synchronise.
  */
-export class CudaBackend implements Backend {
+export class CudaBackend implements Backend, DeviceOptimizerBackend {
   readonly name = 'cuda';
   readonly device: DeviceInfo;
   readonly props: DeviceProps;

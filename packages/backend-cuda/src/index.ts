@@ -9,7 +9,7 @@ import { BackendError, registerBackend } from '@kiln/core';
 import { cudaUnavailableReason } from './addon.js';
 import { CudaBackend, type CudaBackendOptions } from './cuda-backend.js';
 
-export { CudaBackend, type AdamwHyper, type CudaBackendOptions, type Fp8GemmPath } from './cuda-backend.js';
+export { CudaBackend, type CudaBackendOptions, type Fp8GemmPath } from './cuda-backend.js';
 export { CudaStorage } from './storage.js';
 export { cudaUnavailableReason, loadAddon, type CudaAddon, type Capabilities, type DeviceProps } from './addon.js';
 

@@ -30,6 +30,7 @@ export {
 } from './engine.js';
 export * from './random.js';
 export { resolveSendCounts } from './collective-args.js';
+export * from './device-optimizer.js';
 export * from './codecs/fp8.js';
 export * from './codecs/half.js';
 export { encodeMinifloat, decodeMinifloat, f32Bits, bitsToF32, type MinifloatFormat } from './codecs/minifloat.js';

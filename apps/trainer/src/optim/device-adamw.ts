@@ -1,4 +1,4 @@
-import { ArgumentError, FormatError, add, cast, div, fromStorage, keep, tensor, type Backend, type DType, type Tensor } from '@kiln/core';
+import { ArgumentError, FormatError, add, cast, div, fromStorage, keep, tensor, type Backend, type DType, type DeviceOptimizerBackend, type Tensor } from '@kiln/core';
 import type { AdamWOptions, AdamWState, MomentDtype, StepResult } from './adamw.js';
 
 /**
@@ -9,29 +9,8 @@ import type { AdamWOptions, AdamWState, MomentDtype, StepResult } from './adamw.
  * (`toHost` / `fromHost`), so checkpoints move freely between the two.
  */
 
-/** AdamW hyper-parameters of one update, as a backend's fused update takes them. */
-export interface DeviceAdamwHyper {
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly bc1: number;
-  readonly bc2: number;
-  readonly eps: number;
-  readonly lr: number;
-  readonly decay: number;
-  readonly gradScale?: number;
-}
-
-/** What a backend must offer to run the optimizer on the device (the CUDA backend does). */
-export interface DeviceOptimizerBackend {
-  adamwStep(master: Tensor, m: Tensor, v: Tensor, grad: Tensor, h: DeviceAdamwHyper): void;
-  sumSquares(ts: readonly Tensor[]): number;
-}
-
-/** The backend's device-optimizer support, or undefined (then the host optimizer runs). */
-export function deviceOptimizerOf(backend: Backend): (Backend & DeviceOptimizerBackend) | undefined {
-  const b = backend as Backend & Partial<DeviceOptimizerBackend>;
-  return typeof b.adamwStep === 'function' && typeof b.sumSquares === 'function' ? (b as Backend & DeviceOptimizerBackend) : undefined;
-}
+/** Re-exported for callers that imported them from here. */
+export { deviceOptimizerOf, type AdamwHyper as DeviceAdamwHyper, type DeviceOptimizerBackend } from '@kiln/core';
 
 interface DeviceSlot {
   shape: number[];
