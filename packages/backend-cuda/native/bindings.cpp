@@ -34,12 +34,14 @@ Strided stridedArg(Napi::Env env, const Napi::Value& v) {
   return s;
 }
 
-#define OUT_ALLOC(bytes) void* out = deviceAlloc(env, (size_t)(bytes))
+#define OUT_ALLOC(bytes)                  \
+  const size_t outBytes_ = (size_t)(bytes); \
+  void* out = deviceAlloc(env, outBytes_)
 #define LAUNCH(expr, what)                       \
   do {                                           \
     cudaError_t err_ = (expr);                   \
     if (err_ != cudaSuccess) {                   \
-      deviceFree(out, 0);                        \
+      deviceFree(out, outBytes_);                \
       throwCuda(env, err_, what);                \
     }                                            \
   } while (0)
@@ -222,13 +224,14 @@ Napi::Value QuantizeBlockwise(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int rows = inum(info, 1), cols = inum(info, 2), br = inum(info, 3), bc = inum(info, 4);
   int nr = (rows + br - 1) / br, nc = (cols + bc - 1) / bc;
-  void* codes = deviceAlloc(env, (size_t)rows * cols);
-  void* out = deviceAlloc(env, (size_t)nr * nc * 4);
+  const size_t codeBytes = (size_t)rows * cols, scaleBytes = (size_t)nr * nc * 4;
+  void* codes = deviceAlloc(env, codeBytes);
+  void* out = deviceAlloc(env, scaleBytes);
   cudaError_t err = launchQuantizeBlockwise((const float*)ptrArg(info[0]), rows, cols, br, bc, inum(info, 5), inum(info, 6),
                                             (uint8_t*)codes, (float*)out, stream());
   if (err != cudaSuccess) {
-    deviceFree(codes, 0);
-    deviceFree(out, 0);
+    deviceFree(codes, codeBytes);
+    deviceFree(out, scaleBytes);
     throwCuda(env, err, "quantizeBlockwise");
   }
   Napi::Array r = Napi::Array::New(env, 2);
