@@ -28,3 +28,20 @@ export function resolveSendCounts(op: string, shape: readonly number[], worldSiz
   if (total !== rows) throw new ShapeError(op, `sendCounts ${fmt(counts)} sum to ${total}, but send has ${rows} rows (shape ${fmt(shape)})`);
   return counts;
 }
+
+/** Throws an ArgumentError unless `ms` is a number >= 0 (Infinity waits forever). */
+export function checkTimeout(ms: unknown, op: string): asserts ms is number {
+  if (typeof ms !== 'number' || !(ms >= 0)) {
+    throw new ArgumentError(op, `timeoutMs must be a number >= 0 (Infinity to wait forever), got ${String(ms)}`);
+  }
+}
+
+/** The timeout of one call: `options.timeoutMs` (checked) or the collective's default. */
+export function callTimeoutMs(op: string, options: { readonly timeoutMs?: number } | undefined, defaultMs: number): number {
+  if (options !== undefined && (options === null || typeof options !== 'object')) {
+    throw new ArgumentError(op, `options must be an object like { timeoutMs }, got ${options === null ? 'null' : typeof options}`);
+  }
+  if (options?.timeoutMs === undefined) return defaultMs;
+  checkTimeout(options.timeoutMs, op);
+  return options.timeoutMs;
+}

@@ -29,7 +29,8 @@ export {
   type BackendMemoryInfo,
 } from './engine.js';
 export * from './random.js';
-export { resolveSendCounts } from './collective-args.js';
+export { resolveSendCounts, checkTimeout, callTimeoutMs } from './collective-args.js';
+export * from './collective-host-staged/index.js';
 export * from './device-optimizer.js';
 export * from './codecs/fp8.js';
 export * from './codecs/half.js';
