@@ -12,6 +12,7 @@ import { GpujsBackend, type GpujsBackendOptions } from './gpujs-backend.js';
 export { GpujsBackend, GpujsStorage, HOST_FALLBACKS, MAX_ELEMENTS, type GpujsBackendOptions } from './gpujs-backend.js';
 export { findChromium, CHROMIUM_PATHS, type BrowserOptions } from './browser.js';
 export { installEngine, type EngineApi, type EngineCommand, type EngineInfo } from './engine.js';
+export { GpujsCollective, createGpujsGroup, type GpujsGroupOptions } from './collective.js';
 
 /** Creates a gpu.js backend (throws BackendError with the reason when WebGL2 is unavailable). */
 export function createGpujsBackend(options: GpujsBackendOptions = {}): Promise<GpujsBackend> {

@@ -5,19 +5,14 @@
  * (`createHostStagedGroupWith`) with a `WebGpuBackend` per rank. See
  * docs/backend-webgpu.md#collectives.
  */
-import { HostStagedCollective, createHostStagedGroupWith, type Backend } from '@kiln/core';
+import { HostStagedCollective, createHostStagedGroupWith, type HostStagedGroupWithOptions } from '@kiln/core';
 import { WebGpuBackend, type WebGpuBackendOptions } from '../webgpu-backend.js';
 
-export interface WebGpuGroupOptions extends WebGpuBackendOptions {
-  /**
-   * One backend per rank, distinct instances (normally `WebGpuBackend`s, each its own
-   * GPUDevice; any kiln Backend works, since data moves through the host). Default: a new
-   * `WebGpuBackend` per rank, created with the other options. The group never disposes them.
-   */
-  readonly backends?: readonly Backend[];
-  /** Default timeout of every call in ms (default 60000); a call's own `timeoutMs` wins. */
-  readonly timeoutMs?: number;
-}
+/**
+ * `backends` (one per rank, distinct; default: a new `WebGpuBackend` per rank, created with the other
+ * options; the group never disposes them) and `timeoutMs` (default of every call, 60000).
+ */
+export interface WebGpuGroupOptions extends WebGpuBackendOptions, Omit<HostStagedGroupWithOptions, 'caller'> {}
 
 /** The Collective of one rank of a WebGPU group (core's `HostStagedCollective`). */
 export const WebGpuCollective = HostStagedCollective;
@@ -30,10 +25,6 @@ export type WebGpuCollective = HostStagedCollective;
  * BackendError when no adapter is available.
  */
 export function createWebGpuGroup(worldSize: number, options: WebGpuGroupOptions = {}): Promise<WebGpuCollective[]> {
-  const { backends, timeoutMs, ...backendOptions } = options;
-  return createHostStagedGroupWith(worldSize, () => WebGpuBackend.create(backendOptions), {
-    caller: 'createWebGpuGroup',
-    ...(backends !== undefined ? { backends } : {}),
-    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-  });
+  const { backends: _b, timeoutMs: _t, ...backendOptions } = options;
+  return createHostStagedGroupWith(worldSize, () => WebGpuBackend.create(backendOptions), { ...options, caller: 'createWebGpuGroup' });
 }
