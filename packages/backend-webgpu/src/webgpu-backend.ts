@@ -33,6 +33,8 @@ import { RemoteGpu, probeAdapter } from './remote.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
 import { rowShader, swigluShader } from './wgsl/fused.js';
+import { chooseGemmKernels, planF32Gemm, planFp8Gemm, type F32GemmPlan, type GemmChoice } from './gemm-plan.js';
+import { splitKReduceShader, tiledGemmShader } from './wgsl/gemm-tiled.js';
 import { fp8GemmEmulatedShader, fp8GemmShader, fp8GemmWordsShader, gemmF32Shader, gemmI32Shader, quantCodesShader, quantScalesShader } from './wgsl/gemm.js';
 import {
   binaryShader,
@@ -75,6 +77,13 @@ export interface WebGpuBackendOptions extends AcquireOptions {
    * lives on the calling thread and only async reads work.
    */
   readonly worker?: boolean;
+  /**
+   * Which GEMM kernels to use: 'tiled' (large register-blocked tiles with prefetch, for
+   * hardware GPUs), 'software' (small tiles that suit llvmpipe/SwiftShader), or 'auto'
+   * (default; $KILN_WEBGPU_GEMM, else 'software' on a software adapter and 'tiled' otherwise).
+   * $KILN_WEBGPU_GEMM may also pin the tile: 'tiled:ra,rb,bk' (see gemm-tiled.ts).
+   */
+  readonly gemm?: 'auto' | 'tiled' | 'software';
 }
 
 /** The device operations the backend needs: `createExecutor` on this thread, or `RemoteGpu` (a worker). */
@@ -169,6 +178,8 @@ export class WebGpuBackend implements Backend {
   private liveBuffers = 0;
   private error: Error | undefined;
   private disposed = false;
+  /** The GEMM kernel family (and a pinned tile, for tuning) this device uses. */
+  private readonly gemm: GemmChoice;
 
   static async create(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
     const inNode = typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === 'string';
@@ -184,7 +195,7 @@ export class WebGpuBackend implements Backend {
       if (short) throw new BackendError('webgpu', short);
       const { Worker } = (await import(/* @vite-ignore */ 'node:worker_threads' as string)) as { Worker: unknown };
       const use = ready.attempt !== undefined && attempts[ready.attempt] ? [attempts[ready.attempt]] : attempts;
-      return new WebGpuBackend(new LazyGpu(() => RemoteGpu.spawn(Worker, dawnUrl, use, WANTED_LIMITS, SUBMIT_EVERY, ready)), ready);
+      return new WebGpuBackend(new LazyGpu(() => RemoteGpu.spawn(Worker, dawnUrl, use, WANTED_LIMITS, SUBMIT_EVERY, ready)), ready, options);
     }
     const acq = await acquireDevice(options);
     const info = (acq.adapter.info ?? {}) as Described['info'];
@@ -212,16 +223,17 @@ export class WebGpuBackend implements Backend {
         maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
       },
       features: [...acq.device.features],
-    });
+    }, options);
   }
 
-  private constructor(gpu: Gpu, d: Described) {
+  private constructor(gpu: Gpu, d: Described, options: WebGpuBackendOptions) {
     this.gpu = gpu;
     this.limits = d.limits;
     const info = d.info;
     const software = softwareAdapterName(info);
     const name = info.device && info.description ? `${info.device} (${info.description})` : info.device || info.description || info.vendor || 'WebGPU adapter';
     if (software) this.notPreferred = `software adapter (${software}): the CPU backend is faster`;
+    this.gemm = chooseGemmKernels(options.gemm, software !== undefined, d.limits);
     this.device = {
       backend: 'webgpu',
       name,
@@ -236,6 +248,7 @@ export class WebGpuBackend implements Backend {
         software: software ?? false,
         shaderF16: d.features.includes('shader-f16'),
         subgroups: d.features.includes('subgroups'),
+        gemmKernels: this.gemm.family,
         maxBufferSize: d.limits.maxBufferSize,
         maxStorageBufferBindingSize: d.limits.maxStorageBufferBindingSize,
         maxComputeInvocationsPerWorkgroup: d.limits.maxComputeInvocationsPerWorkgroup,
@@ -458,14 +471,35 @@ export class WebGpuBackend implements Backend {
           this.dispatch(fillShader(), [n, 0], out.id, [], groups1d(n));
         } else {
           if (batch > 65535) throw new BackendError('webgpu.matmul', `batch ${batch} exceeds 65535 workgroups`);
-          // skinny products (a few tokens) take 32-row tiles: less padding, twice the workgroups
-          const rm = M <= 32 ? 4 : 8;
-          this.dispatch(gemmF32Shader(rm), meta, out.id, [ba, bb], [Math.ceil(N / 64), Math.ceil(M / (8 * rm)), batch]);
+          const plan = planF32Gemm(this.gemm, M, N, K, batch, { aBatch: sa, bBatch: sb, sam, sak, sbk, sbn });
+          if (plan) this.tiledMatmul(plan, [...meta, plan.kPer, plan.slices, batch], out, [ba, bb]);
+          else {
+            // skinny products (a few tokens) take 32-row tiles: less padding, twice the workgroups
+            const rm = M <= 32 ? 4 : 8;
+            this.dispatch(gemmF32Shader(rm), meta, out.id, [ba, bb], [Math.ceil(N / 64), Math.ceil(M / (8 * rm)), batch]);
+          }
         }
       }
       return out;
     } finally {
       for (const t of temps) this.release(t);
+    }
+  }
+
+  /** A tiled f32 product; split along K, its slices' partials are summed in slice order. */
+  private tiledMatmul(plan: F32GemmPlan, meta: number[], out: WebGpuStorage, inputs: readonly number[]): void {
+    const code = tiledGemmShader(plan.spec);
+    if (plan.slices === 1) {
+      this.dispatch(code, meta, out.id, inputs, plan.groups);
+      return;
+    }
+    const n = meta[0];
+    const partials = this.alloc('f32', n * plan.slices, 'matmul');
+    try {
+      this.dispatch(code, meta, partials.id, inputs, plan.groups);
+      this.dispatch(splitKReduceShader(), [n, plan.slices], out.id, [partials.id], groups1d(n));
+    } finally {
+      this.release(partials);
     }
   }
 
@@ -586,7 +620,9 @@ export class WebGpuBackend implements Backend {
       else {
         const meta = [M * N, M, N, K, nc, a.block[0], b.block[0], bk, Math.ceil(K / bk), Math.ceil(K / b.block[1]), 0, a.codes.dtype === 'e5m2' ? 1 : 0, b.codes.dtype === 'e5m2' ? 1 : 0];
         const inputs = [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)];
-        if (K % 4 === 0 && (nc % 4 === 0 || nc >= K)) {
+        const plan = planFp8Gemm(this.gemm, M, N, K, nc);
+        if (plan) this.dispatch(tiledGemmShader(plan.spec), meta, out.id, inputs, plan.groups);
+        else if (K % 4 === 0 && (nc % 4 === 0 || nc >= K)) {
           // codes loaded as whole u32 words: rows and chunk starts are 4-code aligned
           const rm = M <= 32 ? 4 : 8;
           this.dispatch(fp8GemmWordsShader(rm), meta, out.id, inputs, [Math.ceil(N / 64), Math.ceil(M / (8 * rm)), 1]);

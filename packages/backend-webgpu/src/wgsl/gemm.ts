@@ -1,4 +1,5 @@
 import { CODECS, WG, elementwise, header, reader } from './common.js';
+import { K_DIV } from './math.js';
 
 /**
  * Batched f32 GEMM: 64x64 output tiles per workgroup of 16x16 invocations, each computing a
@@ -158,10 +159,9 @@ export function quantCodesShader(): string {
   return to_e5m2(bitcast<u32>(q), false);
 }
 `;
-  return elementwise('e4m3', CODECS + MATH_DIV + body, ['x', 'scales']);
+  return elementwise('e4m3', CODECS + K_DIV + body, ['x', 'scales']);
 }
 
-const MATH_DIV = `fn k_div(a: f32, b: f32) -> f32 { return a / b; }\n`;
 
 function f32bits(x: number): number {
   const f = new Float32Array([x]);

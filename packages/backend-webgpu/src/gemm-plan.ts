@@ -1,0 +1,97 @@
+/**
+ * Which GEMM kernel a product runs with: the kernel family for this device (large tiles on a
+ * hardware GPU, small ones on a software rasteriser), the tile, the operands' load paths and,
+ * for skinny f32 products, how many K slices to split the work into.
+ */
+import { ArgumentError } from '@kiln/core';
+import { tiledGemmWorkgroupBytes, type TileLoad, type TiledGemmConfig, type TiledGemmSpec } from './wgsl/gemm-tiled.js';
+
+export interface GemmChoice {
+  readonly family: 'tiled' | 'software';
+  /** A tile pinned by $KILN_WEBGPU_GEMM=tiled:ra,rb,bk (tuning), else chosen per product. */
+  readonly pinned?: TiledGemmConfig;
+  /** Workgroup memory the device gives a kernel. */
+  readonly workgroupBytes: number;
+}
+
+const env = (k: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[k];
+
+export function chooseGemmKernels(
+  option: 'auto' | 'tiled' | 'software' | undefined,
+  software: boolean,
+  limits: { maxComputeWorkgroupStorageSize: number },
+): GemmChoice {
+  const workgroupBytes = limits.maxComputeWorkgroupStorageSize;
+  const spec = option && option !== 'auto' ? option : env('KILN_WEBGPU_GEMM') || 'auto';
+  const m = /^(auto|tiled|software)(?::(\d),(\d),(\d+))?$/.exec(spec);
+  if (!m) throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM must be auto, software, tiled or tiled:ra,rb,bk (got '${spec}')`);
+  const family = m[1] === 'auto' ? (software ? 'software' : 'tiled') : (m[1] as 'tiled' | 'software');
+  if (!m[2]) return { family, workgroupBytes };
+  const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]) } as TiledGemmConfig;
+  if (![1, 2].includes(pinned.ra) || ![1, 2].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk)) {
+    throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM tile ra,rb,bk must be 1|2, 1|2, 8|16|32 (got ${m[2]},${m[3]},${m[4]})`);
+  }
+  return { family, pinned, workgroupBytes };
+}
+
+/** Workgroups a GPU needs to be busy (a few per compute unit on large GPUs). */
+const BUSY_WORKGROUPS = 264;
+
+/** The tile for an M x N product: 128 x 128 unless a side is small, shrunk to fit workgroup memory. */
+function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
+  let t: TiledGemmConfig = choice.pinned ?? { ra: M > 64 ? 2 : 1, rb: N > 64 ? 2 : 1, bk: 16 };
+  while (tiledGemmWorkgroupBytes(t, kind) > choice.workgroupBytes) {
+    if (t.bk === 8) return undefined;
+    t = { ...t, bk: t.bk === 32 ? 16 : 8 };
+  }
+  return t;
+}
+
+export interface F32GemmPlan {
+  readonly spec: TiledGemmSpec;
+  /** K slices (1: no split); kPer elements of K each, a multiple of the tile depth. */
+  readonly slices: number;
+  readonly kPer: number;
+  readonly groups: [number, number, number];
+}
+
+/** Strides as the GEMM kernels take them: element offsets between rows / along K. */
+export interface GemmStrides {
+  readonly aBatch: number;
+  readonly bBatch: number;
+  readonly sam: number;
+  readonly sak: number;
+  readonly sbk: number;
+  readonly sbn: number;
+}
+
+const aligned = (...xs: number[]): boolean => xs.every((x) => x % 4 === 0);
+
+/** The tiled plan of a batched f32 product, or undefined where the software kernels run. */
+export function planF32Gemm(choice: GemmChoice, M: number, N: number, K: number, batch: number, s: GemmStrides): F32GemmPlan | undefined {
+  if (choice.family !== 'tiled') return undefined;
+  const t = tileFor(choice, M, N, 'f32');
+  if (!t) return undefined;
+  const batchAligned = aligned(s.aBatch, s.bBatch);
+  // A's tile is read in 16-byte words along m (A transposed) or along K (row-major A)
+  const a: TileLoad = batchAligned && s.sam === 1 && aligned(M, s.sak) ? 'vec-inner' : batchAligned && s.sak === 1 && aligned(K, s.sam) ? 'vec-k' : 'scalar';
+  const b: TileLoad = batchAligned && s.sbn === 1 && aligned(N, s.sbk) ? 'vec-inner' : batchAligned && s.sbk === 1 && aligned(K, s.sbn) ? 'vec-k' : 'scalar';
+  const gx = Math.ceil(N / (64 * t.rb));
+  const gy = Math.ceil(M / (64 * t.ra));
+  const tiles = gx * gy * batch;
+  // split K when the tiles alone leave the GPU idle, keeping each slice at least 8 tiles deep
+  let slices = 1;
+  if (tiles < BUSY_WORKGROUPS / 2) slices = Math.max(1, Math.min(Math.ceil(BUSY_WORKGROUPS / tiles), Math.floor(K / (8 * t.bk)), 32));
+  const kPer = Math.ceil(K / slices / t.bk) * t.bk;
+  slices = Math.ceil(K / kPer);
+  if (batch * slices > 65535) return undefined;
+  return { spec: { kind: 'f32', ...t, a, b, vecOut: N % 4 === 0 }, slices, kPer, groups: [gx, gy, batch * slices] };
+}
+
+/** The tiled plan of a block-scaled FP8 product, or undefined where the other kernels run. */
+export function planFp8Gemm(choice: GemmChoice, M: number, N: number, K: number, promotionInterval: number): { spec: TiledGemmSpec; groups: [number, number, number] } | undefined {
+  if (choice.family !== 'tiled' || K % 4 !== 0) return undefined;
+  const t = tileFor(choice, M, N, 'fp8');
+  if (!t || !(promotionInterval % t.bk === 0 || promotionInterval >= K)) return undefined;
+  return { spec: { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0 }, groups: [Math.ceil(N / (64 * t.rb)), Math.ceil(M / (64 * t.ra)), 1] };
+}

@@ -1,0 +1,252 @@
+/**
+ * GEMM kernels sized for hardware GPUs: 16x16 invocations per workgroup, each accumulating a
+ * (4*ra) x (4*rb) register block, so a workgroup owns a (64*ra) x (64*rb) output tile; A and B
+ * tiles `bk` deep are staged in workgroup memory and the next tile's global loads are issued
+ * (into registers) before the current tile's multiply-adds, so their latency is hidden.
+ * Operands are read as whole 16-byte words where the layout allows it.
+ *
+ * One generator serves both products:
+ *  - f32: out = A x B, operands addressed by strides (transposes and broadcast batches cost
+ *    nothing); optionally split along K into `S` slices whose partial products a second
+ *    kernel (splitKReduceShader) sums in slice order: skinny products (a few tokens times a
+ *    wide weight) get enough workgroups to fill the GPU.
+ *  - fp8: core's fp8GemmReference bit for bit: per output, the decoded products accumulate in
+ *    K order into a chunk partial, and every promotionInterval the partial times (sa * sb) is
+ *    added to the f32 accumulator, both products rounded (a runtime zero XORed into the bits
+ *    keeps drivers from contracting them into one fma; the K-order partial sums are immune:
+ *    a product of two FP8 values is exact in f32, so a fused multiply-add rounds the same).
+ *
+ * The software-rasteriser kernels in gemm.ts stay the choice on llvmpipe/SwiftShader, where
+ * these large tiles spill.
+ */
+import { CODECS } from './common.js';
+
+/** How one operand's tile is read from global memory. */
+export type TileLoad =
+  /** 16-byte loads along the tile's own axis (m for A, n for B): contiguous, aligned. */
+  | 'vec-inner'
+  /** 16-byte loads along K (row-major A, transposed B), transposed into workgroup memory. */
+  | 'vec-k'
+  /** One element at a time: any strides. */
+  | 'scalar';
+
+export interface TiledGemmConfig {
+  /** 64 * ra output rows per workgroup (ra 1 or 2). */
+  readonly ra: 1 | 2;
+  /** 64 * rb output columns per workgroup (rb 1 or 2). */
+  readonly rb: 1 | 2;
+  /** K depth of a staged tile: 8, 16 or 32. */
+  readonly bk: 8 | 16 | 32;
+}
+
+export interface TiledGemmSpec extends TiledGemmConfig {
+  readonly kind: 'f32' | 'fp8';
+  /** f32 only; fp8 codes are always read as u32 words of 4 codes along K. */
+  readonly a: TileLoad;
+  readonly b: TileLoad;
+  /** Output rows written as 16-byte words (N % 4 == 0). */
+  readonly vecOut: boolean;
+}
+
+/** Bytes of workgroup memory a tiled kernel needs. */
+export function tiledGemmWorkgroupBytes(c: TiledGemmConfig, kind: 'f32' | 'fp8'): number {
+  return c.bk * 64 * (c.ra + c.rb) * 4 + (kind === 'fp8' ? 2 * 256 * 4 : 0);
+}
+
+/**
+ * meta (f32): [n, M, N, K, aBatchStride, bBatchStride, sam, sak, sbk, sbn, kPer, S, batch].
+ * Dispatch [ceil(N / (64 rb)), ceil(M / (64 ra)), batch * S]; with S > 1 the output is the
+ * partial buffer [S][batch][M][N].
+ * meta (fp8): as fp8GemmShader's [n, M, N, K, nc, abr, bbr, bk, kbA, kbB, zero, fmtA, fmtB];
+ * needs K % 4 == 0 and (nc % bk == 0 or nc >= K). Dispatch [ceil(N / (64 rb)), ceil(M / (64 ra)), 1].
+ */
+export function tiledGemmShader(s: TiledGemmSpec): string {
+  const { ra, rb, bk } = s;
+  const fp8 = s.kind === 'fp8';
+  const BM = 64 * ra;
+  const BN = 64 * rb;
+  const aLoad: TileLoad = fp8 ? 'vec-k' : s.a;
+  const bLoad: TileLoad = fp8 ? 'vec-k' : s.b;
+  const quads = (rows: number) => (rows * bk) / 4; // 16-byte quads in one staged tile
+  const per = (rows: number) => Math.ceil(quads(rows) / 256);
+  const elemTy = fp8 ? 'u32' : 'vec4<u32>';
+  const binding = (i: number, name: string, load: TileLoad) =>
+    `@group(0) @binding(${i}) var<storage, read> ${name}: array<${load === 'scalar' ? 'u32' : elemTy}>;\n`;
+  let src = `@group(0) @binding(0) var<storage, read> prm: array<u32>;\n`;
+  src += `@group(0) @binding(1) var<storage, read_write> out: array<${s.vecOut ? 'vec4<u32>' : 'u32'}>;\n`;
+  src += binding(2, 'A', aLoad) + binding(3, 'B', bLoad);
+  if (fp8) {
+    src += `@group(0) @binding(4) var<storage, read> SA: array<u32>;\n@group(0) @binding(5) var<storage, read> SB: array<u32>;\n`;
+    src += CODECS + `var<workgroup> tabA: array<f32, 256>;\nvar<workgroup> tabB: array<f32, 256>;\n`;
+  }
+  src += `var<workgroup> As: array<vec4<f32>, ${quads(BM)}>; // [${bk} k][${BM} m] as quads over m\n`;
+  src += `var<workgroup> Bs: array<vec4<f32>, ${quads(BN)}>; // [${bk} k][${BN} n] as quads over n\n`;
+
+  // ---- staging: global -> registers (ld_X), registers -> workgroup memory (st_X)
+  const regTy = fp8 ? 'u32' : 'vec4<f32>';
+  const zeroReg = fp8 ? '0u' : 'vec4<f32>(0.0)';
+  function stage(X: 'A' | 'B', rows: number, load: TileLoad, axis: 'm' | 'n'): string {
+    const total = quads(rows);
+    const P = per(rows);
+    const tileVar = `${X.toLowerCase()}0`;
+    const dim = axis === 'm' ? 'M' : 'N';
+    const sInner = X === 'A' ? 'sam' : 'sbn';
+    const sK = X === 'A' ? 'sak' : 'sbk';
+    const off = X === 'A' ? 'aoff' : 'boff';
+    const shared = X === 'A' ? 'As' : 'Bs';
+    const tab = X === 'A' ? 'tabA' : 'tabB';
+    let ld = `fn ld_${X}(k0: u32, ${tileVar}: u32) {\n`;
+    let st = `fn st_${X}() {\n`;
+    for (let l = 0; l < P; l++) {
+      // the last pass of a tile smaller than the workgroup covers only part of it
+      const partial = (l + 1) * 256 > total;
+      const inTile = partial ? `e < ${total}u && ` : '';
+      ld += `  {\n    let e = tid + ${l * 256}u;\n    var v = ${zeroReg};\n`;
+      st += `  {\n    let e = tid + ${l * 256}u;\n    let v = r${X}${l};\n`;
+      if (load === 'vec-k') {
+        // quad e: row e / (bk/4), k quad e % (bk/4)
+        ld += `    let row = e / ${bk / 4}u; let k = k0 + (e % ${bk / 4}u) * 4u; let g = ${tileVar} + row;\n`;
+        const addr = fp8 ? `(g * K + k) >> 2u` : `(${off} + g * ${sInner} + k) >> 2u`;
+        const val = fp8 ? `${X}[${addr}]` : `bitcast<vec4<f32>>(${X}[${addr}])`;
+        ld += `    if (${inTile}g < ${dim} && k < K) { v = ${val}; }\n`;
+        st += `    if (${partial ? `e < ${total}u` : 'true'}) {\n      let row = e / ${bk / 4}u; let kq = (e % ${bk / 4}u) * 4u;\n`;
+        for (let c = 0; c < 4; c++) {
+          const x = fp8 ? `${tab}[(v >> ${8 * c}u) & 0xffu]` : `v.${'xyzw'[c]}`;
+          st += `      ${shared}[(kq + ${c}u) * ${rows / 4}u + row / 4u][row % 4u] = ${x};\n`;
+        }
+        st += `    }\n`;
+      } else {
+        // quad e: k row e / (rows/4), quad of the tile axis e % (rows/4)
+        ld += `    let kk = k0 + e / ${rows / 4}u; let g = ${tileVar} + (e % ${rows / 4}u) * 4u;\n`;
+        if (load === 'vec-inner') {
+          ld += `    if (${inTile}g < ${dim} && kk < K) { v = bitcast<vec4<f32>>(${X}[(${off} + kk * ${sK} + g) >> 2u]); }\n`;
+        } else {
+          ld += `    if (${inTile}kk < K) {\n`;
+          for (let c = 0; c < 4; c++) ld += `      if (g + ${c}u < ${dim}) { v.${'xyzw'[c]} = bitcast<f32>(${X}[${off} + (g + ${c}u) * ${sInner} + kk * ${sK}]); }\n`;
+          ld += `    }\n`;
+        }
+        st += `    if (${partial ? `e < ${total}u` : 'true'}) { ${shared}[e] = v; }\n`;
+      }
+      ld += `    r${X}${l} = v;\n  }\n`;
+      st += `  }\n`;
+    }
+    return ld + '}\n' + st + '}\n';
+  }
+
+  const regs = (X: string, rows: number) => Array.from({ length: per(rows) }, (_, l) => `var<private> r${X}${l}: ${regTy};\n`).join('');
+  src += `var<private> tid: u32;\nvar<private> M: u32;\nvar<private> N: u32;\nvar<private> K: u32;\n`;
+  if (!fp8) src += `var<private> aoff: u32;\nvar<private> boff: u32;\nvar<private> sam: u32;\nvar<private> sak: u32;\nvar<private> sbk: u32;\nvar<private> sbn: u32;\n`;
+  src += regs('A', BM) + regs('B', BN);
+  src += stage('A', BM, aLoad, 'm') + stage('B', BN, bLoad, 'n');
+
+  // ---- the register block: rows g*64 + ty*4 + i, columns h*64 + tx*4 + j
+  const G = Array.from({ length: ra }, (_, g) => g);
+  const H = Array.from({ length: rb }, (_, h) => h);
+  const I = [0, 1, 2, 3];
+  const cells: string[] = [];
+  for (const g of G) for (const i of I) for (const h of H) cells.push(`${g}${i}${h}`);
+  const accDecl = (p: string) => cells.map((c) => `var ${p}${c} = vec4<f32>(0.0);`).join(' ');
+  const sum = fp8 ? 'p' : 'c';
+  let mac = `    for (var kk = 0u; kk < ${bk}u; kk++) {\n`;
+  for (const g of G) mac += `      let a${g} = As[kk * ${BM / 4}u + ${g * 16}u + ty];\n`;
+  for (const h of H) mac += `      let b${h} = Bs[kk * ${BN / 4}u + ${h * 16}u + tx];\n`;
+  for (const g of G) for (const i of I) for (const h of H) mac += `      ${sum}${g}${i}${h} = ${sum}${g}${i}${h} + a${g}.${'xyzw'[i]} * b${h};\n`;
+  mac += `    }\n`;
+
+  let promote = '';
+  if (fp8) {
+    promote += `      let kb = c0 / bkq;\n      let z4 = vec4<u32>(zero);\n`;
+    for (const h of H) {
+      promote += `      var sb${h} = vec4<f32>(0.0);\n`;
+      promote += `      for (var j = 0u; j < 4u; j++) { let n = n0 + ${h * 64}u + tx * 4u + j; if (n < N) { sb${h}[j] = bitcast<f32>(SB[(n / bbr) * kbB + kb]); } }\n`;
+    }
+    for (const g of G)
+      for (const i of I) {
+        promote += `      {\n        let sa = bitcast<f32>(SA[(min(m0 + ${g * 64 + i}u + ty * 4u, M - 1u) / abr) * kbA + kb]);\n`;
+        for (const h of H) {
+          promote += `        let s${h} = bitcast<vec4<f32>>(bitcast<vec4<u32>>(sa * sb${h}) ^ z4);\n`;
+          promote += `        c${g}${i}${h} = c${g}${i}${h} + bitcast<vec4<f32>>(bitcast<vec4<u32>>(p${g}${i}${h} * s${h}) ^ z4);\n`;
+          promote += `        p${g}${i}${h} = vec4<f32>(0.0);\n`;
+        }
+        promote += `      }\n`;
+      }
+  }
+
+  let write = '';
+  for (const g of G)
+    for (const i of I) {
+      write += `  {\n    let m = m0 + ${g * 64 + i}u + ty * 4u;\n    if (m < M) {\n`;
+      for (const h of H) {
+        write += `      {\n        let n = n0 + ${h * 64}u + tx * 4u;\n        let v = bitcast<vec4<u32>>(c${g}${i}${h});\n`;
+        if (s.vecOut) write += `        if (n < N) { out[(obase + m * N + n) >> 2u] = v; }\n`;
+        else write += `        for (var j = 0u; j < 4u; j++) { if (n + j < N) { out[obase + m * N + n + j] = v[j]; } }\n`;
+        write += `      }\n`;
+      }
+      write += `    }\n  }\n`;
+    }
+
+  src += `
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  M = prm[1]; N = prm[2]; K = prm[3];
+  let tx = lid.x; let ty = lid.y;
+  tid = ty * 16u + tx;
+  let m0 = wg.y * ${BM}u; let n0 = wg.x * ${BN}u;
+`;
+  if (fp8) {
+    src += `  let nc = prm[4]; let abr = prm[5]; let bbr = prm[6]; let bkq = prm[7]; let kbA = prm[8]; let kbB = prm[9]; let zero = prm[10];
+  tabA[tid] = select(bitcast<f32>(e5m2_bits(tid)), bitcast<f32>(e4m3_bits(tid)), prm[11] == 0u);
+  tabB[tid] = select(bitcast<f32>(e5m2_bits(tid)), bitcast<f32>(e4m3_bits(tid)), prm[12] == 0u);
+  let kStart = 0u; let kEnd = prm[3];
+  let obase = 0u;
+  var c0 = 0u;
+  ${accDecl('p')}
+  workgroupBarrier();
+`;
+  } else {
+    src += `  let S = prm[11]; let batch = wg.z / S; let slice = wg.z % S;
+  aoff = batch * prm[4]; boff = batch * prm[5];
+  sam = prm[6]; sak = prm[7]; sbk = prm[8]; sbn = prm[9];
+  let kStart = slice * prm[10]; let kEnd = min(prm[3], kStart + prm[10]);
+  let obase = (slice * prm[12] + batch) * M * N;
+`;
+  }
+  src += `  ${accDecl('c')}
+  ld_A(kStart, m0); ld_B(kStart, n0);
+  st_A(); st_B();
+  workgroupBarrier();
+  for (var k0 = kStart; k0 < kEnd; k0 = k0 + ${bk}u) {
+    let nk = k0 + ${bk}u;
+    let more = nk < kEnd;
+    if (more) { ld_A(nk, m0); ld_B(nk, n0); }
+${mac}`;
+  if (fp8) {
+    src += `    if (!more || nk - c0 >= nc) {
+${promote}      c0 = nk;
+    }
+`;
+  }
+  src += `    workgroupBarrier();
+    if (more) { st_A(); st_B(); workgroupBarrier(); }
+  }
+${write}}
+`;
+  return src;
+}
+
+/** Sums split-K partials [S][n] in slice order. meta [n, S]; one output per invocation. */
+export function splitKReduceShader(): string {
+  return `@group(0) @binding(0) var<storage, read> prm: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+@group(0) @binding(2) var<storage, read> P: array<u32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = gid.x + gid.y * nw.x * 256u;
+  let n = prm[0];
+  if (i >= n) { return; }
+  var s = bitcast<f32>(P[i]);
+  for (var k = 1u; k < prm[1]; k++) { s = s + bitcast<f32>(P[k * n + i]); }
+  out[i] = bitcast<u32>(s);
+}
+`;
+}
