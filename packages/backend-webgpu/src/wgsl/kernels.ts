@@ -11,7 +11,7 @@ export function fillShader(): string {
   );
 }
 
-/** random: meta [n, seed, lo bits, range bits (uniform) | mean bits, std bits (normal)]. */
+/** random: meta [n, seed, lo bits, range bits (uniform) | mean bits, std bits (normal), 0]. */
 export function randomShader(normal: boolean): string {
   const body = `
 fn mix32(x0: u32) -> u32 {
@@ -37,9 +37,11 @@ ${
     ? `  let u1 = f32((rbits(seed, 2u * i) >> 8u) + 1u) * 5.9604644775390625e-8;
   let u2 = f32(rbits(seed, 2u * i + 1u) >> 8u) * 5.9604644775390625e-8;
   let z = sqrt(-2.0 * k_log(u1)) * k_cos(6.283185307179586 * u2);
-  return bitcast<u32>(a + b * z);`
+  return bitcast<u32>(a + bitcast<f32>(bitcast<u32>(b * z) ^ prm[4]));`
     : `  let u = f32(rbits(seed, i) >> 8u) * 5.9604644775390625e-8;
-  return bitcast<u32>(a + b * u);`
+  // the product rounds on its own, as the reference's does: XOR with the runtime zero prm[4]
+  // keeps a driver from contracting a + b * u into one fma
+  return bitcast<u32>(a + bitcast<f32>(bitcast<u32>(b * u) ^ prm[4]));`
 }
 }
 `;

@@ -5,6 +5,33 @@
  * minimax polynomials, in plain f32 arithmetic (no fma needed); NaN and infinities are
  * handled on bit patterns, so a driver that assumes no NaNs cannot fold them away.
  */
+/** Correctly rounded f32 division (see k_div); MATH includes it. */
+export const K_DIV = /* wgsl */ `
+// a / b rounded to nearest even. WGSL lets '/' be 2.5 ulp off (NVIDIA's is 1 ulp off at times),
+// so the quotient of the normalised significands is refined with its remainder, then the
+// nearer of it and its neighbour is kept, judged by their exact remainders (fma), and scaled
+// back. A quotient of two floats is never halfway between two floats, so no tie arises.
+// Zeros, infinities, NaN, subnormal operands and results are left to the hardware.
+fn k_div(a: f32, b: f32) -> f32 {
+  let q = a / b;
+  let xa = bitcast<u32>(a) & 0x7f800000u; let xb = bitcast<u32>(b) & 0x7f800000u;
+  if (xa == 0u || xa == 0x7f800000u || xb == 0u || xb == 0x7f800000u) { return q; }
+  let fa = frexp(abs(a)); let fb = frexp(abs(b));
+  let x = fa.fract; let y = fb.fract; // [0.5, 1)
+  let e = fa.exp - fb.exp;
+  var t = x / y;
+  t = fma(fma(-t, y, x), 1.0 / y, t);
+  let r = fma(-t, y, x);
+  let nb = bitcast<u32>(t);
+  let n = bitcast<f32>(select(nb - 1u, nb + 1u, r > 0.0));
+  if (r != 0.0 && abs(fma(-n, y, x)) < abs(r)) { t = n; }
+  // t in [0.5, 2): the result is normal when 2^(e-1) >= 2^-126
+  if (e - 1 < -126) { return q; }
+  let s = select(1.0, -1.0, (a < 0.0) != (b < 0.0));
+  return s * ldexp(ldexp(t, e / 2), e - e / 2); // two steps: 2^e alone may overflow
+}
+`;
+
 export const MATH = /* wgsl */ `
 fn k_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 fn k_isinf(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }
@@ -13,7 +40,7 @@ var<private> k_zero: u32 = 0u;
 fn k_nan() -> f32 { return bitcast<f32>(0x7fc00000u | k_zero); }
 fn k_inf() -> f32 { return bitcast<f32>(0x7f800000u | k_zero); }
 
-fn k_div(a: f32, b: f32) -> f32 { return a / b; }
+${K_DIV}
 fn k_sqrt(x: f32) -> f32 { return sqrt(x); }
 fn k_rsqrt(x: f32) -> f32 { return 1.0 / sqrt(x); }
 fn k_round(x: f32) -> f32 { return round(x); }
