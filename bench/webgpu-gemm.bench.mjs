@@ -7,8 +7,10 @@
 //  - FP8 block GEMM (DeepSeek-V3's recipe: e4m3, 1x128 activation scales, 128x128 weight
 //    scales, f32 promotion every 128 along K). kiln: Backend.matmulFp8; tfjs has no FP8, so its
 //    row is tf.matMul on the dequantised f32 operands (what a tfjs user would run).
-// Every timed call includes reading the [m, n] result back into a JS array (kiln:
-// backend.read; tfjs: await data()). Median of several repetitions after a warm-up.
+// Two timings per shape: a single product and its readback into a JS array (kiln:
+// backend.read; tfjs: await data()), and WEBGPU_GEMM_CHAIN (8) products back to back with one
+// readback (per-product time: what a training step sees). Medians after a warm-up.
+// WEBGPU_GEMM_SHAPES='f32:4096x4096x4096,fp8:128x7168x2048' replaces the shape lists (tuning).
 // Writes bench/results/webgpu-gemm.json and .md and prints the table.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -36,6 +38,14 @@ const FP8_SHAPES = [
 if (process.env.KILN_BENCH_LARGE === '1') {
   F32_SHAPES.push([2048, 2048, 2048], [4096, 4096, 4096], [128, 7168, 2048]);
   FP8_SHAPES.push([1024, 1024, 1024], [2048, 2048, 2048], [4096, 4096, 4096], [128, 7168, 2048]);
+}
+if (process.env.WEBGPU_GEMM_SHAPES) {
+  F32_SHAPES.length = 0;
+  FP8_SHAPES.length = 0;
+  for (const item of process.env.WEBGPU_GEMM_SHAPES.split(',')) {
+    const [kind, dims] = item.split(':');
+    (kind === 'fp8' ? FP8_SHAPES : F32_SHAPES).push(dims.split('x').map(Number));
+  }
 }
 const RESULTS = process.env.WEBGPU_GEMM_RESULTS ?? join(dirname(fileURLToPath(import.meta.url)), 'results');
 
@@ -74,7 +84,7 @@ const tfVersion = require('@tensorflow/tfjs-backend-webgpu/package.json').versio
 // ---------------------------------------------------------------------------------------
 // kiln and tfjs timed in alternation (one call each per round), so that a change of machine
 // load during the run is shared fairly between them.
-async function measurePair(fa, fb, { minReps = 3, maxReps = 9, budgetMs = quick ? 2000 : 8000 } = {}) {
+async function measurePair(fa, fb, { minReps = 3, maxReps = 9, budgetMs = quick ? 1000 : 4000 } = {}) {
   await fa(); // warm-up: pipelines compiled, pools filled
   await fb();
   const ta = [];
@@ -108,6 +118,38 @@ function randomF32(n, seed) {
 
 const rows = [];
 const gflops = (m, n, k, ms) => (2 * m * n * k) / ms / 1e6;
+// Chained: CHAIN products issued back to back, then one readback of the last; per-product
+// time = total / CHAIN (what a training step sees: many kernels per host round trip).
+const gf = (x) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
+const CHAIN = Number(process.env.WEBGPU_GEMM_CHAIN ?? 8);
+
+/** Times kiln and tfjs on one shape: single call + readback, and CHAIN calls + one readback. */
+async function compare(kind, m, n, k, kilnOp, tfOp) {
+  const kilnRun = (times) => async () => {
+    const ids = [];
+    for (let i = 0; i < times; i++) ids.push(kilnOp());
+    await kiln.read(view(ids[ids.length - 1], [m, n]));
+    for (const id of ids) kiln.release(id);
+  };
+  const tfRun = (times) => async () => {
+    const ts = [];
+    for (let i = 0; i < times; i++) ts.push(tfOp());
+    await ts[ts.length - 1].data();
+    for (const t of ts) t.dispose();
+  };
+  const [k1, t1] = await measurePair(kilnRun(1), tfRun(1));
+  const [kc, tc] = await measurePair(kilnRun(CHAIN), tfRun(CHAIN));
+  const row = {
+    kind, m, n, k,
+    kilnMs: k1.medianMs, tfjsMs: t1.medianMs, ratio: t1.medianMs / k1.medianMs,
+    chain: CHAIN,
+    kilnChainMs: kc.medianMs / CHAIN, tfjsChainMs: tc.medianMs / CHAIN, chainRatio: tc.medianMs / kc.medianMs,
+  };
+  row.kilnGflops = gflops(m, n, k, row.kilnChainMs);
+  row.tfjsGflops = gflops(m, n, k, row.tfjsChainMs);
+  rows.push(row);
+  console.log(`${kind} ${m}x${n}x${k}: chained kiln ${row.kilnChainMs.toFixed(2)} ms (${row.kilnGflops.toFixed(0)} GFLOP/s) vs tfjs ${row.tfjsChainMs.toFixed(2)} ms (${row.tfjsGflops.toFixed(0)} GFLOP/s): ${row.chainRatio.toFixed(2)}x; single call + readback ${row.kilnMs.toFixed(2)} vs ${row.tfjsMs.toFixed(2)} ms: ${row.ratio.toFixed(2)}x`);
+}
 
 for (const [m, n, k] of quick ? F32_SHAPES.slice(0, 2) : F32_SHAPES) {
   const a = randomF32(m * k, 1);
@@ -116,25 +158,11 @@ for (const [m, n, k] of quick ? F32_SHAPES.slice(0, 2) : F32_SHAPES) {
   const kb = kiln.write(b, 'f32', [k, n]);
   const ta = tf.tensor2d(a, [m, k]);
   const tb = tf.tensor2d(b, [k, n]);
-  const [kt, tt] = await measurePair(
-    async () => {
-      const c = kiln.matmul(view(ka, [m, k]), view(kb, [k, n]), { transposeA: false, transposeB: false }, [m, n]);
-      await kiln.read(view(c, [m, n]));
-      kiln.release(c);
-    },
-    async () => {
-      const c = tf.matMul(ta, tb);
-      await c.data();
-      c.dispose();
-    },
-  );
+  await compare('f32', m, n, k, () => kiln.matmul(view(ka, [m, k]), view(kb, [k, n]), { transposeA: false, transposeB: false }, [m, n]), () => tf.matMul(ta, tb));
   kiln.release(ka);
   kiln.release(kb);
   ta.dispose();
   tb.dispose();
-  const row = { kind: 'f32', m, n, k, kilnMs: kt.medianMs, tfjsMs: tt.medianMs, kilnGflops: gflops(m, n, k, kt.medianMs), tfjsGflops: gflops(m, n, k, tt.medianMs), ratio: tt.medianMs / kt.medianMs };
-  rows.push(row);
-  console.log(`f32 ${m}x${n}x${k}: kiln ${row.kilnMs.toFixed(1)} ms (${row.kilnGflops.toFixed(2)} GFLOP/s), tfjs-webgpu ${row.tfjsMs.toFixed(1)} ms (${row.tfjsGflops.toFixed(2)} GFLOP/s): ${row.ratio.toFixed(2)}x`);
 }
 
 for (const [m, n, k] of quick ? FP8_SHAPES.slice(0, 1) : FP8_SHAPES) {
@@ -150,24 +178,10 @@ for (const [m, n, k] of quick ? FP8_SHAPES.slice(0, 1) : FP8_SHAPES) {
   // tfjs: f32 matMul of the dequantised operands (b transposed: [n, k] like a Linear weight)
   const ta = tf.tensor2d(a, [m, k]);
   const tw = tf.tensor2d(w, [n, k]);
-  const [kt, tt] = await measurePair(
-    async () => {
-      const c = kiln.matmulFp8(A, W, { promotionInterval: 128 });
-      await kiln.read(view(c, [m, n]));
-      kiln.release(c);
-    },
-    async () => {
-      const c = tf.matMul(ta, tw, false, true);
-      await c.data();
-      c.dispose();
-    },
-  );
+  await compare('fp8', m, n, k, () => kiln.matmulFp8(A, W, { promotionInterval: 128 }), () => tf.matMul(ta, tw, false, true));
   ta.dispose();
   tw.dispose();
   for (const id of [ka, kw, qa.codes, qa.scales, qw.codes, qw.scales]) kiln.release(id);
-  const row = { kind: 'fp8', m, n, k, kilnMs: kt.medianMs, tfjsMs: tt.medianMs, kilnGflops: gflops(m, n, k, kt.medianMs), tfjsGflops: gflops(m, n, k, tt.medianMs), ratio: tt.medianMs / kt.medianMs };
-  rows.push(row);
-  console.log(`fp8 ${m}x${n}x${k}: kiln ${row.kilnMs.toFixed(1)} ms (${row.kilnGflops.toFixed(2)} GFLOP/s), tfjs-webgpu f32 on dequantised ${row.tfjsMs.toFixed(1)} ms: ${row.ratio.toFixed(2)}x`);
 }
 
 const machine = {
@@ -187,12 +201,13 @@ const md = [
   '## webgpu-gemm: kiln WebGPU vs tfjs-backend-webgpu',
   '',
   `${machine.date.slice(0, 10)}, adapter ${machine.adapter} via ${machine.via}; ${machine.cpu}, ${machine.cores} cores (LP_NUM_THREADS=${machine.lpNumThreads}); Node ${machine.node}; @tensorflow/tfjs-backend-webgpu ${machine.tfjsWebgpu}.`,
-  'Median ms per call including the readback of the result, kiln and tfjs timed in alternation; ratio = tfjs time / kiln time (>1: kiln faster).',
+  `Chained: ${CHAIN} products issued back to back and one readback of the last, ms per product (what a training step sees); single: one product and its readback. Medians, kiln and tfjs timed in alternation; ratio = tfjs time / kiln time (>1: kiln faster). GFLOP/s from the chained time.`,
+  `kiln GEMM kernels: ${kiln.device.details.gemmKernels}.`,
   'FP8 rows: kiln `matmulFp8` (e4m3, 1x128 / 128x128 scales, promotion every 128) vs tfjs `matMul` on the dequantised f32 operands (tfjs has no FP8).',
   '',
-  '| GEMM | m x n x k | kiln ms | kiln GFLOP/s | tfjs-webgpu ms | tfjs GFLOP/s | ratio |',
-  '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
-  ...rows.map((r) => `| ${r.kind} | ${r.m}x${r.n}x${r.k} | ${r.kilnMs.toFixed(1)} | ${r.kilnGflops.toFixed(2)} | ${r.tfjsMs.toFixed(1)} | ${r.tfjsGflops.toFixed(2)} | ${r.ratio.toFixed(2)}x |`),
+  '| GEMM | m x n x k | kiln ms (chained) | kiln GFLOP/s | tfjs-webgpu ms (chained) | tfjs GFLOP/s | ratio (chained) | kiln ms (single) | tfjs ms (single) | ratio (single) |',
+  '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...rows.map((r) => `| ${r.kind} | ${r.m}x${r.n}x${r.k} | ${r.kilnChainMs.toFixed(2)} | ${gf(r.kilnGflops)} | ${r.tfjsChainMs.toFixed(2)} | ${gf(r.tfjsGflops)} | **${r.chainRatio.toFixed(2)}x** | ${r.kilnMs.toFixed(2)} | ${r.tfjsMs.toFixed(2)} | ${r.ratio.toFixed(2)}x |`),
   '',
 ];
 writeFileSync(join(RESULTS, 'webgpu-gemm.md'), md.join('\n'));
