@@ -9,12 +9,27 @@
  * created with `pipeline: true, immutable: true` (texture-resident output, a new texture per
  * call), `dynamicOutput` and `dynamicArguments` (compiled once per source text, reused for
  * every shape), `precision: 'single'`.
+ *
+ * A kernel source may start with GLSL functions for gpu.js's `nativeFunctions` (per kernel):
+ * blocks `/*@glsl NAME RETURN_TYPE*\/ glsl source /*@end*\/` before the JavaScript function.
  */
 
 /** One command of a batch the host sends. */
 export type EngineCommand =
   | { t: 'up'; id: number; n: number; b64: string }
-  | { t: 'k'; id: number; n: number; src: string; ins: number[]; meta: number[] }
+  | {
+      t: 'k';
+      id: number;
+      n: number;
+      src: string;
+      ins: number[];
+      meta: number[];
+      /** output dimensions when not [n] (a 2D output gets a texture of exactly [w, h] texels) */
+      dims?: number[];
+      /** sub-kernel sources: the kernel is a gpu.js kernel map; sub-kernel i's output goes to outs[i] */
+      subs?: string[];
+      outs?: number[];
+    }
   | { t: 'free'; id: number };
 
 export interface EngineInfo {
@@ -61,10 +76,12 @@ export function installEngine(g: { GPU?: { GPU: new (o: object) => unknown }; __
   const kernels = new Map<string, any>();
   const EMPTY = new Float32Array(0);
   const COPY = 'function (a) { return a[this.thread.x]; }';
-  const kernel = (src: string): any => {
-    let k = kernels.get(src);
+  const NATIVE = /^\s*\/\*@glsl (\w+) ([\w()]+)\*\/([\s\S]*?)\/\*@end\*\//;
+  const kernel = (src: string, subs?: string[]): any => {
+    const key = subs ? `${src}\n${subs.join('\n')}` : src;
+    let k = kernels.get(key);
     if (!k) {
-      k = gpu.createKernel(src, {
+      const settings: Record<string, unknown> = {
         output: [1],
         pipeline: true,
         immutable: true,
@@ -73,14 +90,31 @@ export function installEngine(g: { GPU?: { GPU: new (o: object) => unknown }; __
         dynamicArguments: true,
         loopMaxIterations: 1 << 24,
         tactic: 'precision',
-      });
-      kernels.set(src, k);
+      };
+      // GLSL functions shipped in the source (gemm.ts): this kernel's nativeFunctions
+      // (argument types from NAME's own signature: gpu.js would parse the block's first function)
+      const natives: { name: string; source: string; returnType: string; argumentTypes: Record<string, string> }[] = [];
+      let body = src;
+      for (let mt = NATIVE.exec(body); mt; mt = NATIVE.exec(body)) {
+        const argumentTypes: Record<string, string> = {};
+        const sig = new RegExp(`\\b${mt[1]}\\s*\\(([^)]*)\\)`).exec(mt[3]);
+        for (const p of (sig ? sig[1] : '').split(',')) {
+          const [ty, nm] = p.trim().split(/\s+/).slice(-2);
+          if (nm) argumentTypes[nm] = ty === 'vec4' ? 'Array(4)' : ty === 'int' ? 'Integer' : 'Number';
+        }
+        natives.push({ name: mt[1], returnType: mt[2], source: mt[3], argumentTypes });
+        body = body.slice(mt[0].length);
+      }
+      if (natives.length) settings.nativeFunctions = natives;
+      // a kernel map (multiple render targets): its outputs are vec4, as gpu.js declares sub-kernel outputs of an Array(4) kernel
+      k = subs ? gpu.createKernelMap(subs, body.trim(), { ...settings, returnType: 'Array(4)' }) : gpu.createKernel(body.trim(), settings);
+      kernels.set(key, k);
     }
     return k;
   };
-  const run = (src: string, n: number, args: unknown[]): any => {
-    const k = kernel(src);
-    k.setOutput([n]);
+  const run = (src: string, n: number, args: unknown[], dims?: number[], subs?: string[]): any => {
+    const k = kernel(src, subs);
+    k.setOutput(dims ?? [n]);
     return k(...args);
   };
   let zero: any;
@@ -114,8 +148,16 @@ export function installEngine(g: { GPU?: { GPU: new (o: object) => unknown }; __
       for (const c of batch) {
         if (c.t === 'free') free(c.id);
         else if (c.t === 'up') store.set(c.id, c.n === 0 ? EMPTY : run(COPY, c.n, [fromB64(c.b64)]));
-        else if (c.n === 0) store.set(c.id, EMPTY);
-        else store.set(c.id, run(c.src, c.n, [...c.ins.map(get), new Float32Array(c.meta.length ? c.meta : [0])]));
+        else if (c.n === 0) {
+          store.set(c.id, EMPTY);
+          for (const o of c.outs ?? []) store.set(o, EMPTY);
+        } else {
+          const r = run(c.src, c.n, [...c.ins.map(get), new Float32Array(c.meta.length ? c.meta : [0])], c.dims, c.subs);
+          if (c.subs) {
+            store.set(c.id, r.result);
+            (c.outs ?? []).forEach((o, i) => store.set(o, r[i]));
+          } else store.set(c.id, r);
+        }
       }
     },
     read(id) {

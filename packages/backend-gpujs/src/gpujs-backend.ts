@@ -46,6 +46,7 @@ import {
   SWIGLU,
   unaryKernel,
 } from './kernels.js';
+import { GEMM44, GEMM44_FP8, GEMM_SUBS, UNPACK44, gemmPlan, packKernel, type GemmPlan } from './gemm.js';
 
 /** Commands batched before they are sent to the page without a read. */
 const BATCH = 256;
@@ -341,10 +342,66 @@ export class GpujsBackend implements Backend {
       const [sb, nb] = operand(b);
       const [sam, sak] = options.transposeA ? [1, M] : [K, 1];
       const [sbk, sbn] = options.transposeB ? [1, K] : [N, 1];
-      return this.k('matmul', MATMUL, n, [sa, sb], [0, M, N, K, na, nb, sam, sak, sbk, sbn]);
+      const lim = this.packedGemms ? this.gemmLimits() : undefined;
+      const plan = lim && gemmPlan(batch, M, N, K, na ? batch : 1, nb ? batch : 1, lim);
+      if (!plan) return this.k('matmul', MATMUL, n, [sa, sb], [0, M, N, K, na, nb, sam, sak, sbk, sbn]);
+      // A as [batchA * Mp rows, Kq texels], B as [batchB * Kp rows, NB texels] (gemm.ts)
+      const pa = this.pack(packKernel(), sa, plan.Kq, (na ? batch : 1) * plan.Mp, [M, plan.Mp, K, na, sam, sak]);
+      temps.push(pa);
+      const pb = this.pack(packKernel(), sb, plan.NB, (nb ? batch : 1) * plan.Kp, [K, plan.Kp, N, nb, sbk, sbn]);
+      temps.push(pb);
+      return this.gemm44(GEMM44, plan, [pa, pb], [plan.Kq, na ? plan.Mp : 0, nb ? plan.Kp : 0], temps);
     } finally {
       for (const t of temps) this.release(t);
     }
+  }
+
+  /**
+   * Use the packed GEMMs (gemm.ts) where they fit; false: always the one-output-per-thread
+   * kernels (MATMUL, fp8GemmKernel). For tests and benchmarks that compare the two.
+   */
+  packedGemms = true;
+
+  /** The packed path's limits; undefined off WebGL2 (its kernels are GLSL ES 3.00 with multiple render targets). */
+  private gemmLimits(): { maxTextureSize: number; maxElements: number } | undefined {
+    const info = this.page.info;
+    return info.mode === 'webgl2' ? { maxTextureSize: info.maxTextureSize, maxElements: MAX_ELEMENTS } : undefined;
+  }
+
+  /** A pack kernel (gemm.ts) into a 2D [w, h]-texel RGBA texture; m = [n, ...meta]. */
+  private pack(src: string, x: GpujsStorage, w: number, h: number, meta: number[]): GpujsStorage {
+    const out = this.allocPacked(w * h * 4, 'matmul');
+    this.send({ t: 'k', id: out.id, n: w * h, src: finalize(src), ins: [x.id], meta: [w * h, ...meta], dims: [w, h] });
+    return out;
+  }
+
+  /** Packed storage: counted in bytes like any tensor; its size is limited by gemmPlan, not by MAX_ELEMENTS. */
+  private allocPacked(floats: number, op: string): GpujsStorage {
+    this.check(op);
+    this.liveBytes += floats * 4;
+    this.liveBuffers += 1;
+    return new GpujsStorage(this.nextStorage++, floats, this.id);
+  }
+
+  /**
+   * The 4x4-block GEMM kernel map (four vec4 outputs) and the unpack into [batch, M, N].
+   * `mid` = the kernel's meta after [n, MB, NB]. Block textures are released after the unpack.
+   */
+  private gemm44(src: string, plan: GemmPlan, ins: GpujsStorage[], mid: number[], temps: GpujsStorage[]): GpujsStorage {
+    const blocks = plan.batch * plan.MB * plan.NB;
+    const outs = [0, 1, 2, 3].map(() => this.allocPacked(blocks * 4, 'matmul'));
+    temps.push(...outs);
+    this.send({
+      t: 'k',
+      id: outs[0].id,
+      n: blocks,
+      src: finalize(src),
+      ins: ins.map((s) => s.id),
+      meta: [blocks, plan.MB, plan.NB, ...mid],
+      subs: [...GEMM_SUBS],
+      outs: outs.slice(1).map((s) => s.id),
+    });
+    return this.k('matmul', UNPACK44, plan.batch * plan.M * plan.N, outs, [0, plan.M, plan.N, plan.MB, plan.NB]);
   }
 
   // ---- indexing ----------------------------------------------------------------------
@@ -441,9 +498,28 @@ export class GpujsBackend implements Backend {
       const n = M * N;
       if (K === 0 || n === 0) return this.k('matmulFp8', FILL, n, [], [0, 0]);
       const nc = options.promotionInterval === Infinity ? Math.max(K, 1) : options.promotionInterval;
+      const fa = a.codes.dtype as 'e4m3' | 'e5m2';
+      const fb = b.codes.dtype as 'e4m3' | 'e5m2';
+      const [as, bs] = [this.storageOf(a.scales), this.storageOf(b.scales)];
+      // the packed kernel promotes at texel boundaries: chunks of a multiple of 4 along K (or one chunk)
+      const lim = this.packedGemms && (nc >= K || nc % 4 === 0) ? this.gemmLimits() : undefined;
+      const plan = lim && gemmPlan(1, M, N, K, 1, 1, lim);
+      if (plan) {
+        const temps: GpujsStorage[] = [];
+        try {
+          const pa = this.pack(packKernel(fa), this.storageOf(a.codes), plan.Kq, plan.Mp, [M, plan.Mp, K, 0, K, 1]);
+          temps.push(pa);
+          const pb = this.pack(packKernel(fb), this.storageOf(b.codes), plan.NB, plan.Kp, [K, plan.Kp, N, 0, 1, K]);
+          temps.push(pb);
+          const ncq = nc >= K ? plan.Kq : nc / 4;
+          const meta = [plan.Kq, ncq, M, N, a.block[0], b.block[0], a.block[1], b.block[1], Math.ceil(K / a.block[1]), Math.ceil(K / b.block[1])];
+          return this.gemm44(GEMM44_FP8, plan, [pa, pb, as, bs], meta, temps);
+        } finally {
+          for (const t of temps) this.release(t);
+        }
+      }
       const meta = [0, M, N, K, nc, a.block[0], b.block[0], a.block[1], b.block[1], Math.ceil(K / a.block[1]), Math.ceil(K / b.block[1])];
-      const src = fp8GemmKernel(a.codes.dtype as 'e4m3' | 'e5m2', b.codes.dtype as 'e4m3' | 'e5m2');
-      return this.k('matmulFp8', src, n, [this.storageOf(a.codes), this.storageOf(b.codes), this.storageOf(a.scales), this.storageOf(b.scales)], meta);
+      return this.k('matmulFp8', fp8GemmKernel(fa, fb), n, [this.storageOf(a.codes), this.storageOf(b.codes), as, bs], meta);
     }
     // the limited-precision accumulator model (a numerics study tool) runs on the host
     return this.host([a.codes, a.scales, b.codes, b.scales], [{ dtype: 'f32', shape: [M, N] }], 'matmulFp8', (cpu, [ac, as, bc, bs]) => [

@@ -1,0 +1,259 @@
+/**
+ * The packed GEMMs of the gpu.js backend (f32 matmul and the FP8 block GEMM).
+ *
+ * gpu.js reads an operand element with generated index arithmetic (flat index -> texel
+ * coordinates, integer division and modulo per read) and one float per texel fetch; the
+ * one-output-per-thread K loop in kernels.ts (MATMUL) pays that twice per multiply-add. Here:
+ *
+ * 1. Pack: each operand is rewritten into a 2D RGBA32F texture with four values per texel and
+ *    one matrix row per texture row: A as [rows, K/4] texels (texel (q, i) = A[i, 4q..4q+3]),
+ *    B as [K rows, N/4] texels (texel (jq, k) = B[k, 4jq..4jq+3]). Padding (rows to a multiple
+ *    of 4, K to a multiple of 4, N to a multiple of 4) is zero. Strides, transposes and batch
+ *    broadcast are resolved here, so the GEMM itself only sees dense packed operands. The FP8
+ *    pack decodes the e4m3/e5m2 codes (exactly) on the way.
+ * 2. GEMM: one fragment computes a 4x4 output block and writes it to four render targets (a
+ *    gpu.js kernel map: the result and three sub-kernel outputs, one vec4 = one row of 4
+ *    columns each). Per 4 values of K it fetches 4 texels of A and 4 of B with `texelFetch`
+ *    at (column, row) coordinates (no index arithmetic) and does 16 vec4 multiply-adds: one
+ *    fetch per 8 multiply-adds, where the old kernel did 2 fetches (with index math) per one.
+ *    Each output still accumulates sequentially along K (c = c + a_k * b_k, k ascending),
+ *    the order of the old kernel and of core's fp8GemmReference.
+ * 3. Unpack: the four block textures back into the backend's storage layout (one float per
+ *    texel, flat row-major).
+ *
+ * The inner loops are GLSL ES 3.00 (gpu.js `nativeFunctions`, shipped inside the kernel source;
+ * see engine.ts) that read the kernel's texture uniforms (`user_<arg>`) directly.
+ */
+
+/** Packed-path limits checked by `gemmPlan` (texture sizes from the page, float counts). */
+export interface GemmLimits {
+  readonly maxTextureSize: number;
+  readonly maxElements: number;
+}
+
+/** What the GEMM kernels need to know about a packed problem. */
+export interface GemmPlan {
+  readonly batch: number;
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  /** rows of A padded to 4 */
+  readonly Mp: number;
+  /** K padded to 4 */
+  readonly Kp: number;
+  /** K / 4 (texels per packed A row) */
+  readonly Kq: number;
+  /** output blocks along M and N */
+  readonly MB: number;
+  readonly NB: number;
+}
+
+const up4 = (x: number): number => Math.ceil(x / 4) * 4;
+
+/**
+ * The packed plan, or undefined where a packed texture would exceed the page's texture size
+ * or the element limit (the caller then uses the plain kernel). `batchA`/`batchB`: how many
+ * distinct A/B matrices are packed (1 for a broadcast operand, else `batch`).
+ */
+export function gemmPlan(batch: number, M: number, N: number, K: number, batchA: number, batchB: number, lim: GemmLimits): GemmPlan | undefined {
+  const Mp = up4(M);
+  const Kp = up4(K);
+  const Kq = Kp / 4;
+  const MB = Mp / 4;
+  const NB = Math.ceil(N / 4);
+  const T = lim.maxTextureSize;
+  if (Kq > T || batchA * Mp > T || NB > T || batchB * Kp > T) return undefined;
+  if (batchA * Mp * Kp > lim.maxElements || batchB * Kp * NB * 4 > lim.maxElements || batch * MB * NB * 4 > lim.maxElements) return undefined;
+  return { batch, M, N, K, Mp, Kp, Kq, MB, NB };
+}
+
+/** A GLSL function shipped with a kernel source (see engine.ts, `parseNatives`). */
+function glsl(name: string, returnType: 'Number' | 'Array(4)', source: string): string {
+  return `/*@glsl ${name} ${returnType}*/${source}/*@end*/\n`;
+}
+
+/** FP8 code (an integer-valued float) -> its value, exactly; NaN/inf made at run time. */
+const DECODE_FP8: Record<'e4m3' | 'e5m2', string> = {
+  // e4m3fn: bias 7, no infinities, S.1111.111 is NaN; subnormals m * 2^-9
+  e4m3: `float kilnDecodeFp8(float x) {
+  int c = int(x);
+  float s = c >= 128 ? -1.0 : 1.0;
+  int u = c - (c >= 128 ? 128 : 0);
+  int e = u / 8;
+  int mm = u - e * 8;
+  if (e == 15 && mm == 7) { float z = x - x; return z / z; }
+  if (e == 0) { return s * float(mm) * intBitsToFloat(${(1 - 7 - 3 + 127) << 23}); }
+  return s * (1.0 + float(mm) * 0.125) * intBitsToFloat((e - 7 + 127) * 8388608);
+}
+`,
+  // e5m2: bias 15, IEEE-like specials; subnormals m * 2^-16
+  e5m2: `float kilnDecodeFp8(float x) {
+  int c = int(x);
+  float s = c >= 128 ? -1.0 : 1.0;
+  int u = c - (c >= 128 ? 128 : 0);
+  int e = u / 4;
+  int mm = u - e * 4;
+  if (e == 31) { float z = x - x; return mm == 0 ? s / z : z / z; }
+  if (e == 0) { return s * float(mm) * intBitsToFloat(${(1 - 15 - 2 + 127) << 23}); }
+  return s * (1.0 + float(mm) * 0.25) * intBitsToFloat((e - 15 + 127) * 8388608);
+}
+`,
+};
+
+/**
+ * Pack kernel: a 2D output [C/4 texels, batch * Rp rows]; texel (q, y) holds
+ * X[b * bs + r * sr + (4q + c) * sc] for c = 0..3 (zero where r >= R or 4q + c >= C), with
+ * b = y / Rp, r = y % Rp. With `decode`, X holds FP8 codes and the texel their values.
+ * m = [n, R, Rp, C, bs, sr, sc].
+ */
+export function packKernel(decode?: 'e4m3' | 'e5m2'): string {
+  const name = decode ? `kilnPack_${decode}` : 'kilnPack';
+  const read = decode ? 'kilnDecodeFp8(texelFetch(user_x, ivec2(p % s.x, p / s.x), 0).r)' : 'texelFetch(user_x, ivec2(p % s.x, p / s.x), 0).r';
+  // (one native block: gpu.js orders natives by the kernel's calls, not by calls between natives)
+  return `${glsl(
+    name,
+    'Array(4)',
+    `${decode ? DECODE_FP8[decode] : ''}vec4 ${name}(float q, float y, float R, float Rp, float C, float bs, float sr, float sc) {
+  int iy = int(y);
+  int rp = int(Rp);
+  int b = iy / rp;
+  int r = iy - b * rp;
+  vec4 v = vec4(0.0);
+  if (r < int(R)) {
+    ivec2 s = user_xSize;
+    int base = b * int(bs) + r * int(sr);
+    int c0 = int(q) * 4;
+    int cn = int(C);
+    int isc = int(sc);
+    for (int c = 0; c < 4; c++) {
+      if (c0 + c < cn) {
+        int p = base + (c0 + c) * isc;
+        v[c] = ${read};
+      }
+    }
+  }
+  return v;
+}
+`,
+  )}function (x, m) { return ${name}(this.thread.x, this.thread.y, m[1], m[2], m[3], m[4], m[5], m[6]); }`;
+}
+
+/** The sub-kernels of the GEMM kernel map: outputs 1..3 (rows 1..3 of each 4x4 block). */
+export const GEMM_SUBS: readonly string[] = [1, 2, 3].map((r) => `function kilnOut${r}(z) { return kilnRow${r}(z); }`);
+const ROW_NATIVES = [1, 2, 3].map((r) => glsl(`kilnRow${r}`, 'Array(4)', `vec4 kilnRow${r}(float z) { return subKernelResult_kilnOut${r}; }\n`)).join('');
+
+const ROWS = [0, 1, 2, 3];
+/** One step of 4 along K: 4 texels of A (rows a0..a0+3), 4 of B (rows kk..kk+3), 16 vec4 FMAs into `acc0..3`. */
+function step(acc: string): string {
+  return `vec4 x0 = texelFetch(user_a, ivec2(q, a0), 0);
+    vec4 x1 = texelFetch(user_a, ivec2(q, a0 + 1), 0);
+    vec4 x2 = texelFetch(user_a, ivec2(q, a0 + 2), 0);
+    vec4 x3 = texelFetch(user_a, ivec2(q, a0 + 3), 0);
+    int kk = b0 + 4 * q;
+    vec4 y0 = texelFetch(user_b, ivec2(bj, kk), 0);
+    vec4 y1 = texelFetch(user_b, ivec2(bj, kk + 1), 0);
+    vec4 y2 = texelFetch(user_b, ivec2(bj, kk + 2), 0);
+    vec4 y3 = texelFetch(user_b, ivec2(bj, kk + 3), 0);
+    ${ROWS.map((r) => `${acc}${r} = ${acc}${r} + x${r}.x * y0; ${acc}${r} = ${acc}${r} + x${r}.y * y1; ${acc}${r} = ${acc}${r} + x${r}.z * y2; ${acc}${r} = ${acc}${r} + x${r}.w * y3;`).join('\n    ')}`;
+}
+
+const BLOCK_INDEX = `int it = int(t);
+  int nb = int(NB);
+  int mb = int(MB);
+  int kq = int(Kq);
+  int rr = it / nb;
+  int bj = it - rr * nb;
+  int bt = rr / mb;
+  int bi = rr - bt * mb;
+  int a0 = bt * int(aStep) + 4 * bi;
+  int b0 = bt * int(bStep);`;
+
+/**
+ * f32 GEMM over packed operands (kernel map: result + kilnOut1..3). One thread per 4x4 output
+ * block, t = (batch, block row, block column). aStep / bStep: packed rows per batch of A / B
+ * (0 for a broadcast operand). m = [n, MB, NB, Kq, aStep, bStep].
+ */
+export const GEMM44 = `${ROW_NATIVES}${glsl(
+  'kilnGemm44',
+  'Array(4)',
+  `vec4 kilnGemm44(float t, float MB, float NB, float Kq, float aStep, float bStep) {
+  ${BLOCK_INDEX}
+  vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
+  for (int q = 0; q < kq; q++) {
+    ${step('c')}
+  }
+  subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
+  return c0;
+}
+`,
+)}function (a, b, m) { const r = kilnGemm44(this.thread.x, m[1], m[2], m[3], m[4], m[5]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
+
+/**
+ * FP8 block GEMM over packed decoded operands, as core's fp8GemmReference: per chunk of `ncq`
+ * texels (4 ncq values) along K the exact products accumulate in f32 (k ascending), then
+ * acc = acc + partial * (scaleA * scaleB) of the chunk's first K block. Scales are read from
+ * the unpacked scale tensors (as: [ceil(M/brA), kbA], bs: [ceil(N/brB), kbB]).
+ * m = [n, MB, NB, Kq, ncq, M, N, brA, brB, bkA, bkB, kbA, kbB].
+ */
+export const GEMM44_FP8 = `${ROW_NATIVES}${glsl(
+  'kilnGemm44Fp8',
+  'Array(4)',
+  `float kilnScale(int which, int row, int k0, float br, float bk, float kb) {
+  int p = (row / int(br)) * int(kb) + k0 / int(bk);
+  if (which == 0) { ivec2 s = user_asSize; return texelFetch(user_as, ivec2(p % s.x, p / s.x), 0).r; }
+  ivec2 s = user_bsSize;
+  return texelFetch(user_bs, ivec2(p % s.x, p / s.x), 0).r;
+}
+vec4 kilnGemm44Fp8(float t, float MB, float NB, float Kq, float ncq, float M, float N, float brA, float brB, float bkA, float bkB, float kbA, float kbB) {
+  float aStep = 0.0;
+  float bStep = 0.0;
+  ${BLOCK_INDEX}
+  int nq = int(ncq);
+  int im = int(M) - 1;
+  int jn = int(N) - 1;
+  int j0 = 4 * bj;
+  vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
+  for (int q0 = 0; q0 < kq; q0 += nq) {
+    vec4 p0 = vec4(0.0); vec4 p1 = vec4(0.0); vec4 p2 = vec4(0.0); vec4 p3 = vec4(0.0);
+    int q1 = min(q0 + nq, kq);
+    for (int q = q0; q < q1; q++) {
+      ${step('p')}
+    }
+    int k0 = 4 * q0;
+    vec4 sb = vec4(kilnScale(1, min(j0, jn), k0, brB, bkB, kbB), kilnScale(1, min(j0 + 1, jn), k0, brB, bkB, kbB), kilnScale(1, min(j0 + 2, jn), k0, brB, bkB, kbB), kilnScale(1, min(j0 + 3, jn), k0, brB, bkB, kbB));
+    ${ROWS.map((r) => `c${r} = c${r} + p${r} * (kilnScale(0, min(a0 + ${r}, im), k0, brA, bkA, kbA) * sb);`).join('\n    ')}
+  }
+  subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
+  return c0;
+}
+`,
+)}function (a, b, as, bs, m) { const r = kilnGemm44Fp8(this.thread.x, m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11], m[12]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
+
+/**
+ * Unpack the four block textures (p0..p3: rows 0..3 of each 4x4 block) into the flat row-major
+ * storage layout [batch, M, N]. m = [n, M, N, MB, NB].
+ */
+export const UNPACK44 = `${glsl(
+  'kilnUnpack44',
+  'Number',
+  `float kilnUnpack44(float o, float M, float N, float MB, float NB) {
+  int io = int(o);
+  int n = int(N);
+  int mm = int(M);
+  int r = io / n;
+  int j = io - r * n;
+  int bt = r / mm;
+  int i = r - bt * mm;
+  int t = (bt * int(MB) + i / 4) * int(NB) + j / 4;
+  ivec2 s = user_p0Size;
+  ivec2 st = ivec2(t % s.x, t / s.x);
+  int w = i - (i / 4) * 4;
+  vec4 v;
+  if (w == 0) { v = texelFetch(user_p0, st, 0); }
+  else if (w == 1) { v = texelFetch(user_p1, st, 0); }
+  else if (w == 2) { v = texelFetch(user_p2, st, 0); }
+  else { v = texelFetch(user_p3, st, 0); }
+  return v[j - (j / 4) * 4];
+}
+`,
+)}function (p0, p1, p2, p3, m) { return kilnUnpack44(this.thread.x, m[1], m[2], m[3], m[4]); }`;
