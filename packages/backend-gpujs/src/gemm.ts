@@ -5,16 +5,17 @@
  * coordinates, integer division and modulo per read) and one float per texel fetch; the
  * one-output-per-thread K loop in kernels.ts (MATMUL) pays that twice per multiply-add. Here:
  *
- * 1. Pack: each operand is rewritten into a 2D RGBA32F texture with four values per texel and
- *    one matrix row per texture row: A as [rows, K/4] texels (texel (q, i) = A[i, 4q..4q+3]),
- *    B as [K rows, N/4] texels (texel (jq, k) = B[k, 4jq..4jq+3]). Padding (rows to a multiple
- *    of 4, K to a multiple of 4, N to a multiple of 4) is zero. Strides, transposes and batch
- *    broadcast are resolved here, so the GEMM itself only sees dense packed operands. The FP8
- *    pack decodes the e4m3/e5m2 codes (exactly) on the way.
+ * 1. Pack: each operand is rewritten into a 2D RGBA32F texture with four values per texel (see
+ *    `packKernel`): A's texel holds 4 consecutive k of one row, and the 4 rows of a 4x4 output
+ *    block sit side by side in one texture row; B's texel holds 4 consecutive columns at one k,
+ *    one texture row per 4-column block, k along the row. Padding (M, N and K to multiples of
+ *    4) is zero. Strides, transposes and batch broadcast are resolved here, so the GEMM only
+ *    sees dense packed operands. The FP8 pack decodes the e4m3/e5m2 codes (exactly) on the way.
  * 2. GEMM: one fragment computes a 4x4 output block and writes it to four render targets (a
  *    gpu.js kernel map: the result and three sub-kernel outputs, one vec4 = one row of 4
- *    columns each). Per 4 values of K it fetches 4 texels of A and 4 of B with `texelFetch`
- *    at (column, row) coordinates (no index arithmetic) and does 16 vec4 multiply-adds: one
+ *    columns each). Per 4 values of K it fetches 4 adjacent texels of A and 4 adjacent
+ *    texels of B (64 contiguous bytes each) with `texelFetch` at (column, row) coordinates (no
+ *    index arithmetic) and does 16 vec4 multiply-adds: one
  *    fetch per 8 multiply-adds, where the old kernel did 2 fetches (with index math) per one.
  *    Each output still accumulates sequentially along K (c = c + a_k * b_k, k ascending),
  *    the order of the old kernel and of core's fp8GemmReference.
@@ -41,7 +42,7 @@ export interface GemmPlan {
   readonly Mp: number;
   /** K padded to 4 */
   readonly Kp: number;
-  /** K / 4 (texels per packed A row) */
+  /** K / 4 (4-value steps along K) */
   readonly Kq: number;
   /** output blocks along M and N */
   readonly MB: number;
@@ -52,7 +53,7 @@ const up4 = (x: number): number => Math.ceil(x / 4) * 4;
 
 /**
  * The packed plan, or undefined where a packed texture would exceed the page's texture size
- * or the element limit (the caller then uses the plain kernel). `batchA`/`batchB`: how many
+ * (K and the packed row counts up to MAX_TEXTURE_SIZE: K <= 8192 on SwiftShader) or the element limit (the caller then uses the plain kernel). `batchA`/`batchB`: how many
  * distinct A/B matrices are packed (1 for a broadcast operand, else `batch`).
  */
 export function gemmPlan(batch: number, M: number, N: number, K: number, batchA: number, batchB: number, lim: GemmLimits): GemmPlan | undefined {
@@ -62,7 +63,7 @@ export function gemmPlan(batch: number, M: number, N: number, K: number, batchA:
   const MB = Mp / 4;
   const NB = Math.ceil(N / 4);
   const T = lim.maxTextureSize;
-  if (Kq > T || batchA * Mp > T || NB > T || batchB * Kp > T) return undefined;
+  if (Kp > T || batchA * MB > T || batchB * NB > T) return undefined;
   if (batchA * Mp * Kp > lim.maxElements || batchB * Kp * NB * 4 > lim.maxElements || batch * MB * NB * 4 > lim.maxElements) return undefined;
   return { batch, M, N, K, Mp, Kp, Kq, MB, NB };
 }
@@ -101,28 +102,42 @@ const DECODE_FP8: Record<'e4m3' | 'e5m2', string> = {
 };
 
 /**
- * Pack kernel: a 2D output [C/4 texels, batch * Rp rows]; texel (q, y) holds
- * X[b * bs + r * sr + (4q + c) * sc] for c = 0..3 (zero where r >= R or 4q + c >= C), with
- * b = y / Rp, r = y % Rp. With `decode`, X holds FP8 codes and the texel their values.
- * m = [n, R, Rp, C, bs, sr, sc].
+ * Pack kernels, 2D outputs whose every texel holds X[b * bs + r * sr + (4q + c) * sc] for
+ * c = 0..3 (zero where r >= R or 4q + c >= C), laid out so that the 4 texels one GEMM step reads
+ * of an operand are adjacent in one texture row (one cache line):
+ * - 'a' (A, r = output row, 4q + c = k): [4 * Cq texels, batch * Rb rows]; texel (x, y) has
+ *   q = x / 4, r = 4 * (y % Rb) + x % 4, b = y / Rb (the 4 rows of a 4x4 block interleaved).
+ * - 'b' (B, r = k, 4q + c = output column): [Rp texels, batch * Cq rows]; texel (x, y) has
+ *   r = x, q = y % Cq, b = y / Cq.
+ * With `decode`, X holds FP8 codes and the texel their values. m = [n, R, Rb, Cq, C, bs, sr, sc]
+ * (Rb: row blocks per batch for 'a'; Cq: column texels per batch for 'b').
  */
-export function packKernel(decode?: 'e4m3' | 'e5m2'): string {
-  const name = decode ? `kilnPack_${decode}` : 'kilnPack';
+export function packKernel(layout: 'a' | 'b', decode?: 'e4m3' | 'e5m2'): string {
+  const name = `kilnPack${layout.toUpperCase()}${decode ? `_${decode}` : ''}`;
   const read = decode ? 'kilnDecodeFp8(texelFetch(user_x, ivec2(p % s.x, p / s.x), 0).r)' : 'texelFetch(user_x, ivec2(p % s.x, p / s.x), 0).r';
+  const coords =
+    layout === 'a'
+      ? `int rb = int(Rb);
+  int b = iy / rb;
+  int q = ix / 4;
+  int r = 4 * (iy - b * rb) + (ix - q * 4);`
+      : `int cq = int(Cq);
+  int b = iy / cq;
+  int q = iy - b * cq;
+  int r = ix;`;
   // (one native block: gpu.js orders natives by the kernel's calls, not by calls between natives)
   return `${glsl(
     name,
     'Array(4)',
-    `${decode ? DECODE_FP8[decode] : ''}vec4 ${name}(float q, float y, float R, float Rp, float C, float bs, float sr, float sc) {
+    `${decode ? DECODE_FP8[decode] : ''}vec4 ${name}(float x, float y, float R, float Rb, float Cq, float C, float bs, float sr, float sc) {
+  int ix = int(x);
   int iy = int(y);
-  int rp = int(Rp);
-  int b = iy / rp;
-  int r = iy - b * rp;
+  ${coords}
   vec4 v = vec4(0.0);
   if (r < int(R)) {
     ivec2 s = user_xSize;
     int base = b * int(bs) + r * int(sr);
-    int c0 = int(q) * 4;
+    int c0 = q * 4;
     int cn = int(C);
     int isc = int(sc);
     for (int c = 0; c < 4; c++) {
@@ -135,7 +150,7 @@ export function packKernel(decode?: 'e4m3' | 'e5m2'): string {
   return v;
 }
 `,
-  )}function (x, m) { return ${name}(this.thread.x, this.thread.y, m[1], m[2], m[3], m[4], m[5], m[6]); }`;
+  )}function (x, m) { return ${name}(this.thread.x, this.thread.y, m[1], m[2], m[3], m[4], m[5], m[6], m[7]); }`;
 }
 
 /** The sub-kernels of the GEMM kernel map: outputs 1..3 (rows 1..3 of each 4x4 block). */
@@ -143,17 +158,17 @@ export const GEMM_SUBS: readonly string[] = [1, 2, 3].map((r) => `function kilnO
 const ROW_NATIVES = [1, 2, 3].map((r) => glsl(`kilnRow${r}`, 'Array(4)', `vec4 kilnRow${r}(float z) { return subKernelResult_kilnOut${r}; }\n`)).join('');
 
 const ROWS = [0, 1, 2, 3];
-/** One step of 4 along K: 4 texels of A (rows a0..a0+3), 4 of B (rows kk..kk+3), 16 vec4 FMAs into `acc0..3`. */
+/** One step of 4 along K: 4 adjacent texels of A (rows a0..a0+3), 4 of B (k = 4q..4q+3), 16 vec4 FMAs into `acc0..3`. */
 function step(acc: string): string {
-  return `vec4 x0 = texelFetch(user_a, ivec2(q, a0), 0);
-    vec4 x1 = texelFetch(user_a, ivec2(q, a0 + 1), 0);
-    vec4 x2 = texelFetch(user_a, ivec2(q, a0 + 2), 0);
-    vec4 x3 = texelFetch(user_a, ivec2(q, a0 + 3), 0);
-    int kk = b0 + 4 * q;
-    vec4 y0 = texelFetch(user_b, ivec2(bj, kk), 0);
-    vec4 y1 = texelFetch(user_b, ivec2(bj, kk + 1), 0);
-    vec4 y2 = texelFetch(user_b, ivec2(bj, kk + 2), 0);
-    vec4 y3 = texelFetch(user_b, ivec2(bj, kk + 3), 0);
+  return `int kx = 4 * q;
+    vec4 x0 = texelFetch(user_a, ivec2(kx, ya), 0);
+    vec4 x1 = texelFetch(user_a, ivec2(kx + 1, ya), 0);
+    vec4 x2 = texelFetch(user_a, ivec2(kx + 2, ya), 0);
+    vec4 x3 = texelFetch(user_a, ivec2(kx + 3, ya), 0);
+    vec4 y0 = texelFetch(user_b, ivec2(kx, yb), 0);
+    vec4 y1 = texelFetch(user_b, ivec2(kx + 1, yb), 0);
+    vec4 y2 = texelFetch(user_b, ivec2(kx + 2, yb), 0);
+    vec4 y3 = texelFetch(user_b, ivec2(kx + 3, yb), 0);
     ${ROWS.map((r) => `${acc}${r} = ${acc}${r} + x${r}.x * y0; ${acc}${r} = ${acc}${r} + x${r}.y * y1; ${acc}${r} = ${acc}${r} + x${r}.z * y2; ${acc}${r} = ${acc}${r} + x${r}.w * y3;`).join('\n    ')}`;
 }
 
@@ -165,8 +180,9 @@ const BLOCK_INDEX = `int it = int(t);
   int bj = it - rr * nb;
   int bt = rr / mb;
   int bi = rr - bt * mb;
-  int a0 = bt * int(aStep) + 4 * bi;
-  int b0 = bt * int(bStep);`;
+  int ya = bt * int(aStep) + bi;
+  int yb = bt * int(bStep) + bj;
+  int a0 = 4 * bi;`;
 
 /**
  * f32 GEMM over packed operands (kernel map: result + kilnOut1..3). One thread per 4x4 output

@@ -345,12 +345,12 @@ export class GpujsBackend implements Backend {
       const lim = this.packedGemms ? this.gemmLimits() : undefined;
       const plan = lim && gemmPlan(batch, M, N, K, na ? batch : 1, nb ? batch : 1, lim);
       if (!plan) return this.k('matmul', MATMUL, n, [sa, sb], [0, M, N, K, na, nb, sam, sak, sbk, sbn]);
-      // A as [batchA * Mp rows, Kq texels], B as [batchB * Kp rows, NB texels] (gemm.ts)
-      const pa = this.pack(packKernel(), sa, plan.Kq, (na ? batch : 1) * plan.Mp, [M, plan.Mp, K, na, sam, sak]);
+      // A as [batchA * MB rows, Kp texels], B as [batchB * NB rows, Kp texels] (gemm.ts, packKernel)
+      const pa = this.pack(packKernel('a'), sa, plan.Kp, (na ? batch : 1) * plan.MB, [M, plan.MB, plan.Kq, K, na, sam, sak]);
       temps.push(pa);
-      const pb = this.pack(packKernel(), sb, plan.NB, (nb ? batch : 1) * plan.Kp, [K, plan.Kp, N, nb, sbk, sbn]);
+      const pb = this.pack(packKernel('b'), sb, plan.Kp, (nb ? batch : 1) * plan.NB, [K, plan.MB, plan.NB, N, nb, sbk, sbn]);
       temps.push(pb);
-      return this.gemm44(GEMM44, plan, [pa, pb], [plan.Kq, na ? plan.Mp : 0, nb ? plan.Kp : 0], temps);
+      return this.gemm44(GEMM44, plan, [pa, pb], [plan.Kq, na ? plan.MB : 0, nb ? plan.NB : 0], temps);
     } finally {
       for (const t of temps) this.release(t);
     }
@@ -370,6 +370,8 @@ export class GpujsBackend implements Backend {
 
   /** A pack kernel (gemm.ts) into a 2D [w, h]-texel RGBA texture; m = [n, ...meta]. */
   private pack(src: string, x: GpujsStorage, w: number, h: number, meta: number[]): GpujsStorage {
+    // gpu.js gives a [w, h] output exactly a w x h texture only for h > 1 (else a near-square one); row 1 is then never read
+    h = Math.max(h, 2);
     const out = this.allocPacked(w * h * 4, 'matmul');
     this.send({ t: 'k', id: out.id, n: w * h, src: finalize(src), ins: [x.id], meta: [w * h, ...meta], dims: [w, h] });
     return out;
@@ -507,9 +509,9 @@ export class GpujsBackend implements Backend {
       if (plan) {
         const temps: GpujsStorage[] = [];
         try {
-          const pa = this.pack(packKernel(fa), this.storageOf(a.codes), plan.Kq, plan.Mp, [M, plan.Mp, K, 0, K, 1]);
+          const pa = this.pack(packKernel('a', fa), this.storageOf(a.codes), plan.Kp, plan.MB, [M, plan.MB, plan.Kq, K, 0, K, 1]);
           temps.push(pa);
-          const pb = this.pack(packKernel(fb), this.storageOf(b.codes), plan.NB, plan.Kp, [K, plan.Kp, N, 0, 1, K]);
+          const pb = this.pack(packKernel('b', fb), this.storageOf(b.codes), plan.Kp, plan.NB, [K, plan.MB, plan.NB, N, 0, 1, K]);
           temps.push(pb);
           const ncq = nc >= K ? plan.Kq : nc / 4;
           const meta = [plan.Kq, ncq, M, N, a.block[0], b.block[0], a.block[1], b.block[1], Math.ceil(K / a.block[1]), Math.ceil(K / b.block[1])];

@@ -95,6 +95,7 @@ describe('gpujs packed GEMM', () => {
     { as: [7, 9], bs: [4, 9, 5], out: [4, 7, 5] },
     { as: [2, 1, 5, 8], bs: [1, 3, 8, 6], out: [2, 3, 5, 6] },
     { as: [2, 11, 6], bs: [2, 5, 11], tA: true, tB: true, out: [2, 6, 5] },
+    { as: [2, 8200], bs: [8200, 3], out: [2, 3] }, // K over MAX_TEXTURE_SIZE (8192 on SwiftShader): the plain kernel
   ];
   it('matches a float64 reference within c K eps sum|a||b| (odd shapes, transposes, batches, broadcasts)', async (t) => {
     if (!b) return t.skip(reason);
