@@ -4,7 +4,7 @@
  */
 export { VERSION } from './version.js';
 export { createProgram, main } from './program.js';
-export { KNOWN_BACKEND_PACKAGES, loadBackendPackages, backendNameOf, type BackendPackageStatus } from './backends.js';
+export { KNOWN_BACKEND_PACKAGES, ON_REQUEST_BACKEND_PACKAGES, loadBackendPackages, backendNameOf, type BackendPackageStatus } from './backends.js';
 export { systemInfo, type SystemInfo } from './system.js';
 export { isKilnError } from './errors.js';
 export { collectInfo, formatInfo, formatMemory, type InfoReport, type BackendReport } from './commands/info.js';

@@ -1,6 +1,6 @@
 import { bestAvailableBackend, memory, probeBackends, type MemoryInfo } from '@kiln/core';
 import { Command } from 'commander';
-import { KNOWN_BACKEND_PACKAGES, loadBackendPackages } from '../backends.js';
+import { KNOWN_BACKEND_PACKAGES, ON_REQUEST_BACKEND_PACKAGES, loadBackendPackages } from '../backends.js';
 import { formatBytes, formatFields, formatTable } from '../format.js';
 import { systemInfo, type SystemInfo } from '../system.js';
 import { VERSION } from '../version.js';
@@ -22,6 +22,11 @@ export interface BackendReport {
   readonly notPreferred?: string;
   /** Why the backend is unavailable. */
   readonly reason?: string;
+  /**
+   * Installed but not probed, because creating it is expensive (what it would start): use it
+   * by name (`--backend <name>`). `available` is false (unknown) for these.
+   */
+  readonly onRequest?: string;
 }
 
 export interface InfoReport {
@@ -38,6 +43,8 @@ export interface InfoReport {
 /**
  * Loads every known backend package, probes the registered backends and reports what is
  * available here. Leaves the best backend current (and every probed backend initialised).
+ * On-request packages (gpu.js: a headless Chromium) are listed without being imported or
+ * probed.
  */
 export async function collectInfo(): Promise<InfoReport> {
   const packages = await loadBackendPackages();
@@ -61,6 +68,12 @@ export async function collectInfo(): Promise<InfoReport> {
   }
   for (const s of packages) {
     if (seen.has(s.backend)) continue;
+    if (s.status === 'on request') {
+      const cost = ON_REQUEST_BACKEND_PACKAGES[s.package];
+      const reason = `available on request: ${cost}; use --backend ${s.backend}`;
+      backends.push({ name: s.backend, package: s.package, installed: true, available: false, onRequest: cost, reason });
+      continue;
+    }
     const reason =
       s.status === 'not installed'
         ? 'not installed'
@@ -103,7 +116,7 @@ export function formatInfo(r: InfoReport): string {
       b.name,
       b.package ?? '-',
       b.priority === undefined ? '-' : String(b.priority),
-      b.available ? 'yes' : 'no',
+      b.available ? 'yes' : b.onRequest !== undefined ? 'on request' : 'no',
       b.device ?? '-',
       b.available ? (b.notPreferred ? `not preferred: ${b.notPreferred}` : '') : shortReason(b),
     ]),

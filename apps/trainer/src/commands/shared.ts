@@ -36,11 +36,12 @@ export function positiveInt(label: string, max = Number.MAX_SAFE_INTEGER) {
 
 /**
  * Loads the installed backend packages and activates `name`, or the best available backend
- * when it is undefined. A named backend that is not installed or failed to load is a
- * BackendError saying which and why.
+ * when it is undefined. An on-request package (gpu.js) is imported only when `name` is its
+ * backend. A named backend that is not installed or failed to load is a BackendError saying
+ * which and why.
  */
 export async function selectBackend(command: string, name: string | undefined): Promise<Backend> {
-  const packages = await loadBackendPackages();
+  const packages = await loadBackendPackages(undefined, name);
   if (name === undefined) return bestAvailableBackend();
   const pkg = packages.find((p) => p.backend === name);
   if (pkg?.status === 'not installed') {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import {
   add,
   ArgumentError,
+  BackendError,
   bestAvailableBackend,
   crossEntropy,
   getBackend,
@@ -357,6 +358,8 @@ export class Trainer {
     this.backendName = backend.name;
     this.device = backend.device.name;
     if (getBackend() !== backend) throw new ArgumentError('train', `backend ${backend.name} is not the current backend`);
+    const m = this.config.model;
+    assertCanRoute(backend, { firstKDenseReplace: m.first_k_dense_replace, numHiddenLayers: m.num_hidden_layers, numNextnPredictLayers: m.num_nextn_predict_layers });
     const precision = this.config.train.precision;
 
     if (this.writes) mkdirSync(this.runDir, { recursive: true });
@@ -611,9 +614,10 @@ export class Trainer {
         batch.dispose();
       }
       const p = parts!;
-      ce += p.ce.valuesSync()[0] / share;
-      mtp += p.mtp.valuesSync()[0] / share;
-      bal += p.bal.valuesSync()[0] / share;
+      // async reads: backends without readSync (gpu.js) train too
+      ce += (await p.ce.values())[0] / share;
+      mtp += (await p.mtp.values())[0] / share;
+      bal += (await p.bal.values())[0] / share;
       p.ce.dispose();
       p.mtp.dispose();
       p.bal.dispose();
@@ -673,7 +677,7 @@ export class Trainer {
   }
 
   /** Validation: bits per byte of the main head over the Brown validation split. */
-  evaluate(): ValMetrics {
+  async evaluate(): Promise<ValMetrics> {
     const t = this.config.train;
     let ids = this.corpus.valIds;
     let text = this.corpus.valText;
@@ -705,7 +709,7 @@ export class Trainer {
           return crossEntropy(logits, tensor(tgt, [group.length, len], 'i32'), { reduction: 'sum' });
         }),
       );
-      nats += sum.valuesSync()[0];
+      nats += (await sum.values())[0];
       sum.dispose();
       tokens += group.length * len;
     }
@@ -751,7 +755,7 @@ export class Trainer {
       const m = await this.trainStep();
       progress.update(m, m.ceLoss / Math.LN2 / bytesPerToken, this.lastVal?.bpb);
       if (t.evalEvery > 0 && this.step % t.evalEvery === 0 && this.step < t.steps) {
-        const v = this.evaluate();
+        const v = await this.evaluate();
         progress.note(`step ${this.step}: validation ${v.bpb.toFixed(4)} bits/byte (loss ${v.loss.toFixed(4)})`);
       }
       if (t.checkpointEvery > 0 && this.step % t.checkpointEvery === 0 && this.step < last) await this.checkpoint();
@@ -763,7 +767,7 @@ export class Trainer {
     let val: ValMetrics | undefined;
     let xz: CompressionBaseline | undefined;
     if (!stopped) {
-      val = this.evaluate();
+      val = await this.evaluate();
       if (o.baseline !== false) xz = await xzBitsPerByte(t.evalBytes > 0 ? Buffer.from(this.corpus.valText, 'utf8').subarray(0, val.bytes).toString('utf8') : this.corpus.valText);
     }
     await this.checkpoint();
@@ -820,6 +824,23 @@ export function formatVerdict(val: ValMetrics, xz: CompressionBaseline): string 
 }
 
 /** Sets up a run (new or resumed), trains it and returns the result. */
+/**
+ * kiln's MoE layers read the routing on the host in the middle of the forward pass
+ * (`valuesSync` in core's nn/moe), so they need `Backend.readSync`. A backend without it (the
+ * gpu.js backend drives its page asynchronously) trains dense models only: say so before the
+ * corpus and the model are built, with the config that works.
+ */
+export function assertCanRoute(backend: Backend, c: { firstKDenseReplace: number; numHiddenLayers: number; numNextnPredictLayers: number }): void {
+  const layers = c.numHiddenLayers + c.numNextnPredictLayers; // MTP blocks are layers L..L+D-1
+  if (backend.readSync || c.firstKDenseReplace >= layers) return;
+  throw new BackendError(
+    'train',
+    `backend ${backend.name} cannot read tensors synchronously (Backend.readSync), which kiln's MoE layers need (the routing is read on the host during the forward pass); ` +
+      `this model has MoE layers (first_k_dense_replace ${c.firstKDenseReplace} < ${c.numHiddenLayers} layers + ${c.numNextnPredictLayers} MTP). ` +
+      `Train it on another backend, or train a dense model here: --config with {"model": {"first_k_dense_replace": ${c.numHiddenLayers}}} and --mtp-depth 0`,
+  );
+}
+
 export async function runTraining(options: TrainRunOptions = {}): Promise<TrainRunResult> {
   const trainer = await Trainer.create(options);
   try {
