@@ -11,7 +11,8 @@ const localPnpm = join(root, 'node_modules', '.bin', 'pnpm');
 const pnpm = existsSync(localPnpm) ? `"${localPnpm}"` : `npx --yes ${packageManager}`;
 // turbo looks for the package manager on PATH: put the repo's own bin folder first.
 const binDir = join(root, 'node_modules', '.bin');
-const env = { ...process.env, npm_config_update_notifier: 'false', PATH: `${binDir}${delimiter}${process.env.PATH ?? ''}` };
+// JOBS: node-gyp builds (headless-gl's bundled ANGLE, minutes of C++) use every core.
+const env = { ...process.env, npm_config_update_notifier: 'false', JOBS: process.env.JOBS ?? 'max', PATH: `${binDir}${delimiter}${process.env.PATH ?? ''}` };
 const run = (cmd) => execSync(cmd, { cwd: root, stdio: 'inherit', env });
 
 const frozen = process.env.CI ? ' --frozen-lockfile' : '';

@@ -5,7 +5,7 @@
  * loaded into one page. Nothing is downloaded: without a browser the backend is unavailable.
  */
 import { BackendError } from '@kiln/core';
-import { installEngine, type EngineCommand, type EngineInfo } from './engine.js';
+import { createEngine, installEngine, type EngineCommand, type EngineInfo } from './engine.js';
 import { HELPERS } from './kernels.js';
 
 export interface BrowserOptions {
@@ -37,11 +37,16 @@ export async function findChromium(explicit?: string): Promise<{ path: string } 
   return { reason: `no Chromium found (looked for ${CHROMIUM_PATHS.join(', ')}; set KILN_CHROMIUM, or install Debian's chromium package)` };
 }
 
-/** A page running the engine; `call` evaluates one engine method in it. */
+/**
+ * A running engine, as the Node side drives it: a Chromium page (this file) or gpu.js on
+ * headless-gl in this process (node-engine.ts).
+ */
 export interface EnginePage {
   readonly info: EngineInfo;
-  readonly executable: string;
-  readonly angle: string;
+  /** Which engine: 'chromium' or 'headless-gl'. */
+  readonly engine: 'chromium' | 'headless-gl';
+  /** How the backend reaches the GL implementation (DeviceInfo.details.via). */
+  readonly via: string;
   exec(batch: EngineCommand[]): Promise<void>;
   read(id: number): Promise<string>;
   live(): Promise<number>;
@@ -93,17 +98,17 @@ export async function openEnginePage(options: BrowserOptions = {}): Promise<Engi
     const page = await browser.newPage();
     await page.setContent('<!doctype html><html><body></body></html>');
     await page.addScriptTag({ path: gpujsPath });
-    const verdict = await page.evaluate(([src, helpers]: [string, readonly string[]]) => {
-      const install = (0, eval)(`(${src})`) as (g: unknown, h: readonly string[]) => string | true;
-      return install(globalThis, helpers);
-    }, [installEngine.toString(), HELPERS] as [string, readonly string[]]);
+    const verdict = await page.evaluate(([src, core, helpers]: [string, string, readonly string[]]) => {
+      const install = (0, eval)(`(${src})`) as (g: unknown, h: readonly string[], c: unknown) => string | true;
+      return install(globalThis, helpers, (0, eval)(`(${core})`));
+    }, [installEngine.toString(), createEngine.toString(), HELPERS] as [string, string, readonly string[]]);
     if (verdict !== true) throw new BackendError('gpujs', verdict);
     type Api = { __kilnGpujs: import('./engine.js').EngineApi };
     const info = await page.evaluate(() => (globalThis as unknown as Api).__kilnGpujs.info(), undefined);
     return {
       info,
-      executable: found.path,
-      angle,
+      engine: 'chromium',
+      via: `gpu.js ${info.mode} in headless Chromium (${found.path}, --use-angle=${angle})`,
       exec: (batch) => page.evaluate((b: EngineCommand[]) => (globalThis as unknown as Api).__kilnGpujs.exec(b), batch),
       read: (id) => page.evaluate((i: number) => (globalThis as unknown as Api).__kilnGpujs.read(i), id),
       live: () => page.evaluate(() => (globalThis as unknown as Api).__kilnGpujs.live(), undefined),

@@ -1,8 +1,15 @@
 /**
- * The page side of the gpu.js backend. `installEngine` runs where gpu.js (its browser build,
- * global `GPU`) and a WebGL2 canvas exist: in a browser page, or in the headless Chromium
- * page that the Node side drives. It must stay self-contained (it is shipped to the page as
- * its source text): no imports, no outer references.
+ * The engine: the side of the gpu.js backend that owns the textures and runs the kernels.
+ *
+ * - `createEngine` is the engine proper: given a gpu.js `GPU` instance bound to a GL context,
+ *   it keeps one texture per tensor and runs the command batches the host sends. It runs in a
+ *   browser page (gpu.js's browser build, WebGL2) or in Node (gpu.js's Node build on
+ *   headless-gl, WebGL1; src/node-engine.ts).
+ * - `installEngine` is the page-side setup: a WebGL2 canvas, gpu.js's browser build (global
+ *   `GPU`), then `createEngine`, installed as `globalThis.__kilnGpujs`.
+ *
+ * Both must stay self-contained (they are shipped to the page as their source text): no
+ * imports, no outer references.
  *
  * Storage: one gpu.js texture per tensor (numbers in single-precision float textures; integer
  * dtypes and f16/bf16/FP8 codes as integer-valued floats). Every kernel is a gpu.js kernel
@@ -49,29 +56,17 @@ export interface EngineApi {
   dispose(): void;
 }
 
-export function installEngine(g: { GPU?: { GPU: new (o: object) => unknown }; __kilnGpujs?: EngineApi; document?: unknown }, helpers: readonly string[] = []): string | true {
+/** base64 <-> f32 (the page uses atob/btoa, Node its Buffer). */
+export interface EngineCodec {
+  fromB64(s: string): Float32Array;
+  toB64(f: Float32Array): string;
+}
+
+/** The engine over a gpu.js `GPU` instance (any GL mode; gpu.js's CPU mode is refused by the callers). */
+export function createEngine(gpu: unknown, info: EngineInfo, helpers: readonly string[], codec: EngineCodec, onDispose?: () => void): EngineApi {
   /* eslint-disable @typescript-eslint/no-explicit-any */
-  const G = g as any;
-  if (!G.GPU || !G.GPU.GPU) return 'gpu.js is not loaded in this page';
-  const canvas = G.document.createElement('canvas');
-  const gl = canvas.getContext('webgl2', { antialias: false, preserveDrawingBuffer: false, failIfMajorPerformanceCaveat: false });
-  if (!gl) return 'this browser cannot create a WebGL2 context';
-  const dbg = gl.getExtension('WEBGL_debug_renderer_info');
-  const renderer = String(dbg ? gl.getParameter(dbg.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER));
-  const vendor = String(dbg ? gl.getParameter(dbg.UNMASKED_VENDOR_WEBGL) : gl.getParameter(gl.VENDOR));
-  const colorBufferFloat = !!gl.getExtension('EXT_color_buffer_float');
-  if (!colorBufferFloat) return `WebGL2 on ${renderer} cannot render to float textures (no EXT_color_buffer_float)`;
-  const gpu = new G.GPU.GPU({ mode: 'webgl2', canvas, context: gl });
-  if (gpu.mode !== 'webgl2') return `gpu.js chose mode '${gpu.mode}', not webgl2 (its CPU mode does not count as this backend)`;
-  for (const h of helpers) gpu.addFunction(h, { argumentTypes: ['Number'], returnType: 'Number' });
-  const info: EngineInfo = {
-    mode: gpu.mode,
-    renderer,
-    vendor,
-    version: String(gl.getParameter(gl.VERSION)),
-    maxTextureSize: Number(gl.getParameter(gl.MAX_TEXTURE_SIZE)),
-    colorBufferFloat,
-  };
+  const G = gpu as any;
+  for (const h of helpers) G.addFunction(h, { argumentTypes: ['Number'], returnType: 'Number' });
   const store = new Map<number, any>();
   const kernels = new Map<string, any>();
   const EMPTY = new Float32Array(0);
@@ -107,7 +102,7 @@ export function installEngine(g: { GPU?: { GPU: new (o: object) => unknown }; __
       }
       if (natives.length) settings.nativeFunctions = natives;
       // a kernel map (multiple render targets): its outputs are vec4, as gpu.js declares sub-kernel outputs of an Array(4) kernel
-      k = subs ? gpu.createKernelMap(subs, body.trim(), { ...settings, returnType: 'Array(4)' }) : gpu.createKernel(body.trim(), settings);
+      k = subs ? G.createKernelMap(subs, body.trim(), { ...settings, returnType: 'Array(4)' }) : G.createKernel(body.trim(), settings);
       kernels.set(key, k);
     }
     return k;
@@ -125,29 +120,17 @@ export function installEngine(g: { GPU?: { GPU: new (o: object) => unknown }; __
     if (v === EMPTY) return (zero ??= run(COPY, 1, [new Float32Array(1)]));
     return v;
   };
-  const fromB64 = (s: string): Float32Array => {
-    const bin = G.atob(s);
-    const u8 = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
-    return new Float32Array(u8.buffer);
-  };
-  const toB64 = (f: Float32Array): string => {
-    const u8 = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
-    let s = '';
-    for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode.apply(null, Array.from(u8.subarray(i, i + 0x8000)));
-    return G.btoa(s);
-  };
   const free = (id: number): void => {
     const v = store.get(id);
     store.delete(id);
     if (v && typeof v.delete === 'function') v.delete();
   };
-  const api: EngineApi = {
+  return {
     info: () => info,
     exec(batch) {
       for (const c of batch) {
         if (c.t === 'free') free(c.id);
-        else if (c.t === 'up') store.set(c.id, c.n === 0 ? EMPTY : run(COPY, c.n, [fromB64(c.b64)]));
+        else if (c.t === 'up') store.set(c.id, c.n === 0 ? EMPTY : run(COPY, c.n, [codec.fromB64(c.b64)]));
         else if (c.n === 0) {
           store.set(c.id, EMPTY);
           for (const o of c.outs ?? []) store.set(o, EMPTY);
@@ -165,16 +148,61 @@ export function installEngine(g: { GPU?: { GPU: new (o: object) => unknown }; __
       if (v === undefined) throw new Error(`gpujs engine: no storage ${id}`);
       if (v === EMPTY) return '';
       const arr = v.toArray() as Float32Array;
-      return toB64(arr instanceof Float32Array ? arr : Float32Array.from(arr));
+      return codec.toB64(arr instanceof Float32Array ? arr : Float32Array.from(arr));
     },
     live: () => store.size,
     dispose() {
       for (const id of [...store.keys()]) free(id);
+      if (zero && typeof zero.delete === 'function') zero.delete();
+      zero = undefined;
       for (const k of kernels.values()) k.destroy?.(true);
       kernels.clear();
-      gpu.destroy?.();
+      G.destroy?.();
+      onDispose?.();
     },
   };
-  g.__kilnGpujs = api;
+}
+
+export function installEngine(
+  g: { GPU?: { GPU: new (o: object) => unknown }; __kilnGpujs?: EngineApi; document?: unknown },
+  helpers: readonly string[],
+  create: typeof createEngine,
+): string | true {
+  /* eslint-disable @typescript-eslint/no-explicit-any */
+  const G = g as any;
+  if (!G.GPU || !G.GPU.GPU) return 'gpu.js is not loaded in this page';
+  const canvas = G.document.createElement('canvas');
+  const gl = canvas.getContext('webgl2', { antialias: false, preserveDrawingBuffer: false, failIfMajorPerformanceCaveat: false });
+  if (!gl) return 'this browser cannot create a WebGL2 context';
+  const dbg = gl.getExtension('WEBGL_debug_renderer_info');
+  const renderer = String(dbg ? gl.getParameter(dbg.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER));
+  const vendor = String(dbg ? gl.getParameter(dbg.UNMASKED_VENDOR_WEBGL) : gl.getParameter(gl.VENDOR));
+  const colorBufferFloat = !!gl.getExtension('EXT_color_buffer_float');
+  if (!colorBufferFloat) return `WebGL2 on ${renderer} cannot render to float textures (no EXT_color_buffer_float)`;
+  const gpu = new G.GPU.GPU({ mode: 'webgl2', canvas, context: gl });
+  if (gpu.mode !== 'webgl2') return `gpu.js chose mode '${gpu.mode}', not webgl2 (its CPU mode does not count as this backend)`;
+  const info: EngineInfo = {
+    mode: gpu.mode,
+    renderer,
+    vendor,
+    version: String(gl.getParameter(gl.VERSION)),
+    maxTextureSize: Number(gl.getParameter(gl.MAX_TEXTURE_SIZE)),
+    colorBufferFloat,
+  };
+  const codec: EngineCodec = {
+    fromB64(s) {
+      const bin = G.atob(s);
+      const u8 = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
+      return new Float32Array(u8.buffer);
+    },
+    toB64(f) {
+      const u8 = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+      let s = '';
+      for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode.apply(null, Array.from(u8.subarray(i, i + 0x8000)));
+      return G.btoa(s);
+    },
+  };
+  g.__kilnGpujs = create(gpu, info, helpers, codec);
   return true;
 }

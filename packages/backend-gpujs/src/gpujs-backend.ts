@@ -24,8 +24,9 @@ import {
   type TensorView,
   type UnaryOp,
 } from '@kiln/core';
-import { openEnginePage, type BrowserOptions, type EnginePage } from './browser.js';
+import type { EnginePage } from './browser.js';
 import type { EngineCommand } from './engine.js';
+import { openEngine, type EngineOptions } from './node-engine.js';
 import {
   CONCAT2,
   COPY,
@@ -65,7 +66,8 @@ export class GpujsStorage {
   ) {}
 }
 
-export interface GpujsBackendOptions extends BrowserOptions {}
+/** Engine choice (`engine`, KILN_GPUJS_ENGINE), Chromium's and headless-gl's settings. */
+export interface GpujsBackendOptions extends EngineOptions {}
 
 /** Primitives that run on the host (the CPU backend) instead of as gpu.js kernels; see docs/backend-gpujs.md. */
 export const HOST_FALLBACKS = ['random', 'cast to f16/bf16/e4m3/e5m2', 'quantizeBlockwise', 'matmulFp8 with accumulatorMantissaBits (the accumulator-model study)'] as const;
@@ -96,8 +98,8 @@ export class GpujsBackend implements Backend {
 
   static async create(options: GpujsBackendOptions = {}): Promise<GpujsBackend> {
     const inNode = typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === 'string';
-    if (!inNode) throw new BackendError('gpujs', 'in a browser, load gpu.js and use the page engine directly (not implemented yet); this build drives a headless Chromium from Node');
-    const page = await openEnginePage(options);
+    if (!inNode) throw new BackendError('gpujs', 'in a browser, load gpu.js and use the page engine directly (not implemented yet); this build drives headless-gl or a headless Chromium from Node');
+    const page = await openEngine(options);
     return new GpujsBackend(page);
   }
 
@@ -110,7 +112,8 @@ export class GpujsBackend implements Backend {
       name: info.renderer,
       accelerated: !software,
       details: {
-        via: `gpu.js ${info.mode} in headless Chromium (${page.executable}, --use-angle=${page.angle})`,
+        via: page.via,
+        engine: page.engine,
         vendor: info.vendor,
         glVersion: info.version,
         maxTextureSize: info.maxTextureSize,

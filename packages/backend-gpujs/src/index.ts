@@ -1,9 +1,12 @@
 /**
- * @kiln/backend-gpujs: kiln's gpu.js (WebGL2) backend. Importing the package registers the
- * 'gpujs' backend factory (priority 200). In Node it runs gpu.js inside a headless Chromium
- * (Debian's `chromium`, or $KILN_CHROMIUM) driven by playwright-core, WebGL2 on SwiftShader
- * by default. Where no browser or no WebGL2 context is available the import still succeeds;
- * creating the backend then throws a BackendError saying why. gpu.js's CPU mode never counts.
+ * @kiln/backend-gpujs: kiln's gpu.js (WebGL) backend. Importing the package registers the
+ * 'gpujs' backend factory (priority 200). In Node it runs gpu.js on one of two engines
+ * (option `engine`, $KILN_GPUJS_ENGINE): 'headless-gl' (gpu.js's Node build on the optional
+ * `gl` package, WebGL 1.0 through GLX: Xvfb + Mesa, or the GPU's driver) or 'chromium'
+ * (gpu.js inside a headless Chromium driven by playwright-core, WebGL2 on SwiftShader by
+ * default); 'auto' takes headless-gl when it can create a context, else Chromium. Where no
+ * engine can start the import still succeeds; creating the backend then throws a
+ * BackendError saying why. gpu.js's CPU mode never counts.
  */
 import type { BackendFactory } from '@kiln/core';
 import { registerBackend } from '@kiln/core';
@@ -11,10 +14,11 @@ import { GpujsBackend, type GpujsBackendOptions } from './gpujs-backend.js';
 
 export { GpujsBackend, GpujsStorage, HOST_FALLBACKS, MAX_ELEMENTS, type GpujsBackendOptions } from './gpujs-backend.js';
 export { findChromium, CHROMIUM_PATHS, type BrowserOptions } from './browser.js';
-export { installEngine, type EngineApi, type EngineCommand, type EngineInfo } from './engine.js';
+export { createEngine, installEngine, type EngineApi, type EngineCodec, type EngineCommand, type EngineInfo } from './engine.js';
+export { openEngine, openHeadlessGlEngine, type EngineOptions, type GpujsEngineKind, type HeadlessGlOptions } from './node-engine.js';
 export { GpujsCollective, createGpujsGroup, type GpujsGroupOptions } from './collective.js';
 
-/** Creates a gpu.js backend (throws BackendError with the reason when WebGL2 is unavailable). */
+/** Creates a gpu.js backend (throws BackendError with the reason when no engine can start). */
 export function createGpujsBackend(options: GpujsBackendOptions = {}): Promise<GpujsBackend> {
   return GpujsBackend.create(options);
 }
