@@ -33,6 +33,8 @@ export function createExecutor(device: any, submitEvery: number): Executor {
   const MAP_READ = 0x1;
   const buffers = new Map<number, any>();
   const pool = new Map<number, any[]>();
+  const stagingPool = new Map<number, any[]>();
+  const STAGING_KEEP = 256 * 1024 * 1024; // larger staging buffers are not kept
   let pooledBytes = 0;
   let pendingFree: any[] = [];
   let encoder: any = null;
@@ -162,17 +164,27 @@ export function createExecutor(device: any, submitEvery: number): Executor {
     },
     flush,
     async read(id: number, bytes: number): Promise<ArrayBuffer> {
-      const staging = device.createBuffer({ size: bytes, usage: MAP_READ | COPY_DST });
+      // staging buffers are pooled by size class: creating a large mappable buffer per read
+      // cost more than the copy itself on a real GPU
+      const cls = sizeClass(bytes);
+      const spare = stagingPool.get(cls);
+      const staging = spare && spare.length ? spare.pop() : device.createBuffer({ size: cls, usage: MAP_READ | COPY_DST });
       if (!encoder) encoder = device.createCommandEncoder();
       encoder.copyBufferToBuffer(buffers.get(id), 0, staging, 0, bytes);
       flush();
+      let ok = false;
       try {
-        await staging.mapAsync(1);
-        const copy = staging.getMappedRange().slice(0);
+        await staging.mapAsync(1, 0, bytes);
+        const copy = staging.getMappedRange(0, bytes).slice(0);
         staging.unmap();
+        ok = true;
         return copy;
       } finally {
-        staging.destroy();
+        if (ok && !disposed && cls <= STAGING_KEEP) {
+          let list = stagingPool.get(cls);
+          if (!list) stagingPool.set(cls, (list = []));
+          list.push(staging);
+        } else staging.destroy();
       }
     },
     takeError(): ExecutorError | null {
@@ -188,6 +200,8 @@ export function createExecutor(device: any, submitEvery: number): Executor {
       flush();
       for (const list of pool.values()) for (const b of list) b.destroy();
       pool.clear();
+      for (const list of stagingPool.values()) for (const b of list) b.destroy();
+      stagingPool.clear();
       pooledBytes = 0;
     },
     dispose(): void {
@@ -200,6 +214,8 @@ export function createExecutor(device: any, submitEvery: number): Executor {
       disposed = true;
       for (const list of pool.values()) for (const b of list) b.destroy();
       pool.clear();
+      for (const list of stagingPool.values()) for (const b of list) b.destroy();
+      stagingPool.clear();
       device.destroy();
     },
   };

@@ -12,12 +12,17 @@ export interface GemmChoice {
   readonly pinned?: TiledGemmConfig;
   /** Workgroup memory the device gives a kernel. */
   readonly workgroupBytes: number;
+  /** Unrolled k steps (default); $KILN_WEBGPU_GEMM_UNROLL=0 keeps the loop (tuning). */
+  readonly unroll: boolean;
 }
 
 const env = (k: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[k];
 
+/** 'auto', a family, or a family with a pinned tile: 'tiled:ra,rb,bk'. */
+export type GemmOption = 'auto' | 'tiled' | 'software' | `tiled:${number},${number},${number}`;
+
 export function chooseGemmKernels(
-  option: 'auto' | 'tiled' | 'software' | undefined,
+  option: GemmOption | undefined,
   software: boolean,
   limits: { maxComputeWorkgroupStorageSize: number },
 ): GemmChoice {
@@ -26,20 +31,26 @@ export function chooseGemmKernels(
   const m = /^(auto|tiled|software)(?::(\d),(\d),(\d+))?$/.exec(spec);
   if (!m) throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM must be auto, software, tiled or tiled:ra,rb,bk (got '${spec}')`);
   const family = m[1] === 'auto' ? (software ? 'software' : 'tiled') : (m[1] as 'tiled' | 'software');
-  if (!m[2]) return { family, workgroupBytes };
+  const unroll = env('KILN_WEBGPU_GEMM_UNROLL') !== '0';
+  if (!m[2]) return { family, workgroupBytes, unroll };
   const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]) } as TiledGemmConfig;
   if (![1, 2].includes(pinned.ra) || ![1, 2].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk)) {
     throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM tile ra,rb,bk must be 1|2, 1|2, 8|16|32 (got ${m[2]},${m[3]},${m[4]})`);
   }
-  return { family, pinned, workgroupBytes };
+  return { family, pinned, workgroupBytes, unroll };
 }
 
 /** Workgroups a GPU needs to be busy (a few per compute unit on large GPUs). */
 const BUSY_WORKGROUPS = 264;
 
-/** The tile for an M x N product: 128 x 128 unless a side is small, shrunk to fit workgroup memory. */
+/**
+ * The tile for an M x N product: 64 x 128 (4 x 8 outputs per invocation), 64 x 64 when a side
+ * is small; shrunk to fit workgroup memory. Measured on an H200 (Dawn/Vulkan, docs/benchmarks.md):
+ * 64 x 128 x 16 was the best or within noise of it on 4096³, 1024³ and 128 x 7168 x 2048, f32
+ * and FP8; 64 x 64 on 32 x 1536 x 2048; 128-row tiles and 32-deep stages were not better.
+ */
 function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
-  let t: TiledGemmConfig = choice.pinned ?? { ra: M > 64 ? 2 : 1, rb: N > 64 ? 2 : 1, bk: 16 };
+  let t: TiledGemmConfig = choice.pinned ?? { ra: 1, rb: M > 64 && N > 64 ? 2 : 1, bk: 16 };
   while (tiledGemmWorkgroupBytes(t, kind) > choice.workgroupBytes) {
     if (t.bk === 8) return undefined;
     t = { ...t, bk: t.bk === 32 ? 16 : 8 };
@@ -85,7 +96,7 @@ export function planF32Gemm(choice: GemmChoice, M: number, N: number, K: number,
   const kPer = Math.ceil(K / slices / t.bk) * t.bk;
   slices = Math.ceil(K / kPer);
   if (batch * slices > 65535) return undefined;
-  return { spec: { kind: 'f32', ...t, a, b, vecOut: N % 4 === 0 }, slices, kPer, groups: [gx, gy, batch * slices] };
+  return { spec: { kind: 'f32', ...t, a, b, vecOut: N % 4 === 0, unroll: choice.unroll }, slices, kPer, groups: [gx, gy, batch * slices] };
 }
 
 /** The tiled plan of a block-scaled FP8 product, or undefined where the other kernels run. */
@@ -93,5 +104,5 @@ export function planFp8Gemm(choice: GemmChoice, M: number, N: number, K: number,
   if (choice.family !== 'tiled' || K % 4 !== 0) return undefined;
   const t = tileFor(choice, M, N, 'fp8');
   if (!t || !(promotionInterval % t.bk === 0 || promotionInterval >= K)) return undefined;
-  return { spec: { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0 }, groups: [Math.ceil(N / (64 * t.rb)), Math.ceil(M / (64 * t.ra)), 1] };
+  return { spec: { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0, unroll: choice.unroll }, groups: [Math.ceil(N / (64 * t.rb)), Math.ceil(M / (64 * t.ra)), 1] };
 }

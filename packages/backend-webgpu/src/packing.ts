@@ -54,10 +54,11 @@ export function packToWords(values: StorageArray, dtype: DType): Uint8Array {
 /** Storage array of dtype over the first n elements of packed words. */
 export function unpackWords(words: ArrayBuffer, dtype: DType, n: number): StorageArray {
   switch (dtype) {
+    // a read of exactly n elements is used in place (a 64 MiB result is not copied twice)
     case 'f32':
-      return new Float32Array(words.slice(0, n * 4));
+      return new Float32Array(words.byteLength === n * 4 ? words : words.slice(0, n * 4));
     case 'i32':
-      return new Int32Array(words.slice(0, n * 4));
+      return new Int32Array(words.byteLength === n * 4 ? words : words.slice(0, n * 4));
     case 'f16':
     case 'bf16':
       return new Uint16Array(words.slice(0, n * 2));

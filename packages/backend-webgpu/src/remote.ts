@@ -175,6 +175,7 @@ export class RemoteGpu {
   private readonly waiting = new Map<number, { resolve: (b: ArrayBuffer) => void; reject: (e: Error) => void }>();
   pendingError: ExecutorError | null = null;
   private closed = false;
+  private readonly exited: Promise<void>;
 
   private constructor(
     private readonly worker: any,
@@ -190,6 +191,7 @@ export class RemoteGpu {
         else w.resolve(m.buf);
       }
     });
+    this.exited = new Promise((resolve) => worker.once('exit', () => resolve()));
     worker.on('error', (e: Error) => {
       this.pendingError ??= { oom: false, message: `webgpu worker died: ${e.message}` };
       for (const w of this.waiting.values()) w.reject(new BackendError('webgpu', `webgpu worker died: ${e.message}`));
@@ -272,14 +274,28 @@ export class RemoteGpu {
     this.pendingError = null;
     return e;
   }
+  /** Settles when the worker has exited. */
+  whenExited(): Promise<void> {
+    return this.exited;
+  }
   dispose(): void {
     if (this.closed) return;
     try {
       this.post({ t: 'dispose' });
     } finally {
       this.closed = true;
-      // let the worker destroy its device, then end it
-      setTimeout(() => void this.worker.terminate(), 200).unref?.();
+      // end the worker 200 ms after it has destroyed its device (Dawn settles the device's
+      // lost promise meanwhile; ending it mid-destroy aborted the process from inside Dawn on
+      // an H200, ending it at once crashed Mesa); a worker that never answers goes after 10 s
+      const end = (): void => void this.worker.terminate();
+      const timer = setTimeout(end, 10_000);
+      timer.unref?.();
+      this.worker.on('message', (m: { t?: string }) => {
+        if (m.t === 'disposed') {
+          clearTimeout(timer);
+          setTimeout(end, 200).unref?.();
+        }
+      });
     }
   }
 }

@@ -33,7 +33,7 @@ import { RemoteGpu, probeAdapter } from './remote.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
 import { rowShader, swigluShader } from './wgsl/fused.js';
-import { chooseGemmKernels, planF32Gemm, planFp8Gemm, type F32GemmPlan, type GemmChoice } from './gemm-plan.js';
+import { chooseGemmKernels, planF32Gemm, planFp8Gemm, type F32GemmPlan, type GemmChoice, type GemmOption } from './gemm-plan.js';
 import { splitKReduceShader, tiledGemmShader } from './wgsl/gemm-tiled.js';
 import { fp8GemmEmulatedShader, fp8GemmShader, fp8GemmWordsShader, gemmF32Shader, gemmI32Shader, quantCodesShader, quantScalesShader } from './wgsl/gemm.js';
 import {
@@ -81,9 +81,9 @@ export interface WebGpuBackendOptions extends AcquireOptions {
    * Which GEMM kernels to use: 'tiled' (large register-blocked tiles with prefetch, for
    * hardware GPUs), 'software' (small tiles that suit llvmpipe/SwiftShader), or 'auto'
    * (default; $KILN_WEBGPU_GEMM, else 'software' on a software adapter and 'tiled' otherwise).
-   * $KILN_WEBGPU_GEMM may also pin the tile: 'tiled:ra,rb,bk' (see gemm-tiled.ts).
+   * 'tiled:ra,rb,bk' (option or $KILN_WEBGPU_GEMM) pins the tile (see gemm-tiled.ts).
    */
-  readonly gemm?: 'auto' | 'tiled' | 'software';
+  readonly gemm?: GemmOption;
 }
 
 /** The device operations the backend needs: `createExecutor` on this thread, or `RemoteGpu` (a worker). */
@@ -98,6 +98,8 @@ interface Gpu {
   takeError(): ExecutorError | null;
   trim(): void;
   dispose(): void;
+  /** Settles once a disposed device is gone (its worker ended); at once where there is none. */
+  closed?(): Promise<void>;
 }
 
 interface Described {
@@ -141,6 +143,9 @@ class LazyGpu implements Gpu {
   }
   trim(): void {
     this.remote?.trim();
+  }
+  closed(): Promise<void> {
+    return this.remote?.whenExited() ?? Promise.resolve();
   }
   dispose(): void {
     this.remote?.dispose();
@@ -639,6 +644,16 @@ export class WebGpuBackend implements Backend {
     if (this.disposed) return;
     this.disposed = true;
     this.gpu.dispose();
+  }
+
+  /**
+   * Disposes the backend and settles once its device is destroyed and (Node) its worker has
+   * ended. Call it before process.exit(): exiting while the worker still destroys the device
+   * can abort the process from inside Dawn.
+   */
+  async close(): Promise<void> {
+    this.dispose();
+    await this.gpu.closed?.();
   }
 }
 

@@ -46,6 +46,8 @@ export interface TiledGemmSpec extends TiledGemmConfig {
   readonly b: TileLoad;
   /** Output rows written as 16-byte words (N % 4 == 0). */
   readonly vecOut: boolean;
+  /** Unroll the k steps of a staged tile (default true). */
+  readonly unroll?: boolean;
 }
 
 /** Bytes of workgroup memory a tiled kernel needs. */
@@ -147,11 +149,17 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
   for (const g of G) for (const i of I) for (const h of H) cells.push(`${g}${i}${h}`);
   const accDecl = (p: string) => cells.map((c) => `var ${p}${c} = vec4<f32>(0.0);`).join(' ');
   const sum = fp8 ? 'p' : 'c';
-  let mac = `    for (var kk = 0u; kk < ${bk}u; kk++) {\n`;
-  for (const g of G) mac += `      let a${g} = As[kk * ${BM / 4}u + ${g * 16}u + ty];\n`;
-  for (const h of H) mac += `      let b${h} = Bs[kk * ${BN / 4}u + ${h * 16}u + tx];\n`;
-  for (const g of G) for (const i of I) for (const h of H) mac += `      ${sum}${g}${i}${h} = ${sum}${g}${i}${h} + a${g}.${'xyzw'[i]} * b${h};\n`;
-  mac += `    }\n`;
+  // one k step of the register block; unrolled (constant indices) unless s.unroll is false
+  const step = (kk: string): string => {
+    let b = '';
+    for (const g of G) b += `      let a${g} = As[${kk} * ${BM / 4}u + ${g * 16}u + ty];\n`;
+    for (const h of H) b += `      let b${h} = Bs[${kk} * ${BN / 4}u + ${h * 16}u + tx];\n`;
+    for (const g of G) for (const i of I) for (const h of H) b += `      ${sum}${g}${i}${h} = ${sum}${g}${i}${h} + a${g}.${'xyzw'[i]} * b${h};\n`;
+    return b;
+  };
+  let mac = '';
+  if (s.unroll === false) mac = `    for (var kk = 0u; kk < ${bk}u; kk++) {\n${step('kk')}    }\n`;
+  else for (let kk = 0; kk < bk; kk++) mac += `    {\n${step(`${kk}u`)}    }\n`;
 
   let promote = '';
   if (fp8) {
