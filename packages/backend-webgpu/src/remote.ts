@@ -112,6 +112,10 @@ function workerMain(make: typeof createExecutor, parentPort: any, workerData: an
   }
 
   function handle(m: any): void {
+    if (m.t === 'batch') {
+      for (const x of m.ms) handle(x);
+      return;
+    }
     if (failed) {
       if (m.t === 'read') void read(m);
       return;
@@ -176,6 +180,9 @@ export class RemoteGpu {
   pendingError: ExecutorError | null = null;
   private closed = false;
   private readonly exited: Promise<void>;
+  private outbox: unknown[] = [];
+  private transfers: ArrayBuffer[] = [];
+  private scheduled = false;
 
   private constructor(
     private readonly worker: any,
@@ -216,9 +223,28 @@ export class RemoteGpu {
     return remote;
   }
 
+  /**
+   * Ops go to the worker in batches (one postMessage per microtask, or per 512 ops): a
+   * message per op cost tens of µs of main-thread time each. Reads send the batch at once.
+   */
   private post(m: unknown, transfer?: ArrayBuffer[]): void {
     if (this.closed) throw new BackendError('webgpu', 'the WebGPU backend was disposed');
-    this.worker.postMessage(m, transfer);
+    this.outbox.push(m);
+    if (transfer) this.transfers.push(...transfer);
+    if (this.outbox.length >= 512) this.send();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(() => this.send());
+    }
+  }
+  private send(): void {
+    this.scheduled = false;
+    if (this.outbox.length === 0) return;
+    const ms = this.outbox;
+    const transfers = this.transfers;
+    this.outbox = [];
+    this.transfers = [];
+    this.worker.postMessage({ t: 'batch', ms }, transfers);
   }
 
   alloc(id: number, bytes: number): void {
@@ -251,6 +277,7 @@ export class RemoteGpu {
       this.waiting.set(token, { resolve, reject });
       this.worker.ref();
       this.post({ t: 'read', id, bytes, token });
+      this.send();
     });
   }
   /** Blocks until the worker has copied the buffer (or reports an error). */
@@ -258,6 +285,7 @@ export class RemoteGpu {
     const sab = new SharedArrayBuffer(16 + Math.max(bytes, 4096));
     const hdr = new Int32Array(sab, 0, 4);
     this.post({ t: 'read', id, bytes, sab });
+    this.send();
     for (;;) {
       const r = Atomics.wait(hdr, 0, 0, 120_000);
       if (Atomics.load(hdr, 0) === 1) break;
@@ -282,12 +310,16 @@ export class RemoteGpu {
     if (this.closed) return;
     try {
       this.post({ t: 'dispose' });
+      this.send();
     } finally {
       this.closed = true;
       // end the worker 200 ms after it has destroyed its device (Dawn settles the device's
       // lost promise meanwhile; ending it mid-destroy aborted the process from inside Dawn on
       // an H200, ending it at once crashed Mesa); a worker that never answers goes after 10 s
       const end = (): void => void this.worker.terminate();
+      // keep the process alive until the worker is gone: a process that exits while the
+      // worker still destroys the device aborts inside Dawn
+      this.worker.ref();
       const timer = setTimeout(end, 10_000);
       timer.unref?.();
       this.worker.on('message', (m: { t?: string }) => {

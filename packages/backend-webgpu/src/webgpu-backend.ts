@@ -32,25 +32,33 @@ import { bufferBytesFor, packToWords, replicateCode, unpackWords, wordsFor } fro
 import { RemoteGpu, probeAdapter } from './remote.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
-import { rowShader, swigluShader } from './wgsl/fused.js';
 import { chooseGemmKernels, planF32Gemm, planFp8Gemm, type F32GemmPlan, type GemmChoice, type GemmOption } from './gemm-plan.js';
-import { splitKReduceShader, tiledGemmShader } from './wgsl/gemm-tiled.js';
-import { fp8GemmEmulatedShader, fp8GemmShader, fp8GemmWordsShader, gemmF32Shader, gemmI32Shader, quantCodesShader, quantScalesShader } from './wgsl/gemm.js';
 import {
   binaryShader,
   castShader,
   concatShader,
   copyShader,
   fillShader,
+  fp8GemmEmulatedShader,
+  fp8GemmShader,
+  fp8GemmWordsShader,
   gatherShader,
+  gemmF32Shader,
+  gemmI32Shader,
   indexAddShader,
   indexSelectShader,
+  quantCodesShader,
+  quantScalesShader,
   randomShader,
   reduceShader,
+  rowShader,
   scatterAddShader,
+  splitKReduceShader,
+  swigluShader,
+  tiledGemmShader,
   unaryShader,
   whereShader,
-} from './wgsl/kernels.js';
+} from './wgsl/shaders.js';
 
 /** Dispatches encoded into one command buffer before it is submitted without a read. */
 const SUBMIT_EVERY = 64;
