@@ -16,7 +16,11 @@ export function writeOut(text: string): Promise<void> {
 export async function disposeBackends(names: readonly string[]): Promise<void> {
   for (const name of new Set(names)) {
     try {
-      (await initBackend(name)).dispose?.();
+      // a backend with an async close (WebGPU in Node: its worker destroys the device) is
+      // awaited: exiting mid-destroy aborted the process from inside Dawn
+      const b = (await initBackend(name)) as Backend & { close?: () => Promise<void> };
+      if (b.close) await b.close();
+      else b.dispose?.();
     } catch {
       // Best effort: the process is about to exit anyway.
     }
