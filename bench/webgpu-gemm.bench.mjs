@@ -185,6 +185,44 @@ for (const [m, n, k] of quick ? FP8_SHAPES.slice(0, 1) : FP8_SHAPES) {
   for (const id of [ka, kw, qa.codes, qa.scales, qw.codes, qw.scales]) kiln.release(id);
 }
 
+// Grouped FP8 GEMM (MoE experts in one dispatch) vs tfjs: one f32 matMul per expert on the
+// dequantised operands. Shapes: G experts x rows each, an expert's weight N x K.
+const GROUPED_SHAPES = process.env.KILN_BENCH_LARGE === '1' ? [[8, 128, 2048, 2048], [32, 64, 2048, 1024], [8, 512, 4096, 2048]] : [[4, 32, 256, 256]];
+const { tensorFromDataId } = await import('@kiln/core');
+for (const [G, r, n, k] of quick ? [] : GROUPED_SHAPES) {
+  const rowsAll = G * r;
+  const a = randomF32(rowsAll * k, 5);
+  const w = randomF32(G * n * k, 6);
+  const ka = kiln.write(a, 'f32', [rowsAll, k]);
+  const qa = kiln.quantizeBlockwise(view(ka, [rowsAll, k]), [1, 128], { format: 'e4m3', scaleFormat: 'fp32' });
+  const kw = kiln.write(w, 'f32', [G * n, k]);
+  // 128x128 blocks never straddle two experts when n is a multiple of 128
+  const qw = kiln.quantizeBlockwise(view(kw, [G * n, k]), [128, 128], { format: 'e4m3', scaleFormat: 'fp32' });
+  const T = (id, shape, dtype) => tensorFromDataId(kiln, id, shape, dtype);
+  const kb = Math.ceil(k / 128);
+  const offsets = kiln.write(Int32Array.from({ length: G + 1 }, (_, g) => g * r), 'i32', [G + 1]);
+  const args = [T(qa.codes, [rowsAll, k], 'e4m3'), T(qa.scales, [rowsAll, kb], 'f32'), T(qw.codes, [G, n, k], 'e4m3'), T(qw.scales, [G, n / 128, kb], 'f32'), T(offsets, [G + 1], 'i32')];
+  const tA = Array.from({ length: G }, (_, g) => tf.tensor2d(a.subarray(g * r * k, (g + 1) * r * k), [r, k]));
+  const tW = Array.from({ length: G }, (_, g) => tf.tensor2d(w.subarray(g * n * k, (g + 1) * n * k), [n, k]));
+  const kilnRun = async () => {
+    const out = kiln.groupedMatmulFp8(...args);
+    await out.data();
+    out.dispose();
+  };
+  const tfRun = async () => {
+    const outs = tA.map((x, g) => tf.matMul(x, tW[g], false, true));
+    await outs[G - 1].data();
+    for (const o of outs) o.dispose();
+  };
+  const [kt, tt] = await measurePair(kilnRun, tfRun);
+  const flops = 2 * rowsAll * n * k;
+  const row = { kind: 'fp8 grouped', m: rowsAll, n, k, groups: G, kilnMs: kt.medianMs, tfjsMs: tt.medianMs, ratio: tt.medianMs / kt.medianMs, chain: 1, kilnChainMs: kt.medianMs, tfjsChainMs: tt.medianMs, chainRatio: tt.medianMs / kt.medianMs, kilnGflops: flops / kt.medianMs / 1e6, tfjsGflops: flops / tt.medianMs / 1e6 };
+  rows.push(row);
+  console.log(`fp8 grouped ${G}x${r} rows x ${n}x${k}: kiln one dispatch ${kt.medianMs.toFixed(2)} ms vs tfjs ${G} matMuls ${tt.medianMs.toFixed(2)} ms: ${row.ratio.toFixed(2)}x (readback included)`);
+  for (const t of [...tA, ...tW]) t.dispose();
+  for (const id of [ka, kw, qa.codes, qa.scales, qw.codes, qw.scales, offsets]) kiln.release(id);
+}
+
 const machine = {
   date: new Date().toISOString(),
   adapter: kiln.device.name,
@@ -204,11 +242,12 @@ const md = [
   `${machine.date.slice(0, 10)}, adapter ${machine.adapter} via ${machine.via}; ${machine.cpu}, ${machine.cores} cores (LP_NUM_THREADS=${machine.lpNumThreads}); Node ${machine.node}; @tensorflow/tfjs-backend-webgpu ${machine.tfjsWebgpu}.`,
   `Chained: ${CHAIN} products issued back to back and one readback of the last, ms per product (what a training step sees); single: one product and its readback. Medians, kiln and tfjs timed in alternation; ratio = tfjs time / kiln time (>1: kiln faster). GFLOP/s from the chained time.`,
   `kiln GEMM kernels: ${kiln.device.details.gemmKernels}.`,
+  'fp8 grouped rows: kiln `groupedMatmulFp8` (every expert in one dispatch) vs one tfjs `matMul` per expert on dequantised operands; single timing only (the chained columns repeat it).',
   'FP8 rows: kiln `matmulFp8` (e4m3, 1x128 / 128x128 scales, promotion every 128) vs tfjs `matMul` on the dequantised f32 operands (tfjs has no FP8).',
   '',
   '| GEMM | m x n x k | kiln ms (chained) | kiln GFLOP/s | tfjs-webgpu ms (chained) | tfjs GFLOP/s | ratio (chained) | kiln ms (single) | tfjs ms (single) | ratio (single) |',
   '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-  ...rows.map((r) => `| ${r.kind} | ${r.m}x${r.n}x${r.k} | ${r.kilnChainMs.toFixed(2)} | ${gf(r.kilnGflops)} | ${r.tfjsChainMs.toFixed(2)} | ${gf(r.tfjsGflops)} | **${r.chainRatio.toFixed(2)}x** | ${r.kilnMs.toFixed(2)} | ${r.tfjsMs.toFixed(2)} | ${r.ratio.toFixed(2)}x |`),
+  ...rows.map((r) => `| ${r.kind} | ${r.groups ? `${r.groups} x ${r.m / r.groups} rows, ${r.n}x${r.k}` : `${r.m}x${r.n}x${r.k}`} | ${r.kilnChainMs.toFixed(2)} | ${gf(r.kilnGflops)} | ${r.tfjsChainMs.toFixed(2)} | ${gf(r.tfjsGflops)} | **${r.chainRatio.toFixed(2)}x** | ${r.kilnMs.toFixed(2)} | ${r.tfjsMs.toFixed(2)} | ${r.ratio.toFixed(2)}x |`),
   '',
 ];
 writeFileSync(join(RESULTS, 'webgpu-gemm.md'), md.join('\n'));

@@ -106,3 +106,8 @@ export function planFp8Gemm(choice: GemmChoice, M: number, N: number, K: number,
   if (!t || !(promotionInterval % t.bk === 0 || promotionInterval >= K)) return undefined;
   return { spec: { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0, unroll: choice.unroll }, groups: [Math.ceil(N / (64 * t.rb)), Math.ceil(M / (64 * t.ra)), 1] };
 }
+
+/** The tile of a grouped FP8 product (any device: the grouped kernel exists only in the tiled family). */
+export function planGroupedFp8(choice: GemmChoice, N: number): TiledGemmConfig | undefined {
+  return tileFor(choice, 65, N, 'fp8');
+}

@@ -1,6 +1,11 @@
 import {
+  ArgumentError,
   BackendError,
+  DTypeError,
   OutOfMemoryError,
+  ShapeError,
+  tensorFromDataId,
+  type Tensor,
   encodeFp8Value,
   f32ToBf16Bits,
   f32ToF16Bits,
@@ -32,7 +37,7 @@ import { bufferBytesFor, packToWords, replicateCode, unpackWords, wordsFor } fro
 import { RemoteGpu, probeAdapter } from './remote.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
-import { chooseGemmKernels, planF32Gemm, planFp8Gemm, type F32GemmPlan, type GemmChoice, type GemmOption } from './gemm-plan.js';
+import { chooseGemmKernels, planF32Gemm, planFp8Gemm, planGroupedFp8, type F32GemmPlan, type GemmChoice, type GemmOption } from './gemm-plan.js';
 import {
   binaryShader,
   castShader,
@@ -646,6 +651,59 @@ export class WebGpuBackend implements Backend {
       }
     }
     return out;
+  }
+
+  /**
+   * Grouped FP8 block GEMM: one product per expert in one dispatch (the CUDA backend's API).
+   * Contiguous: a codes [rows, K] with 1x128 scales [rows, ceil(K/128)], b codes [G, N, K] with
+   * 128x128 scales [G, ceil(N/128), ceil(K/128)], groups = i32 row offsets [G+1] (ascending,
+   * groups[G] <= rows): rows offsets[g] .. offsets[g+1] of the f32 [rows, N] result are
+   * a[those rows] x b[g]^T; rows outside every group are 0. Masked: a [G, Mmax, K] (+ scales
+   * [G, Mmax, ceil(K/128)]), groups = i32 valid-row counts [G]; the result is [G, Mmax, N], rows
+   * beyond a count 0. Every product is bit-exact with fp8GemmReference (promotion every
+   * `promotionInterval`, default 128; a multiple of 16). K must be a multiple of 4. Offsets and
+   * counts are trusted to be in range (they stay on the GPU; the kernel bounds its reads).
+   */
+  groupedMatmulFp8(aCodes: Tensor, aScales: Tensor, bCodes: Tensor, bScales: Tensor, groups: Tensor, options: { masked?: boolean; promotionInterval?: number } = {}): Tensor {
+    const op = 'webgpu.groupedMatmulFp8';
+    const masked = options.masked ?? false;
+    const fp8 = (d: DType): boolean => d === 'e4m3' || d === 'e5m2';
+    if (!fp8(aCodes.dtype) || !fp8(bCodes.dtype)) throw new DTypeError(op, `codes must be e4m3 or e5m2, got a ${aCodes.dtype}, b ${bCodes.dtype}`);
+    if (aScales.dtype !== 'f32' || bScales.dtype !== 'f32') throw new DTypeError(op, `scales must be f32, got a ${aScales.dtype}, b ${bScales.dtype}`);
+    if (bCodes.shape.length !== 3) throw new ShapeError(op, `b codes must be [G, N, K], got [${bCodes.shape.join(', ')}]`);
+    const [G, N, K] = bCodes.shape;
+    const aRank = masked ? 3 : 2;
+    if (aCodes.shape.length !== aRank || aCodes.shape[aRank - 1] !== K || (masked && aCodes.shape[0] !== G)) {
+      throw new ShapeError(op, `a codes must be ${masked ? '[G, Mmax, K]' : '[rows, K]'} with G = ${G}, K = ${K}; got [${aCodes.shape.join(', ')}]`);
+    }
+    if (groups.dtype !== 'i32' || sizeOf(groups.shape) !== (masked ? G : G + 1)) {
+      throw new DTypeError(op, `groups must be i32 [${masked ? G : G + 1}] (${masked ? 'valid-row counts' : 'row offsets'}), got ${groups.dtype} [${groups.shape.join(', ')}]`);
+    }
+    const rows = masked ? aCodes.shape[1] : aCodes.shape[0];
+    const kb = Math.ceil(K / 128);
+    const wantA = [...aCodes.shape.slice(0, -1), kb];
+    const wantB = [G, Math.ceil(N / 128), kb];
+    if (aScales.shape.join() !== wantA.join()) throw new ShapeError(op, `a scales must be [${wantA.join(', ')}] (1x128 blocks), got [${aScales.shape.join(', ')}]`);
+    if (bScales.shape.join() !== wantB.join()) throw new ShapeError(op, `b scales must be [${wantB.join(', ')}] (128x128 blocks), got [${bScales.shape.join(', ')}]`);
+    if (K % 4 !== 0) throw new BackendError(op, `K = ${K} must be a multiple of 4 (codes are read as u32 words)`);
+    const nc = options.promotionInterval ?? 128;
+    if (!(nc % 16 === 0 || nc >= K)) throw new ArgumentError(op, `promotionInterval ${nc} must be a multiple of 16 (or >= K)`);
+    const tile = planGroupedFp8(this.gemm, N);
+    if (!tile) throw new BackendError(op, `the device's ${this.gemm.workgroupBytes} bytes of workgroup memory are too few for the grouped kernel`);
+    const outShape = masked ? [G, rows, N] : [rows, N];
+    const n = sizeOf(outShape);
+    const out = this.alloc('f32', n, 'groupedMatmulFp8');
+    if (n > 0) {
+      this.dispatch(fillShader(), [n, 0], out.id, [], groups1d(n));
+      if (G > 0 && rows > 0 && K > 0) {
+        if (G > 65535) throw new BackendError(op, `${G} groups exceed 65535 workgroups`);
+        const spec = { kind: 'fp8', ...tile, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0, unroll: this.gemm.unroll, grouped: masked ? 'masked' : 'contiguous' } as const;
+        const meta = [n, rows, N, K, nc, 1, 128, 128, kb, kb, 0, aCodes.dtype === 'e5m2' ? 1 : 0, bCodes.dtype === 'e5m2' ? 1 : 0, rows];
+        // every group may hold all rows: workgroups past a group's end return at once
+        this.dispatch(tiledGemmShader(spec), meta, out.id, [this.buf(aCodes), this.buf(bCodes), this.buf(aScales), this.buf(bScales), this.buf(groups)], [Math.ceil(N / (64 * tile.rb)), Math.ceil(rows / (64 * tile.ra)), G]);
+      }
+    }
+    return tensorFromDataId(this, out, outShape, 'f32');
   }
 
   dispose(): void {

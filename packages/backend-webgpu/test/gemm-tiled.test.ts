@@ -5,7 +5,7 @@
  * block GEMM bit for bit against core's fp8GemmReference.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BackendError, fp8GemmReference, quantizeBlockwise } from '@kiln/core';
+import { BackendError, fp8GemmReference, quantizeBlockwise, tensorFromDataId } from '@kiln/core';
 import { WebGpuBackend } from '@kiln/backend-webgpu';
 import { planF32Gemm, chooseGemmKernels } from '../src/gemm-plan.js';
 
@@ -140,4 +140,89 @@ describe('WebGPU tiled FP8 block GEMM is bit-exact with core fp8GemmReference', 
       }
     });
   }
+});
+
+describe('WebGPU grouped FP8 GEMM (one dispatch for every expert) is bit-exact per group with fp8GemmReference', () => {
+  const K = 272;
+  const N = 70;
+  const G = 3;
+  function experts(seed: number) {
+    const w = rand(G * N * K, seed, 4);
+    const qs = Array.from({ length: G }, (_, g) => quantizeBlockwise(w.subarray(g * N * K, (g + 1) * N * K), [N, K], [128, 128], { format: 'e4m3' }));
+    const codes = new Uint8Array(G * N * K);
+    const scales = new Float32Array(G * qs[0].scales.length);
+    qs.forEach((q, g) => {
+      codes.set(q.codes, g * N * K);
+      scales.set(q.scales, g * q.scales.length);
+    });
+    return { qs, codes, scales };
+  }
+  const refOf = (qa: ReturnType<typeof quantizeBlockwise>, rows: number, qb: ReturnType<typeof quantizeBlockwise>) =>
+    fp8GemmReference(
+      { codes: qa.codes, scales: qa.scales, shape: [rows, K], block: [1, 128], format: 'e4m3' },
+      { codes: qb.codes, scales: qb.scales, shape: [N, K], block: [128, 128], format: 'e4m3' },
+      { promotionInterval: 128 },
+    );
+
+  it('contiguous groups (uneven, one empty, rows past the last group stay 0)', async (t) => {
+    if (!backend) return t.skip(reason);
+    const b = backend;
+    const offsets = [0, 70, 70, 101]; // group 1 empty; rows 101..104 belong to no group
+    const rows = 105;
+    const a = rand(rows * K, 7, 4);
+    const qa = quantizeBlockwise(a, [rows, K], [1, 128], { format: 'e4m3' });
+    const e = experts(8);
+    const T = (x: Float32Array | Uint8Array | Int32Array, dtype: 'f32' | 'e4m3' | 'i32', shape: number[]) => tensorFromDataId(b, b.write(x, dtype, shape), shape, dtype);
+    const out = b.groupedMatmulFp8(T(qa.codes, 'e4m3', [rows, K]), T(qa.scales, 'f32', [rows, 3]), T(e.codes, 'e4m3', [G, N, K]), T(e.scales, 'f32', [G, 1, 3]), T(new Int32Array(offsets), 'i32', [G + 1]));
+    expect(out.shape).toEqual([rows, N]);
+    const got = (await out.data()) as Float32Array;
+    for (let g = 0; g < G; g++) {
+      const r0 = offsets[g];
+      const r1 = offsets[g + 1];
+      if (r1 === r0) continue;
+      const sub = quantizeBlockwise(a.subarray(r0 * K, r1 * K), [r1 - r0, K], [1, 128], { format: 'e4m3' });
+      const ref = refOf(sub, r1 - r0, e.qs[g]);
+      expect(new Uint32Array(got.slice(r0 * N, r1 * N).buffer), `group ${g}`).toEqual(new Uint32Array(ref.buffer));
+    }
+    expect(Array.from(got.slice(101 * N))).toEqual(new Array(4 * N).fill(0));
+  });
+
+  it('masked groups ([G, Mmax, K] with valid-row counts; rows beyond a count are 0)', async (t) => {
+    if (!backend) return t.skip(reason);
+    const b = backend;
+    const Mmax = 66;
+    const counts = [66, 0, 33];
+    const a = rand(G * Mmax * K, 9, 4);
+    const parts = Array.from({ length: G }, (_, g) => quantizeBlockwise(a.subarray(g * Mmax * K, (g + 1) * Mmax * K), [Mmax, K], [1, 128], { format: 'e4m3' }));
+    const codes = new Uint8Array(G * Mmax * K);
+    const scales = new Float32Array(G * Mmax * 3);
+    parts.forEach((q, g) => {
+      codes.set(q.codes, g * Mmax * K);
+      scales.set(q.scales, g * Mmax * 3);
+    });
+    const e = experts(10);
+    const T = (x: Float32Array | Uint8Array | Int32Array, dtype: 'f32' | 'e4m3' | 'i32', shape: number[]) => tensorFromDataId(b, b.write(x, dtype, shape), shape, dtype);
+    const out = b.groupedMatmulFp8(T(codes, 'e4m3', [G, Mmax, K]), T(scales, 'f32', [G, Mmax, 3]), T(e.codes, 'e4m3', [G, N, K]), T(e.scales, 'f32', [G, 1, 3]), T(new Int32Array(counts), 'i32', [G]), { masked: true });
+    expect(out.shape).toEqual([G, Mmax, N]);
+    const got = (await out.data()) as Float32Array;
+    for (let g = 0; g < G; g++) {
+      const ref = refOf(parts[g], Mmax, e.qs[g]);
+      const base = g * Mmax * N;
+      expect(new Uint32Array(got.slice(base, base + counts[g] * N).buffer), `group ${g}`).toEqual(new Uint32Array(ref.slice(0, counts[g] * N).buffer));
+      expect(Array.from(got.slice(base + counts[g] * N, base + Mmax * N))).toEqual(new Array((Mmax - counts[g]) * N).fill(0));
+    }
+  });
+
+  it('refuses bad shapes and dtypes with typed errors naming the operand', async (t) => {
+    if (!backend) return t.skip(reason);
+    const b = backend;
+    const T = (x: Float32Array | Uint8Array | Int32Array, dtype: 'f32' | 'e4m3' | 'i32', shape: number[]) => tensorFromDataId(b, b.write(x, dtype, shape), shape, dtype);
+    const a = T(new Uint8Array(4 * 128), 'e4m3', [4, 128]);
+    const as = T(new Float32Array(4), 'f32', [4, 1]);
+    const w = T(new Uint8Array(2 * 8 * 128), 'e4m3', [2, 8, 128]);
+    const ws = T(new Float32Array(2), 'f32', [2, 1, 1]);
+    expect(() => b.groupedMatmulFp8(a, as, w, ws, T(new Int32Array(2), 'i32', [2]))).toThrow(/groups must be i32 \[3\]/);
+    expect(() => b.groupedMatmulFp8(a, as, w, T(new Float32Array(4), 'f32', [2, 2, 1]), T(new Int32Array(3), 'i32', [3]))).toThrow(/b scales must be \[2, 1, 1\]/);
+    expect(() => b.groupedMatmulFp8(as, as, w, ws, T(new Int32Array(3), 'i32', [3]))).toThrow(/codes must be e4m3 or e5m2/);
+  });
 });

@@ -48,6 +48,12 @@ export interface TiledGemmSpec extends TiledGemmConfig {
   readonly vecOut: boolean;
   /** Unroll the k steps of a staged tile (default true). */
   readonly unroll?: boolean;
+  /**
+   * fp8 only: one product per expert (workgroup z = group g, B = b[g]). 'contiguous': A's rows
+   * of group g are offsets[g] .. offsets[g+1] (i32 [G+1]); 'masked': A is [G, Mmax, K] and
+   * group g has counts[g] valid rows (i32 [G]). The offsets/counts bind at 6; meta[13] = Mmax.
+   */
+  readonly grouped?: 'contiguous' | 'masked';
 }
 
 /** Bytes of workgroup memory a tiled kernel needs. */
@@ -79,6 +85,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
   src += binding(2, 'A', aLoad) + binding(3, 'B', bLoad);
   if (fp8) {
     src += `@group(0) @binding(4) var<storage, read> SA: array<u32>;\n@group(0) @binding(5) var<storage, read> SB: array<u32>;\n`;
+    if (s.grouped) src += `@group(0) @binding(6) var<storage, read> GR: array<u32>;\n`;
     src += CODECS + `var<workgroup> tabA: array<f32, 256>;\nvar<workgroup> tabB: array<f32, 256>;\n`;
   }
   src += `var<workgroup> As: array<vec4<f32>, ${quads(BM)}>; // [${bk} k][${BM} m] as quads over m\n`;
@@ -108,7 +115,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
       if (load === 'vec-k') {
         // quad e: row e / (bk/4), k quad e % (bk/4)
         ld += `    let row = e / ${bk / 4}u; let k = k0 + (e % ${bk / 4}u) * 4u; let g = ${tileVar} + row;\n`;
-        const addr = fp8 ? `(g * K + k) >> 2u` : `(${off} + g * ${sInner} + k) >> 2u`;
+        const addr = fp8 ? `(${X === 'B' ? 'bword + ' : ''}g * K + k) >> 2u` : `(${off} + g * ${sInner} + k) >> 2u`;
         const val = fp8 ? `${X}[${addr}]` : `bitcast<vec4<f32>>(${X}[${addr}])`;
         ld += `    if (${inTile}g < ${dim} && k < K) { v = ${val}; }\n`;
         st += `    if (${partial ? `e < ${total}u` : 'true'}) {\n      let row = e / ${bk / 4}u; let kq = (e % ${bk / 4}u) * 4u;\n`;
@@ -137,6 +144,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
 
   const regs = (X: string, rows: number) => Array.from({ length: per(rows) }, (_, l) => `var<private> r${X}${l}: ${regTy};\n`).join('');
   src += `var<private> tid: u32;\nvar<private> M: u32;\nvar<private> N: u32;\nvar<private> K: u32;\n`;
+  if (fp8) src += `var<private> bword: u32;\n`;
   if (!fp8) src += `var<private> aoff: u32;\nvar<private> boff: u32;\nvar<private> sam: u32;\nvar<private> sak: u32;\nvar<private> sbk: u32;\nvar<private> sbn: u32;\n`;
   src += regs('A', BM) + regs('B', BN);
   src += stage('A', BM, aLoad, 'm') + stage('B', BN, bLoad, 'n');
@@ -166,7 +174,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
     promote += `      let kb = c0 / bkq;\n      let z4 = vec4<u32>(zero);\n`;
     for (const h of H) {
       promote += `      var sb${h} = vec4<f32>(0.0);\n`;
-      promote += `      for (var j = 0u; j < 4u; j++) { let n = n0 + ${h * 64}u + tx * 4u + j; if (n < N) { sb${h}[j] = bitcast<f32>(SB[(n / bbr) * kbB + kb]); } }\n`;
+      promote += `      for (var j = 0u; j < 4u; j++) { let n = n0 + ${h * 64}u + tx * 4u + j; if (n < N) { sb${h}[j] = bitcast<f32>(SB[sbase + (n / bbr) * kbB + kb]); } }\n`;
     }
     for (const g of G)
       for (const i of I) {
@@ -199,7 +207,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   M = prm[1]; N = prm[2]; K = prm[3];
   let tx = lid.x; let ty = lid.y;
   tid = ty * 16u + tx;
-  let m0 = wg.y * ${BM}u; let n0 = wg.x * ${BN}u;
+  let n0 = wg.x * ${BN}u;
 `;
   if (fp8) {
     src += `  let nc = prm[4]; let abr = prm[5]; let bbr = prm[6]; let bkq = prm[7]; let kbA = prm[8]; let kbB = prm[9]; let zero = prm[10];
@@ -207,12 +215,26 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   tabB[tid] = select(bitcast<f32>(e5m2_bits(tid)), bitcast<f32>(e4m3_bits(tid)), prm[12] == 0u);
   let kStart = 0u; let kEnd = prm[3];
   let obase = 0u;
+${
+  s.grouped
+    ? `  // group wg.z: its rows [rowStart, rowEnd) of A and of the output; B and its scales are b[wg.z]
+  let grp = wg.z;
+  ${s.grouped === 'contiguous' ? 'let rowStart = GR[grp]; let rowEnd = GR[grp + 1u];' : 'let rowStart = grp * prm[13]; let rowEnd = rowStart + GR[grp];'}
+  let m0 = rowStart + wg.y * ${BM}u;
+  if (m0 >= rowEnd) { return; }
+  M = rowEnd;
+  bword = grp * N * K;
+  let sbase = grp * ((N + bbr - 1u) / bbr) * kbB;`
+    : `  let m0 = wg.y * ${BM}u;
+  let sbase = 0u;`
+}
   var c0 = 0u;
   ${accDecl('p')}
   workgroupBarrier();
 `;
   } else {
     src += `  let S = prm[11]; let batch = wg.z / S; let slice = wg.z % S;
+  let m0 = wg.y * ${BM}u;
   aoff = batch * prm[4]; boff = batch * prm[5];
   sam = prm[6]; sak = prm[7]; sbk = prm[8]; sbn = prm[9];
   let kStart = slice * prm[10]; let kEnd = min(prm[3], kStart + prm[10]);
