@@ -4,7 +4,7 @@
 // KILN_GPUJS_ANGLE=gl|vulkan for a GPU), in the same run, timed in alternation.
 //
 //   node scripts/bench-gemm.mjs [sizes...]      (default 256 512 1024 2048; needs `pnpm build`)
-//   env: BENCH_REPS (default 3), BENCH_OLD_MAX (largest size also timed with the
+//   env: BENCH_REPS (default 3; median and fastest call are reported), BENCH_OLD_MAX (largest size also timed with the
 //        one-output-per-thread kernels, default 512), BENCH_OUT (default <repo>/bench/results)
 //
 // Both peers are timed from Node: one call = the GEMM + reading the result back into Node
@@ -71,7 +71,7 @@ async function alternate(fns) {
       t[k].push(performance.now() - t0);
     }
   }
-  return Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)]));
+  return Object.fromEntries(Object.entries(t).flatMap(([k, v]) => [[k, median(v)], [`${k}Min`, Math.min(...v)]]));
 }
 
 const rows = [];
@@ -99,8 +99,8 @@ for (const n of sizes) {
     return s.length;
   }, tB);
   const f32 = await alternate({ gpujs: () => gemm(true), tfjs: tfjs(false), ...(n <= oldMax ? { old: () => gemm(false) } : {}) });
-  rows.push({ kind: 'f32', m: n, n, k: n, gpujsMs: f32.gpujs, tfjsMs: f32.tfjs, oldMs: f32.old ?? null });
-  console.log(`f32 ${n}^3: gpujs ${f32.gpujs.toFixed(1)} ms, tfjs ${f32.tfjs.toFixed(1)} ms (${(f32.tfjs / f32.gpujs).toFixed(2)}x)${f32.old ? `, old kernel ${f32.old.toFixed(1)} ms` : ''}`);
+  rows.push({ kind: 'f32', m: n, n, k: n, gpujsMs: f32.gpujs, tfjsMs: f32.tfjs, oldMs: f32.old ?? null, gpujsMinMs: f32.gpujsMin, tfjsMinMs: f32.tfjsMin });
+  console.log(`f32 ${n}^3: gpujs ${f32.gpujs.toFixed(1)} ms (min ${f32.gpujsMin.toFixed(1)}), tfjs ${f32.tfjs.toFixed(1)} ms (min ${f32.tfjsMin.toFixed(1)}) (${(f32.tfjs / f32.gpujs).toFixed(2)}x)${f32.old ? `, old kernel ${f32.old.toFixed(1)} ms` : ''}`);
 
   // FP8: e4m3 codes (no NaN code), 1x128 / 128x128 scales, promotion 128; b is [N, K]
   const kb = Math.ceil(n / 128);
@@ -118,8 +118,8 @@ for (const n of sizes) {
     backend.release(out);
   };
   const f8 = await alternate({ gpujs: () => fp8(true), tfjs: tfjs(true), ...(n <= oldMax ? { old: () => fp8(false) } : {}) });
-  rows.push({ kind: 'fp8', m: n, n, k: n, gpujsMs: f8.gpujs, tfjsMs: f8.tfjs, oldMs: f8.old ?? null });
-  console.log(`fp8 ${n}^3: gpujs ${f8.gpujs.toFixed(1)} ms, tfjs f32 ${f8.tfjs.toFixed(1)} ms (${(f8.tfjs / f8.gpujs).toFixed(2)}x)${f8.old ? `, old kernel ${f8.old.toFixed(1)} ms` : ''}`);
+  rows.push({ kind: 'fp8', m: n, n, k: n, gpujsMs: f8.gpujs, tfjsMs: f8.tfjs, oldMs: f8.old ?? null, gpujsMinMs: f8.gpujsMin, tfjsMinMs: f8.tfjsMin });
+  console.log(`fp8 ${n}^3: gpujs ${f8.gpujs.toFixed(1)} ms (min ${f8.gpujsMin.toFixed(1)}), tfjs f32 ${f8.tfjs.toFixed(1)} ms (min ${f8.tfjsMin.toFixed(1)}) (${(f8.tfjs / f8.gpujs).toFixed(2)}x)${f8.old ? `, old kernel ${f8.old.toFixed(1)} ms` : ''}`);
   for (const id of [ta, tb, ...ids]) backend.release(id);
   await page.evaluate(() => {
     xa.dispose();
@@ -134,6 +134,7 @@ for (const r of rows) {
   r.gpujsGflops = (2 * r.m * r.n * r.k) / (r.gpujsMs * 1e6);
   r.tfjsGflops = (2 * r.m * r.n * r.k) / (r.tfjsMs * 1e6);
   r.ratio = r.tfjsMs / r.gpujsMs;
+  r.ratioMin = r.tfjsMinMs / r.gpujsMinMs;
   r.speedupVsOld = r.oldMs ? r.oldMs / r.gpujsMs : null;
 }
 const tfjsVersion = require('@tensorflow/tfjs-backend-webgl/package.json').version;
@@ -156,12 +157,12 @@ const md = [
   '## gpujs-gemm: kiln gpu.js (WebGL2) vs tfjs-backend-webgl',
   '',
   `${machine.date.slice(0, 10)}, ${renderer}; ${machine.via}; ${machine.cpu}, ${machine.cores} cores (load average at the end ${machine.loadavg.map((x) => x.toFixed(1)).join(' ')}); Node ${machine.node}; gpu.js ${machine.gpujs}; @tensorflow/tfjs-backend-webgl ${tfjsVersion}.`,
-  `Median ms of ${reps} calls after a warm-up, peers timed in alternation; one call = the GEMM + reading the result back into Node. ratio = tfjs time / gpujs time (>1: kiln faster). old = kiln's previous one-output-per-thread kernels (same run).`,
+  `Median (and fastest) ms of ${reps} calls after a warm-up, peers timed in alternation; one call = the GEMM + reading the result back into Node. ratio = tfjs time / gpujs time (>1: kiln faster), of the medians and of the fastest calls (less sensitive to other load on the machine). old = kiln's previous one-output-per-thread kernels (same run).`,
   'FP8 rows: kiln `matmulFp8` (e4m3, 1x128 / 128x128 scales, promotion every 128) vs tfjs `matMul` of the same shape in f32 (tfjs has no FP8).',
   '',
-  '| GEMM | m x n x k | gpujs ms | gpujs GFLOP/s | tfjs-webgl ms | tfjs GFLOP/s | ratio | old kernel ms | packed / old speed-up |',
+  '| GEMM | m x n x k | gpujs ms (fastest) | gpujs GFLOP/s | tfjs-webgl ms (fastest) | tfjs GFLOP/s | ratio (fastest) | old kernel ms | packed / old speed-up |',
   '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-  ...rows.map((r) => `| ${r.kind} | ${r.m}x${r.n}x${r.k} | ${f(r.gpujsMs)} | ${f(r.gpujsGflops, 2)} | ${f(r.tfjsMs)} | ${f(r.tfjsGflops, 2)} | ${f(r.ratio, 2)}x | ${f(r.oldMs)} | ${r.speedupVsOld === null ? '-' : `${f(r.speedupVsOld, 1)}x`} |`),
+  ...rows.map((r) => `| ${r.kind} | ${r.m}x${r.n}x${r.k} | ${f(r.gpujsMs)} (${f(r.gpujsMinMs)}) | ${f(r.gpujsGflops, 2)} | ${f(r.tfjsMs)} (${f(r.tfjsMinMs)}) | ${f(r.tfjsGflops, 2)} | ${f(r.ratio, 2)}x (${f(r.ratioMin, 2)}x) | ${f(r.oldMs)} | ${r.speedupVsOld === null ? '-' : `${f(r.speedupVsOld, 1)}x`} |`),
   '',
 ].join('\n');
 writeFileSync(join(outDir, 'gpujs-gemm.md'), md);
