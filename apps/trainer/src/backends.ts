@@ -17,11 +17,12 @@ export const KNOWN_BACKEND_PACKAGES: readonly string[] = [
 /**
  * Backend packages imported only when their backend is asked for by name (`--backend`), with
  * what using them costs: `kiln info` and the default pick (`bestAvailableBackend()`) never
- * import them, so they never start anything. The gpu.js backend starts a headless Chromium per
- * instance, and on a software GL (SwiftShader) it is `notPreferred` anyway.
+ * import them, so they never start anything. The gpu.js backend starts an engine per
+ * instance (headless-gl, or a headless Chromium), and on a software GL it is `notPreferred`
+ * anyway.
  */
 export const ON_REQUEST_BACKEND_PACKAGES: Readonly<Record<string, string>> = {
-  '@kiln/backend-gpujs': 'starts a headless Chromium (gpu.js on WebGL2)',
+  '@kiln/backend-gpujs': 'starts a gpu.js engine (headless-gl on an X display, else a headless Chromium)',
 };
 
 export interface BackendPackageStatus {

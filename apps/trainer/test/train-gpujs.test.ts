@@ -3,7 +3,8 @@
  * request (never by `kiln info` or the default pick), a model with MoE layers is refused with
  * the reason (kiln's MoE routing needs Backend.readSync, which the gpu.js backend does not
  * have), and a dense micro model trains on gpu.js with the CPU backend's losses. The gpu.js
- * part skips with the reason when no Chromium / WebGL2 is available.
+ * part runs on whichever gpu.js engine starts (headless-gl under an X display, else headless
+ * Chromium) and skips with the reason when neither does.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +18,7 @@ import { useTempDirForTests } from './helpers.js';
 const tempDir = useTempDirForTests('kiln-train-gpujs-');
 
 describe('the gpu.js backend in the trainer', () => {
-  it('is not imported (so no Chromium starts) unless asked for by name', async () => {
+  it('is not imported (so no engine or Chromium starts) unless asked for by name', async () => {
     const statuses = await loadBackendPackages();
     const gpujs = statuses.find((s) => s.backend === 'gpujs');
     expect(gpujs?.status).toBe('on request');
@@ -39,7 +40,7 @@ describe('the gpu.js backend in the trainer', () => {
   });
 });
 
-describe('training on gpu.js (headless Chromium, WebGL2)', () => {
+describe('training on gpu.js (headless-gl or headless Chromium)', () => {
   let gpujs: k.Backend | undefined;
   let reason = '';
   const cpu = new CpuBackend();

@@ -1,6 +1,6 @@
 /**
  * Collectives between gpu.js backends of one process: each rank is its own `GpujsBackend`
- * (its own headless Chromium page and WebGL2 context, so its own textures). WebGL contexts
+ * (its own engine: a headless-gl context or a headless Chromium page, so its own textures). WebGL contexts
  * share nothing, so data moves by texture readback and upload through the host: this is
  * core's host-staged group (`createHostStagedGroupWith`) with a `GpujsBackend` per rank.
  * See docs/backend-gpujs.md#collective.
@@ -20,8 +20,8 @@ export type GpujsCollective = HostStagedCollective;
 
 /**
  * `worldSize` ranks in this process, one gpu.js backend each: returns one Collective per rank
- * (index = rank). Without `options.backends` it starts a `GpujsBackend` (a headless Chromium
- * page) per rank; dispose them (`collective.backend.dispose()`) when done. Throws a
+ * (index = rank). Without `options.backends` it starts a `GpujsBackend` (an engine: headless-gl
+ * or a headless Chromium page) per rank; dispose them (`collective.backend.dispose()`) when done. Throws a
  * BackendError with the reason when WebGL2 is unavailable.
  */
 export function createGpujsGroup(worldSize: number, options: GpujsGroupOptions = {}): Promise<GpujsCollective[]> {

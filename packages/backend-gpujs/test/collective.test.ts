@@ -1,6 +1,6 @@
 /**
- * gpu.js collectives: 2 ranks = 2 GpujsBackend instances (2 headless Chromium pages, 2 WebGL2
- * contexts) in this process, data moved by texture readback and upload through the host.
+ * gpu.js collectives: 2 ranks = 2 GpujsBackend instances (2 engines: 2 headless-gl contexts under
+ * an X display, else 2 headless Chromium pages) in this process, data moved by texture readback and upload through the host.
  * Expected results are computed here with plain loops (rows sliced by hand, reductions folded
  * in rank order with Math.fround), so codes must match exactly. The group semantics (timeouts,
  * aborts, close, every error message) are tested over CPU backends in
@@ -17,7 +17,7 @@ let reason = '';
 
 beforeAll(async () => {
   try {
-    ranks = await createGpujsGroup(2, { timeoutMs: 30_000 }); // a GpujsBackend (Chromium page) per rank
+    ranks = await createGpujsGroup(2, { timeoutMs: 30_000 }); // a GpujsBackend (its own engine) per rank
   } catch (e) {
     if (!(e instanceof BackendError)) throw e;
     reason = e.message;
@@ -41,7 +41,7 @@ function codes(dtype: DType, n: number, seed: number): StorageArray {
 const onRank = (c: GpujsCollective, x: StorageArray, shape: number[], dtype: DType): Tensor => fromStorage(x, shape, dtype, { backend: c.backend });
 const codesOf = async (t: Tensor): Promise<number[]> => Array.from((await t.data()) as ArrayLike<number>);
 
-describe('gpu.js collectives, 2 ranks (2 Chromium pages, by texture readback/upload)', () => {
+describe('gpu.js collectives, 2 ranks (2 engines, by texture readback/upload)', () => {
   it('createGpujsGroup made one GpujsBackend per rank; a bad browser path is a BackendError', async (t) => {
     if (!ranks.length) return t.skip(reason);
     expect(ranks.map((c) => [c.rank, c.worldSize])).toEqual([[0, 2], [1, 2]]);

@@ -43,7 +43,7 @@ export interface InfoReport {
 /**
  * Loads every known backend package, probes the registered backends and reports what is
  * available here. Leaves the best backend current (and every probed backend initialised).
- * On-request packages (gpu.js: a headless Chromium) are listed without being imported or
+ * On-request packages (gpu.js: headless-gl or a headless Chromium) are listed without being imported or
  * probed.
  */
 export async function collectInfo(): Promise<InfoReport> {
