@@ -236,7 +236,8 @@ describe('host-staged group over CPU backends (readback/upload through the host)
   });
 
   it('createHostStagedGroup / createHostStagedGroupWith check their arguments before creating anything', async () => {
-    expect(() => createHostStagedGroup([])).toThrow(ArgumentError);
+    expect(() => createHostStagedGroup([])).toThrow(/^createHostStagedGroup: backends must be an array of 1 to 4096 kiln Backends \(one per rank\), got 0$/);
+    expect(() => createHostStagedGroup(backends[0] as unknown as Backend[])).toThrow(ArgumentError);
     expect(() => createHostStagedGroup([backends[0], backends[0]])).toThrow(/distinct/);
     expect(() => createHostStagedGroup([backends[0], {} as Backend])).toThrow(/kiln Backends/);
     expect(() => createHostStagedGroup(backends.slice(0, 2), { timeoutMs: -1 })).toThrow(/^createHostStagedGroup: timeoutMs must be a number >= 0/);

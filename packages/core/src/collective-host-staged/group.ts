@@ -53,9 +53,12 @@ function checkBackends(backends: unknown, worldSize: number, op: string): assert
  */
 export function createHostStagedGroup(backends: readonly Backend[], options: HostStagedGroupOptions = {}): HostStagedCollective[] {
   const op = options.caller ?? 'createHostStagedGroup';
-  const worldSize = Array.isArray(backends) ? backends.length : 0;
-  checkWorldSize(worldSize, op);
-  checkBackends(backends, worldSize, op);
+  if (!Array.isArray(backends) || backends.length === 0 || backends.length > MAX_WORLD_SIZE) {
+    const got = Array.isArray(backends) ? `${backends.length}` : typeof backends;
+    throw new ArgumentError(op, `backends must be an array of 1 to ${MAX_WORLD_SIZE} kiln Backends (one per rank), got ${got}`);
+  }
+  checkBackends(backends, backends.length, op);
+  const worldSize = backends.length;
   const timeoutMs = options.timeoutMs ?? HOST_STAGED_DEFAULT_TIMEOUT_MS;
   checkTimeout(timeoutMs, op);
   const state = new GroupState(worldSize);
