@@ -51,6 +51,11 @@ export interface EnginePage {
   read(id: number): Promise<string>;
   live(): Promise<number>;
   close(): Promise<void>;
+  /**
+   * Present when the engine runs in this process (headless-gl): the same calls, synchronous.
+   * The backend then runs every command as it is issued and offers `readSync`.
+   */
+  readonly sync?: { exec(batch: EngineCommand[]): void; read(id: number): string };
 }
 
 type PwPage = {

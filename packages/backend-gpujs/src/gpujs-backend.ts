@@ -95,6 +95,13 @@ export class GpujsBackend implements Backend {
   private error: Error | undefined;
   private disposed = false;
   private cpu: CpuBackend | undefined;
+  /** The in-process engine's synchronous calls (headless-gl); undefined for Chromium. */
+  private readonly syncPage: EnginePage['sync'];
+  /**
+   * Synchronous reads, where the engine runs in this process (headless-gl): kiln's MoE routing
+   * reads the router's choices mid-forward, so MoE models train only where this exists.
+   */
+  readonly readSync?: (view: TensorView) => StorageArray;
 
   static async create(options: GpujsBackendOptions = {}): Promise<GpujsBackend> {
     const inNode = typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === 'string';
@@ -104,6 +111,25 @@ export class GpujsBackend implements Backend {
   }
 
   private constructor(private readonly page: EnginePage) {
+    this.syncPage = page.sync;
+    if (this.syncPage) {
+      const sp = this.syncPage;
+      this.readSync = (view: TensorView): StorageArray => {
+        this.check('readSync');
+        const s = this.storageOf(view);
+        this.flush();
+        this.check('readSync');
+        let codes: StorageArray;
+        try {
+          codes = decodeCodes(sp.read(s.id), view.dtype, s.size);
+        } catch (e) {
+          this.fail('readSync', e);
+          this.check('readSync');
+          throw e;
+        }
+        return codes;
+      };
+    }
     const info = page.info;
     const software = SOFTWARE.test(info.renderer);
     if (software) this.notPreferred = `software WebGL (${info.renderer}): the CPU backend is faster`;
@@ -172,6 +198,15 @@ export class GpujsBackend implements Backend {
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
+    if (this.syncPage) {
+      // in-process engine: run now (nothing is ever queued on `tail`, so readSync is consistent)
+      try {
+        this.syncPage.exec(batch);
+      } catch (e) {
+        this.fail('exec', e);
+      }
+      return;
+    }
     this.tail = this.tail.then(() => this.page.exec(batch)).catch((e: unknown) => this.fail('exec', e));
   }
 
@@ -195,6 +230,11 @@ export class GpujsBackend implements Backend {
   }
 
   private async readCodes(s: GpujsStorage, dtype: DType): Promise<StorageArray> {
+    if (this.readSync) {
+      // one event-loop turn per async read, so a long synchronous run still lets I/O through
+      await new Promise<void>((resolve) => setTimeout(resolve, 0));
+      return this.readSync({ dataId: s, shape: [s.size], dtype });
+    }
     this.flush();
     const p = this.tail.then(() => this.page.read(s.id));
     this.tail = p.then(
@@ -212,6 +252,30 @@ export class GpujsBackend implements Backend {
     const stores = inputs.map((t) => this.storageOf(t));
     const outStores = outs.map((o) => this.alloc(sizeOf(o.shape), op));
     this.flush();
+    if (this.syncPage) {
+      const sp = this.syncPage;
+      const cpu = (this.cpu ??= new CpuBackend());
+      const views: TensorView[] = [];
+      try {
+        for (let i = 0; i < inputs.length; i++) {
+          const codes = decodeCodes(sp.read(stores[i].id), inputs[i].dtype, stores[i].size);
+          views.push({ dataId: cpu.write(codes, inputs[i].dtype, inputs[i].shape), shape: inputs[i].shape, dtype: inputs[i].dtype });
+        }
+        const ids = run(cpu, views);
+        const cmds: EngineCommand[] = [];
+        for (let i = 0; i < outs.length; i++) {
+          const codes = cpu.readSync({ dataId: ids[i], shape: outs[i].shape, dtype: outs[i].dtype });
+          cpu.release(ids[i]);
+          cmds.push(this.upload(codes, outs[i].dtype, outStores[i].size, outStores[i]));
+        }
+        sp.exec(cmds);
+      } catch (e) {
+        this.fail(op, e);
+      } finally {
+        for (const v of views) cpu.release(v.dataId);
+      }
+      return outStores;
+    }
     this.tail = this.tail
       .then(async () => {
         const cpu = (this.cpu ??= new CpuBackend());

@@ -189,6 +189,7 @@ export async function openHeadlessGlEngine(options: HeadlessGlOptions = {}): Pro
         return api.read(id);
       },
       live: async () => api.live(),
+      sync: { exec: (batch: EngineCommand[]) => api.exec(batch), read: (id: number) => api.read(id) },
       close: async () => {
         if (closed) return;
         closed = true;
