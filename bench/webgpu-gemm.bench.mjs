@@ -242,7 +242,7 @@ const md = [
   `${machine.date.slice(0, 10)}, adapter ${machine.adapter} via ${machine.via}; ${machine.cpu}, ${machine.cores} cores (LP_NUM_THREADS=${machine.lpNumThreads}); Node ${machine.node}; @tensorflow/tfjs-backend-webgpu ${machine.tfjsWebgpu}.`,
   `Chained: ${CHAIN} products issued back to back and one readback of the last, ms per product (what a training step sees); single: one product and its readback. Medians, kiln and tfjs timed in alternation; ratio = tfjs time / kiln time (>1: kiln faster). GFLOP/s from the chained time.`,
   `kiln GEMM kernels: ${kiln.device.details.gemmKernels}.`,
-  'fp8 grouped rows: kiln `groupedMatmulFp8` (every expert in one dispatch) vs one tfjs `matMul` per expert on dequantised operands, every expert's result read back by both; single timing only (the chained columns repeat it).',
+  'fp8 grouped rows: kiln `groupedMatmulFp8` (every expert in one dispatch) vs one tfjs `matMul` per expert on dequantised operands, every expert result read back by both; single timing only (the chained columns repeat it).',
   'FP8 rows: kiln `matmulFp8` (e4m3, 1x128 / 128x128 scales, promotion every 128) vs tfjs `matMul` on the dequantised f32 operands (tfjs has no FP8).',
   '',
   '| GEMM | m x n x k | kiln ms (chained) | kiln GFLOP/s | tfjs-webgpu ms (chained) | tfjs GFLOP/s | ratio (chained) | kiln ms (single) | tfjs ms (single) | ratio (single) |',
