@@ -5,10 +5,11 @@
 // from the run's metrics.jsonl, and the row reports the median over the steps after the first
 // (the first step compiles the gpu.js kernels / warms the CPU pool).
 //
-// kiln's MoE layers need Backend.readSync (the routing is read on the host mid-forward) and
-// the gpu.js backend has none, so on gpujs only dense models train: the rows use the presets
-// made dense (`first_k_dense_replace` = num_hidden_layers, --mtp-depth 0), and the CPU runs
-// the same dense configs (plus the real tiny preset, for reference).
+// kiln's MoE layers need Backend.readSync (the routing is read on the host mid-forward); the
+// gpu.js backend has it on its in-process headless-gl engine (an X display: run under
+// xvfb-run) but not on its Chromium engine, where only dense models train. The default rows use
+// the presets made dense (`first_k_dense_replace` = num_hidden_layers, --mtp-depth 0) on both
+// backends, plus the real tiny preset on the CPU; add `tiny:gpujs:2` under headless-gl.
 //
 //   node bench/train-step-gpujs.bench.mjs
 // Environment: TRAIN_GPUJS_ROWS (default "micro-dense:cpu:6,micro-dense:gpujs:4,tiny-dense:cpu:4,tiny:cpu:4,tiny-dense:gpujs:2"),

@@ -826,9 +826,9 @@ export function formatVerdict(val: ValMetrics, xz: CompressionBaseline): string 
 /** Sets up a run (new or resumed), trains it and returns the result. */
 /**
  * kiln's MoE layers read the routing on the host in the middle of the forward pass
- * (`valuesSync` in core's nn/moe), so they need `Backend.readSync`. A backend without it (the
- * gpu.js backend drives its page asynchronously) trains dense models only: say so before the
- * corpus and the model are built, with the config that works.
+ * (`valuesSync` in core's nn/moe), so they need `Backend.readSync`. A backend without it (gpu.js
+ * on its Chromium engine, an asynchronous page bridge) trains dense models only: say so before
+ * the corpus and the model are built, with the config that works.
  */
 export function assertCanRoute(backend: Backend, c: { firstKDenseReplace: number; numHiddenLayers: number; numNextnPredictLayers: number }): void {
   const layers = c.numHiddenLayers + c.numNextnPredictLayers; // MTP blocks are layers L..L+D-1
