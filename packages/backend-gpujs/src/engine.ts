@@ -46,6 +46,8 @@ export interface EngineInfo {
   readonly version: string;
   readonly maxTextureSize: number;
   readonly colorBufferFloat: boolean;
+  /** WebGL 1.0: MAX_DRAW_BUFFERS_WEBGL (0 without WEBGL_draw_buffers), for the packed GEMM's four render targets; WebGL2 guarantees 4 */
+  readonly maxDrawBuffers?: number;
 }
 
 export interface EngineApi {

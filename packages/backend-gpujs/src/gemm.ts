@@ -22,8 +22,11 @@
  * 3. Unpack: the four block textures back into the backend's storage layout (one float per
  *    texel, flat row-major).
  *
- * The inner loops are GLSL ES 3.00 (gpu.js `nativeFunctions`, shipped inside the kernel source;
- * see engine.ts) that read the kernel's texture uniforms (`user_<arg>`) directly.
+ * The inner loops are GLSL (gpu.js `nativeFunctions`, shipped inside the kernel source; see
+ * engine.ts) that read the kernel's texture uniforms (`user_<arg>`) directly, in two dialects:
+ * GLSL ES 3.00 for WebGL2 (the Chromium engine; `GEMM_KERNELS_WEBGL2`) and GLSL ES 1.00 for
+ * headless-gl's WebGL 1.0 with WEBGL_draw_buffers (`GEMM_KERNELS_WEBGL1`, at the end of this
+ * file): same layouts, same meta, same per-output K order.
  */
 
 /** Packed-path limits checked by `gemmPlan` (texture sizes from the page, float counts). */
@@ -273,3 +276,250 @@ export const UNPACK44 = `${glsl(
 }
 `,
 )}function (p0, p1, p2, p3, m) { return kilnUnpack44(this.thread.x, m[1], m[2], m[3], m[4]); }`;
+
+// ---- WebGL 1.0 (GLSL ES 1.00: headless-gl) ------------------------------------------------
+//
+// The same three passes, the same packed layouts and the same per-output K order, written for
+// GLSL ES 1.00: no texelFetch (texture2D at normalised texel centres (i + 0.5) / size, NEAREST
+// filtering as gpu.js sets it), no `%`, no intBitsToFloat, loops with constant bounds (a
+// `break` at the dynamic end), no dynamic vector indexing. Index arithmetic is float on
+// integer values below 2^24 (exact), with divisions corrected to the exact quotient
+// (`kilnDivMod`), so it does not depend on the driver's int precision or division rounding.
+// The four outputs of the GEMM go to four render targets through gpu.js's WebGL1 kernel map
+// (WEBGL_draw_buffers, gl_FragData[0..3]).
+
+/** Loop bound: above any K/4 the packed plan admits (K <= MAX_TEXTURE_SIZE). */
+const GL1_LOOP_MAX = 65536;
+
+/** (floor(a / b), a - b floor(a / b)) for integer-valued 0 <= a < 2^24, 1 <= b: exact (the quotient corrected twice). */
+const GL1_DIVMOD = `vec2 kilnDivMod(float a, float b) {
+  float q = floor(a / b);
+  float r = a - q * b;
+  if (r < 0.0) { q -= 1.0; r += b; } else if (r >= b) { q += 1.0; r -= b; }
+  if (r < 0.0) { q -= 1.0; r += b; } else if (r >= b) { q += 1.0; r -= b; }
+  return vec2(q, r);
+}
+`;
+
+/** Texel `p` (flat) of a texture of size s: its normalised centre. */
+const GL1_AT = `vec2 kilnAt(float p, vec2 s) {
+  vec2 d = kilnDivMod(p, s.x);
+  return (vec2(d.y, d.x) + 0.5) / s;
+}
+`;
+
+/** 2^e exactly for integer |e| < 32, by constant multiplies (exp2 is approximate on some GPUs). */
+const GL1_POW2 = `float kilnPow2(float e) {
+  float r = 1.0;
+  float a = abs(e);
+  bool n = e < 0.0;
+  if (a >= 16.0) { r *= n ? 0.0000152587890625 : 65536.0; a -= 16.0; }
+  if (a >= 8.0) { r *= n ? 0.00390625 : 256.0; a -= 8.0; }
+  if (a >= 4.0) { r *= n ? 0.0625 : 16.0; a -= 4.0; }
+  if (a >= 2.0) { r *= n ? 0.25 : 4.0; a -= 2.0; }
+  if (a >= 1.0) { r *= n ? 0.5 : 2.0; }
+  return r;
+}
+`;
+
+/**
+ * FP8 code -> value in GLSL ES 1.00 (float arithmetic on the code; products of powers of two are
+ * exact). NaN and inf come from a zero the compiler cannot fold (min(code, 0), codes being >= 0):
+ * with `c - c` as the zero, llvmpipe turned `s / z` into NaN; `s * (1.0 / z)` is the form that
+ * gives the infinity.
+ */
+const DECODE_FP8_GL1: Record<'e4m3' | 'e5m2', string> = {
+  e4m3: `${GL1_POW2}float kilnDecodeFp8(float c) {
+  float s = c >= 128.0 ? -1.0 : 1.0;
+  float u = c >= 128.0 ? c - 128.0 : c;
+  float e = floor(u * 0.125);
+  float mm = u - e * 8.0;
+  if (e == 15.0 && mm == 7.0) { float z = min(c, 0.0); return z / z; }
+  if (e == 0.0) { return s * mm * 0.001953125; }
+  return s * (8.0 + mm) * kilnPow2(e - 10.0);
+}
+`,
+  e5m2: `${GL1_POW2}float kilnDecodeFp8(float c) {
+  float s = c >= 128.0 ? -1.0 : 1.0;
+  float u = c >= 128.0 ? c - 128.0 : c;
+  float e = floor(u * 0.25);
+  float mm = u - e * 4.0;
+  if (e == 31.0) { float z = min(c, 0.0); if (mm == 0.0) { return s * (1.0 / z); } return z / z; }
+  if (e == 0.0) { return s * mm * 0.0000152587890625; }
+  return s * (4.0 + mm) * kilnPow2(e - 17.0);
+}
+`,
+};
+
+/** `packKernel` for WebGL 1.0: the same layouts and meta. */
+export function packKernelGl1(layout: 'a' | 'b', decode?: 'e4m3' | 'e5m2'): string {
+  const name = `kilnPack${layout.toUpperCase()}${decode ? `_${decode}` : ''}Gl1`;
+  const coords =
+    layout === 'a'
+      ? `vec2 d = kilnDivMod(y, Rb);
+  vec2 e = kilnDivMod(x, 4.0);
+  float b = d.x;
+  float q = e.x;
+  float r = 4.0 * d.y + e.y;`
+      : `vec2 d = kilnDivMod(y, Cq);
+  float b = d.x;
+  float q = d.y;
+  float r = x;`;
+  const read = (c: number): string => {
+    const t = `texture2D(user_x, kilnAt(base + (c0 + ${c}.0) * sc, s)).r`;
+    return decode ? `kilnDecodeFp8(${t})` : t;
+  };
+  return `${glsl(
+    name,
+    'Array(4)',
+    `${GL1_DIVMOD}${GL1_AT}${decode ? DECODE_FP8_GL1[decode] : ''}vec4 ${name}(float x, float y, float R, float Rb, float Cq, float C, float bs, float sr, float sc) {
+  ${coords}
+  vec4 v = vec4(0.0);
+  if (r < R) {
+    vec2 s = vec2(user_xSize);
+    float base = b * bs + r * sr;
+    float c0 = q * 4.0;
+    if (c0 < C) { v.x = ${read(0)}; }
+    if (c0 + 1.0 < C) { v.y = ${read(1)}; }
+    if (c0 + 2.0 < C) { v.z = ${read(2)}; }
+    if (c0 + 3.0 < C) { v.w = ${read(3)}; }
+  }
+  return v;
+}
+`,
+  )}function (x, m) { return ${name}(this.thread.x, this.thread.y, m[1], m[2], m[3], m[4], m[5], m[6], m[7]); }`;
+}
+
+/** One step of 4 along K in GLSL ES 1.00: texels at x = kx .. kx + 3 (kx = 4q + 0.5: centres) of rows ua / ub. */
+function stepGl1(acc: string): string {
+  return `vec4 x0 = texture2D(user_a, vec2(kx * ia, ua));
+    vec4 x1 = texture2D(user_a, vec2((kx + 1.0) * ia, ua));
+    vec4 x2 = texture2D(user_a, vec2((kx + 2.0) * ia, ua));
+    vec4 x3 = texture2D(user_a, vec2((kx + 3.0) * ia, ua));
+    vec4 y0 = texture2D(user_b, vec2(kx * ib, ub));
+    vec4 y1 = texture2D(user_b, vec2((kx + 1.0) * ib, ub));
+    vec4 y2 = texture2D(user_b, vec2((kx + 2.0) * ib, ub));
+    vec4 y3 = texture2D(user_b, vec2((kx + 3.0) * ib, ub));
+    ${ROWS.map((r) => `${acc}${r} = ${acc}${r} + x${r}.x * y0; ${acc}${r} = ${acc}${r} + x${r}.y * y1; ${acc}${r} = ${acc}${r} + x${r}.z * y2; ${acc}${r} = ${acc}${r} + x${r}.w * y3;`).join('\n    ')}`;
+}
+
+const BLOCK_INDEX_GL1 = `vec2 d = kilnDivMod(t, NB);
+  vec2 e = kilnDivMod(d.x, MB);
+  float bj = d.y;
+  float bt = e.x;
+  float bi = e.y;
+  vec2 sa = vec2(user_aSize);
+  vec2 sb = vec2(user_bSize);
+  float ua = (bt * aStep + bi + 0.5) / sa.y;
+  float ub = (bt * bStep + bj + 0.5) / sb.y;
+  float ia = 1.0 / sa.x;
+  float ib = 1.0 / sb.x;
+  float a0 = 4.0 * bi;
+  int kq = int(Kq);`;
+
+/** `GEMM44` for WebGL 1.0 (same meta). */
+export const GEMM44_GL1 = `${ROW_NATIVES}${glsl(
+  'kilnGemm44Gl1',
+  'Array(4)',
+  `${GL1_DIVMOD}vec4 kilnGemm44Gl1(float t, float MB, float NB, float Kq, float aStep, float bStep) {
+  ${BLOCK_INDEX_GL1}
+  vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
+  float kx = 0.5;
+  for (int q = 0; q < ${GL1_LOOP_MAX}; q++) {
+    if (q >= kq) { break; }
+    ${stepGl1('c')}
+    kx += 4.0;
+  }
+  subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
+  return c0;
+}
+`,
+)}function (a, b, m) { const r = kilnGemm44Gl1(this.thread.x, m[1], m[2], m[3], m[4], m[5]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
+
+/**
+ * `GEMM44_FP8` for WebGL 1.0 (same meta): one loop over K with a step counter; at the end of a
+ * chunk (ncq steps, or the last step) the partials are scaled into the accumulators and reset,
+ * the same operations in the same order as the chunked loops of the WebGL2 kernel.
+ */
+export const GEMM44_FP8_GL1 = `${ROW_NATIVES}${glsl(
+  'kilnGemm44Fp8Gl1',
+  'Array(4)',
+  `${GL1_DIVMOD}${GL1_AT}float kilnScaleA(float row, float k0, float br, float bk, float kb) {
+  float p = kilnDivMod(row, br).x * kb + kilnDivMod(k0, bk).x;
+  return texture2D(user_as, kilnAt(p, vec2(user_asSize))).r;
+}
+float kilnScaleB(float row, float k0, float br, float bk, float kb) {
+  float p = kilnDivMod(row, br).x * kb + kilnDivMod(k0, bk).x;
+  return texture2D(user_bs, kilnAt(p, vec2(user_bsSize))).r;
+}
+vec4 kilnGemm44Fp8Gl1(float t, float MB, float NB, float Kq, float ncq, float M, float N, float brA, float brB, float bkA, float bkB, float kbA, float kbB) {
+  float aStep = 0.0;
+  float bStep = 0.0;
+  ${BLOCK_INDEX_GL1}
+  int nq = int(ncq);
+  float im = M - 1.0;
+  float jn = N - 1.0;
+  float j0 = 4.0 * bj;
+  vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
+  vec4 p0 = vec4(0.0); vec4 p1 = vec4(0.0); vec4 p2 = vec4(0.0); vec4 p3 = vec4(0.0);
+  float kx = 0.5;
+  float k0 = 0.0;
+  int cnt = 0;
+  for (int q = 0; q < ${GL1_LOOP_MAX}; q++) {
+    if (q >= kq) { break; }
+    ${stepGl1('p')}
+    kx += 4.0;
+    cnt += 1;
+    if (cnt == nq || q == kq - 1) {
+      vec4 sb = vec4(kilnScaleB(min(j0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 1.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 2.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 3.0, jn), k0, brB, bkB, kbB));
+      ${ROWS.map((r) => `c${r} = c${r} + p${r} * (kilnScaleA(min(a0 + ${r}.0, im), k0, brA, bkA, kbA) * sb);`).join('\n      ')}
+      p0 = vec4(0.0); p1 = vec4(0.0); p2 = vec4(0.0); p3 = vec4(0.0);
+      cnt = 0;
+      k0 = kx - 0.5;
+    }
+  }
+  subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
+  return c0;
+}
+`,
+)}function (a, b, as, bs, m) { const r = kilnGemm44Fp8Gl1(this.thread.x, m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11], m[12]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
+
+/** `UNPACK44` for WebGL 1.0 (same meta). */
+export const UNPACK44_GL1 = `${glsl(
+  'kilnUnpack44Gl1',
+  'Number',
+  `${GL1_DIVMOD}vec4 kilnBlock(float w, vec2 st) {
+  if (w == 0.0) { return texture2D(user_p0, st); }
+  if (w == 1.0) { return texture2D(user_p1, st); }
+  if (w == 2.0) { return texture2D(user_p2, st); }
+  return texture2D(user_p3, st);
+}
+float kilnUnpack44Gl1(float o, float M, float N, float MB, float NB) {
+  vec2 d = kilnDivMod(o, N);
+  vec2 e = kilnDivMod(d.x, M);
+  vec2 fi = kilnDivMod(e.y, 4.0);
+  vec2 fj = kilnDivMod(d.y, 4.0);
+  float t = (e.x * MB + fi.x) * NB + fj.x;
+  vec2 s = vec2(user_p0Size);
+  vec2 g = kilnDivMod(t, s.x);
+  vec4 v = kilnBlock(fi.y, (vec2(g.y, g.x) + 0.5) / s);
+  if (fj.y == 0.0) { return v.x; }
+  if (fj.y == 1.0) { return v.y; }
+  if (fj.y == 2.0) { return v.z; }
+  return v.w;
+}
+`,
+)}function (p0, p1, p2, p3, m) { return kilnUnpack44Gl1(this.thread.x, m[1], m[2], m[3], m[4]); }`;
+
+/** The packed GEMM's kernel sources for one GLSL dialect. */
+export interface GemmKernels {
+  pack(layout: 'a' | 'b', decode?: 'e4m3' | 'e5m2'): string;
+  readonly gemm: string;
+  readonly gemmFp8: string;
+  readonly unpack: string;
+}
+
+/** GLSL ES 3.00 (WebGL2: the Chromium engine). */
+export const GEMM_KERNELS_WEBGL2: GemmKernels = { pack: packKernel, gemm: GEMM44, gemmFp8: GEMM44_FP8, unpack: UNPACK44 };
+/** GLSL ES 1.00 (WebGL 1.0 with WEBGL_draw_buffers: the headless-gl engine). */
+export const GEMM_KERNELS_WEBGL1: GemmKernels = { pack: packKernelGl1, gemm: GEMM44_GL1, gemmFp8: GEMM44_FP8_GL1, unpack: UNPACK44_GL1 };

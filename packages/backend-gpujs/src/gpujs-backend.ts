@@ -47,7 +47,7 @@ import {
   SWIGLU,
   unaryKernel,
 } from './kernels.js';
-import { GEMM44, GEMM44_FP8, GEMM_SUBS, UNPACK44, gemmPlan, packKernel, type GemmPlan } from './gemm.js';
+import { GEMM_KERNELS_WEBGL1, GEMM_KERNELS_WEBGL2, GEMM_SUBS, gemmPlan, type GemmKernels, type GemmPlan } from './gemm.js';
 
 /** Commands batched before they are sent to the page without a read. */
 const BATCH = 256;
@@ -411,13 +411,14 @@ export class GpujsBackend implements Backend {
       const [sbk, sbn] = options.transposeB ? [1, K] : [N, 1];
       const lim = this.packedGemms ? this.gemmLimits() : undefined;
       const plan = lim && gemmPlan(batch, M, N, K, na ? batch : 1, nb ? batch : 1, lim);
-      if (!plan) return this.k('matmul', MATMUL, n, [sa, sb], [0, M, N, K, na, nb, sam, sak, sbk, sbn]);
+      if (!lim || !plan) return this.k('matmul', MATMUL, n, [sa, sb], [0, M, N, K, na, nb, sam, sak, sbk, sbn]);
+      const gk = lim.kernels;
       // A as [batchA * MB rows, Kp texels], B as [batchB * NB rows, Kp texels] (gemm.ts, packKernel)
-      const pa = this.pack(packKernel('a'), sa, plan.Kp, (na ? batch : 1) * plan.MB, [M, plan.MB, plan.Kq, K, na, sam, sak]);
+      const pa = this.pack(gk.pack('a'), sa, plan.Kp, (na ? batch : 1) * plan.MB, [M, plan.MB, plan.Kq, K, na, sam, sak]);
       temps.push(pa);
-      const pb = this.pack(packKernel('b'), sb, plan.Kp, (nb ? batch : 1) * plan.NB, [K, plan.MB, plan.NB, N, nb, sbk, sbn]);
+      const pb = this.pack(gk.pack('b'), sb, plan.Kp, (nb ? batch : 1) * plan.NB, [K, plan.MB, plan.NB, N, nb, sbk, sbn]);
       temps.push(pb);
-      return this.gemm44(GEMM44, plan, [pa, pb], [plan.Kq, na ? plan.MB : 0, nb ? plan.NB : 0], temps);
+      return this.gemm44(gk.gemm, gk.unpack, plan, [pa, pb], [plan.Kq, na ? plan.MB : 0, nb ? plan.NB : 0], temps);
     } finally {
       for (const t of temps) this.release(t);
     }
@@ -429,10 +430,17 @@ export class GpujsBackend implements Backend {
    */
   packedGemms = true;
 
-  /** The packed path's limits; undefined off WebGL2 (its kernels are GLSL ES 3.00 with multiple render targets). */
-  private gemmLimits(): { maxTextureSize: number; maxElements: number } | undefined {
+  /**
+   * The packed path's limits and kernels: GLSL ES 3.00 on WebGL2 (Chromium), GLSL ES 1.00 on
+   * headless-gl's WebGL 1.0 where WEBGL_draw_buffers gives at least 4 render targets; undefined
+   * elsewhere (the one-output-per-thread kernels).
+   */
+  private gemmLimits(): { maxTextureSize: number; maxElements: number; kernels: GemmKernels } | undefined {
     const info = this.page.info;
-    return info.mode === 'webgl2' ? { maxTextureSize: info.maxTextureSize, maxElements: MAX_ELEMENTS } : undefined;
+    const base = { maxTextureSize: info.maxTextureSize, maxElements: MAX_ELEMENTS };
+    if (info.mode === 'webgl2') return { ...base, kernels: GEMM_KERNELS_WEBGL2 };
+    if (info.mode === 'headlessgl' && (info.maxDrawBuffers ?? 0) >= 4) return { ...base, kernels: GEMM_KERNELS_WEBGL1 };
+    return undefined;
   }
 
   /** A pack kernel (gemm.ts) into a 2D [w, h]-texel RGBA texture; m = [n, ...meta]. */
@@ -456,7 +464,7 @@ export class GpujsBackend implements Backend {
    * The 4x4-block GEMM kernel map (four vec4 outputs) and the unpack into [batch, M, N].
    * `mid` = the kernel's meta after [n, MB, NB]. Block textures are released after the unpack.
    */
-  private gemm44(src: string, plan: GemmPlan, ins: GpujsStorage[], mid: number[], temps: GpujsStorage[]): GpujsStorage {
+  private gemm44(src: string, unpack: string, plan: GemmPlan, ins: GpujsStorage[], mid: number[], temps: GpujsStorage[]): GpujsStorage {
     const blocks = plan.batch * plan.MB * plan.NB;
     const outs = [0, 1, 2, 3].map(() => this.allocPacked(blocks * 4, 'matmul'));
     temps.push(...outs);
@@ -470,7 +478,7 @@ export class GpujsBackend implements Backend {
       subs: [...GEMM_SUBS],
       outs: outs.slice(1).map((s) => s.id),
     });
-    return this.k('matmul', UNPACK44, plan.batch * plan.M * plan.N, outs, [0, plan.M, plan.N, plan.MB, plan.NB]);
+    return this.k('matmul', unpack, plan.batch * plan.M * plan.N, outs, [0, plan.M, plan.N, plan.MB, plan.NB]);
   }
 
   // ---- indexing ----------------------------------------------------------------------
@@ -573,16 +581,17 @@ export class GpujsBackend implements Backend {
       // the packed kernel promotes at texel boundaries: chunks of a multiple of 4 along K (or one chunk)
       const lim = this.packedGemms && (nc >= K || nc % 4 === 0) ? this.gemmLimits() : undefined;
       const plan = lim && gemmPlan(1, M, N, K, 1, 1, lim);
-      if (plan) {
+      if (lim && plan) {
+        const gk = lim.kernels;
         const temps: GpujsStorage[] = [];
         try {
-          const pa = this.pack(packKernel('a', fa), this.storageOf(a.codes), plan.Kp, plan.MB, [M, plan.MB, plan.Kq, K, 0, K, 1]);
+          const pa = this.pack(gk.pack('a', fa), this.storageOf(a.codes), plan.Kp, plan.MB, [M, plan.MB, plan.Kq, K, 0, K, 1]);
           temps.push(pa);
-          const pb = this.pack(packKernel('b', fb), this.storageOf(b.codes), plan.Kp, plan.NB, [K, plan.MB, plan.NB, N, 0, 1, K]);
+          const pb = this.pack(gk.pack('b', fb), this.storageOf(b.codes), plan.Kp, plan.NB, [K, plan.MB, plan.NB, N, 0, 1, K]);
           temps.push(pb);
           const ncq = nc >= K ? plan.Kq : nc / 4;
           const meta = [plan.Kq, ncq, M, N, a.block[0], b.block[0], a.block[1], b.block[1], Math.ceil(K / a.block[1]), Math.ceil(K / b.block[1])];
-          return this.gemm44(GEMM44_FP8, plan, [pa, pb, as, bs], meta, temps);
+          return this.gemm44(gk.gemmFp8, gk.unpack, plan, [pa, pb, as, bs], meta, temps);
         } finally {
           for (const t of temps) this.release(t);
         }

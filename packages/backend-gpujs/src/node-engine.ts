@@ -106,6 +106,12 @@ function floatTargets(gl: GlCtx): boolean {
   return ok;
 }
 
+/** MAX_DRAW_BUFFERS_WEBGL, or 0 without WEBGL_draw_buffers (gpu.js's WebGL1 kernel maps need it). */
+function drawBuffers(gl: GlCtx): number {
+  const ext = gl.getExtension('WEBGL_draw_buffers') as { MAX_DRAW_BUFFERS_WEBGL: number } | null;
+  return ext ? Number(gl.getParameter(ext.MAX_DRAW_BUFFERS_WEBGL)) || 0 : 0;
+}
+
 const codec: EngineCodec = {
   fromB64(s) {
     const b = Buffer.from(s, 'base64');
@@ -172,6 +178,7 @@ export async function openHeadlessGlEngine(options: HeadlessGlOptions = {}): Pro
       version: `WebGL 1.0 (headless-gl ${glVersion}; ${direct(gl.VERSION as number)})`,
       maxTextureSize: Number(gl.getParameter(gl.MAX_TEXTURE_SIZE as number)),
       colorBufferFloat,
+      maxDrawBuffers: drawBuffers(gl),
     };
     // gpu.destroy() tears its kernels (and the context) down on a timer; the context goes after it
     const api = createEngine(gpu, info, HELPERS, codec, () => setTimeout(destroy, 0));

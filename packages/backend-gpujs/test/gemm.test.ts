@@ -2,29 +2,33 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fp8GemmReference, type DType, type TensorView } from '@kiln/core';
 import { GpujsBackend, findChromium } from '@kiln/backend-gpujs';
 
-// The packed GEMMs (src/gemm.ts: pack -> 4x4-block kernel map -> unpack) against float64
+// The packed GEMMs (src/gemm.ts: pack -> 4x4-block kernel map -> unpack), on each engine
+// (Chromium: the GLSL ES 3.00 kernels; headless-gl: the GLSL ES 1.00 ones), against float64
 // references on shapes that are not multiples of the 4x4 block or the 4-value texel,
 // transposed, strided (batch-broadcast) and batched operands; the FP8 block GEMM bit for bit
 // against core's fp8GemmReference; and the packed path against the one-output-per-thread
-// kernels it replaces (same K order per output: bit-identical on SwiftShader).
+// kernels it replaces (same K order per output: bit-identical on SwiftShader and llvmpipe).
 
-let b: GpujsBackend | undefined;
-let reason = '';
+type Engine = 'chromium' | 'headless-gl';
+const ENGINES: readonly Engine[] = ['chromium', 'headless-gl'];
 
-beforeAll(async () => {
-  const found = await findChromium();
-  if ('reason' in found) {
-    reason = found.reason;
-    return;
-  }
+/**
+ * A backend on one engine, or the reason there is none: Chromium (WebGL2, GLSL ES 3.00 kernels;
+ * an explicit executablePath selects it) and headless-gl (WebGL 1.0 with WEBGL_draw_buffers,
+ * the GLSL ES 1.00 kernels; needs an X display, e.g. `xvfb-run -a`).
+ */
+async function open(engine: Engine): Promise<{ b?: GpujsBackend; reason: string }> {
   try {
-    // an explicit executablePath selects the Chromium (WebGL2) engine: the packed path needs WebGL2
-    b = await GpujsBackend.create({ executablePath: found.path });
+    if (engine === 'chromium') {
+      const found = await findChromium();
+      if ('reason' in found) return { reason: found.reason };
+      return { b: await GpujsBackend.create({ executablePath: found.path }), reason: '' };
+    }
+    return { b: await GpujsBackend.create({ engine: 'headless-gl' }), reason: '' };
   } catch (e) {
-    reason = (e as Error).message;
+    return { reason: (e as Error).message };
   }
-});
-afterAll(() => b?.dispose());
+}
 
 let seed = 987654321;
 const rnd = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
@@ -79,148 +83,216 @@ function refMatmul(A: Float32Array, as: number[], B: Float32Array, bs: number[],
   return { v, mag };
 }
 
-describe('gpujs packed GEMM', () => {
-  const cases: { as: number[]; bs: number[]; tA?: boolean; tB?: boolean; out: number[] }[] = [
-    { as: [1, 1], bs: [1, 1], out: [1, 1] },
-    { as: [5, 7], bs: [7, 3], out: [5, 3] },
-    { as: [17, 33], bs: [33, 19], out: [17, 19] },
-    { as: [64, 130], bs: [130, 66], out: [64, 66] },
-    { as: [9, 1], bs: [1, 11], out: [9, 11] },
-    { as: [1, 257], bs: [257, 6], out: [1, 6] },
-    { as: [13, 21], bs: [10, 21], tB: true, out: [13, 10] },
-    { as: [21, 13], bs: [21, 10], tA: true, out: [13, 10] },
-    { as: [22, 15], bs: [9, 22], tA: true, tB: true, out: [15, 9] },
-    { as: [3, 6, 10], bs: [3, 10, 7], out: [3, 6, 7] },
-    { as: [2, 3, 5, 9], bs: [9, 6], out: [2, 3, 5, 6] },
-    { as: [7, 9], bs: [4, 9, 5], out: [4, 7, 5] },
-    { as: [2, 1, 5, 8], bs: [1, 3, 8, 6], out: [2, 3, 5, 6] },
-    { as: [2, 11, 6], bs: [2, 5, 11], tA: true, tB: true, out: [2, 6, 5] },
-    { as: [2, 8200], bs: [8200, 3], out: [2, 3] }, // K over MAX_TEXTURE_SIZE (8192 on SwiftShader): the plain kernel
-  ];
-  it('matches a float64 reference within c K eps sum|a||b| (odd shapes, transposes, batches, broadcasts)', async (t) => {
-    if (!b) return t.skip(reason);
-    for (const c of cases) {
-      const A = randn(size(c.as));
-      const B = randn(size(c.bs));
-      const ref = refMatmul(A, c.as, B, c.bs, !!c.tA, !!c.tB, c.out);
-      const ta = b.write(A, 'f32', c.as);
-      const tb = b.write(B, 'f32', c.bs);
-      const out = b.matmul(view(ta, c.as), view(tb, c.bs), { transposeA: !!c.tA, transposeB: !!c.tB }, c.out);
-      const got = (await b.read(view(out, c.out))) as Float32Array;
-      const K = c.tA ? c.as[c.as.length - 2] : c.as[c.as.length - 1];
-      let bad = 0;
-      for (let i = 0; i < got.length; i++) {
-        const tol = 4 * K * 2 ** -24 * ref.mag[i] + 1e-30;
-        if (!(Math.abs(got[i] - ref.v[i]) <= tol)) bad++;
+for (const engine of ENGINES) describe(`engine ${engine}`, () => {
+  let b: GpujsBackend | undefined;
+  let reason = '';
+  beforeAll(async () => {
+    ({ b, reason } = await open(engine));
+  });
+  afterAll(() => b?.dispose());
+
+  describe(`gpujs packed GEMM on ${engine}`, () => {
+    const cases: { as: number[]; bs: number[]; tA?: boolean; tB?: boolean; out: number[] }[] = [
+      { as: [1, 1], bs: [1, 1], out: [1, 1] },
+      { as: [5, 7], bs: [7, 3], out: [5, 3] },
+      { as: [17, 33], bs: [33, 19], out: [17, 19] },
+      { as: [64, 130], bs: [130, 66], out: [64, 66] },
+      { as: [9, 1], bs: [1, 11], out: [9, 11] },
+      { as: [1, 257], bs: [257, 6], out: [1, 6] },
+      { as: [13, 21], bs: [10, 21], tB: true, out: [13, 10] },
+      { as: [21, 13], bs: [21, 10], tA: true, out: [13, 10] },
+      { as: [22, 15], bs: [9, 22], tA: true, tB: true, out: [15, 9] },
+      { as: [3, 6, 10], bs: [3, 10, 7], out: [3, 6, 7] },
+      { as: [2, 3, 5, 9], bs: [9, 6], out: [2, 3, 5, 6] },
+      { as: [7, 9], bs: [4, 9, 5], out: [4, 7, 5] },
+      { as: [2, 1, 5, 8], bs: [1, 3, 8, 6], out: [2, 3, 5, 6] },
+      { as: [2, 11, 6], bs: [2, 5, 11], tA: true, tB: true, out: [2, 6, 5] },
+      { as: [2, 8200], bs: [8200, 3], out: [2, 3] }, // K over MAX_TEXTURE_SIZE on SwiftShader (8192): the plain kernel; packed on headless-gl (16384)
+    ];
+    it('matches a float64 reference within c K eps sum|a||b| (odd shapes, transposes, batches, broadcasts)', async (t) => {
+      if (!b) return t.skip(reason);
+      for (const c of cases) {
+        const A = randn(size(c.as));
+        const B = randn(size(c.bs));
+        const ref = refMatmul(A, c.as, B, c.bs, !!c.tA, !!c.tB, c.out);
+        const ta = b.write(A, 'f32', c.as);
+        const tb = b.write(B, 'f32', c.bs);
+        const out = b.matmul(view(ta, c.as), view(tb, c.bs), { transposeA: !!c.tA, transposeB: !!c.tB }, c.out);
+        const got = (await b.read(view(out, c.out))) as Float32Array;
+        const K = c.tA ? c.as[c.as.length - 2] : c.as[c.as.length - 1];
+        let bad = 0;
+        for (let i = 0; i < got.length; i++) {
+          const tol = 4 * K * 2 ** -24 * ref.mag[i] + 1e-30;
+          if (!(Math.abs(got[i] - ref.v[i]) <= tol)) bad++;
+        }
+        expect(bad, JSON.stringify(c)).toBe(0);
+        expect(got.length).toBe(size(c.out));
+        for (const id of [ta, tb, out]) b.release(id);
       }
-      expect(bad, JSON.stringify(c)).toBe(0);
-      expect(got.length).toBe(size(c.out));
-      for (const id of [ta, tb, out]) b.release(id);
-    }
-  });
-
-  it('takes the packed path on WebGL2 (a kernel map with three extra outputs, 2D pack outputs)', async (t) => {
-    if (!b) return t.skip(reason);
-    const sent: { subs?: string[]; outs?: number[]; dims?: number[] }[] = [];
-    const spy = b as unknown as { send(c: object): void };
-    const send = spy.send.bind(b);
-    spy.send = (c: object) => {
-      sent.push(c);
-      send(c);
-    };
-    try {
-      const ta = b.write(randn(6 * 5), 'f32', [6, 5]);
-      const tb = b.write(randn(5 * 7), 'f32', [5, 7]);
-      const out = b.matmul(view(ta, [6, 5]), view(tb, [5, 7]), { transposeA: false, transposeB: false }, [6, 7]);
-      await b.read(view(out, [6, 7]));
-      for (const id of [ta, tb, out]) b.release(id);
-    } finally {
-      spy.send = send;
-    }
-    expect(sent.filter((c) => c.dims?.length === 2).length).toBe(2);
-    expect(sent.filter((c) => c.subs?.length === 3 && c.outs?.length === 3).length).toBe(1);
-  });
-
-  it('is bit-identical to the one-output-per-thread kernel (same K order per output)', async (t) => {
-    if (!b) return t.skip(reason);
-    for (const c of [cases[3], cases[8], cases[12]]) {
-      const ta = b.write(randn(size(c.as)), 'f32', c.as);
-      const tb = b.write(randn(size(c.bs)), 'f32', c.bs);
-      const opts = { transposeA: !!c.tA, transposeB: !!c.tB };
-      const fast = b.matmul(view(ta, c.as), view(tb, c.bs), opts, c.out);
-      b.packedGemms = false;
-      const slow = b.matmul(view(ta, c.as), view(tb, c.bs), opts, c.out);
-      b.packedGemms = true;
-      const x = (await b.read(view(fast, c.out))) as Float32Array;
-      const y = (await b.read(view(slow, c.out))) as Float32Array;
-      let diff = 0;
-      for (let i = 0; i < x.length; i++) if (!Object.is(x[i], y[i])) diff++;
-      expect(diff, JSON.stringify(c)).toBe(0);
-      for (const id of [ta, tb, fast, slow]) b.release(id);
-    }
-  });
-
-  it('releases its packed temporaries', async (t) => {
-    if (!b) return t.skip(reason);
-    const before = b.memory();
-    const ta = b.write(randn(30 * 20), 'f32', [30, 20]);
-    const tb = b.write(randn(20 * 10), 'f32', [20, 10]);
-    const out = b.matmul(view(ta, [30, 20]), view(tb, [20, 10]), { transposeA: false, transposeB: false }, [30, 10]);
-    await b.read(view(out, [30, 10]));
-    for (const id of [ta, tb, out]) b.release(id);
-    await b.sync();
-    expect(b.memory()).toEqual(before);
-  });
-});
-
-describe('gpujs packed FP8 block GEMM', () => {
-  const codes = (n: number, fmt: 'e4m3' | 'e5m2', specials: boolean): Uint8Array =>
-    Uint8Array.from({ length: n }, () => {
-      const c = Math.floor(rnd() * 256);
-      if (specials) return c; // NaN (and e5m2 inf) codes too
-      return fmt === 'e4m3' ? ((c & 0x7f) === 0x7f ? c - 1 : c) : (c & 0x7c) === 0x7c ? c & 0x83 : c;
     });
-  const shapes: [number, number, number][] = [
-    [1, 1, 1],
-    [5, 7, 3],
-    [9, 130, 256],
-    [33, 17, 300],
-    [4, 4, 129],
-    [130, 6, 131],
-  ];
-  it('equals fp8GemmReference bit for bit (odd M/N/K, e4m3/e5m2, promotion 128/32/16/2/Infinity, 1x128 and 128x128 scales)', async (t) => {
-    if (!b) return t.skip(reason);
-    for (const [M, N, K] of shapes) {
-      for (const [fa, fb, nc, specials] of [
-        ['e4m3', 'e4m3', 128, false],
-        ['e5m2', 'e4m3', 32, false],
-        ['e4m3', 'e5m2', 16, false],
-        ['e4m3', 'e4m3', Infinity, false],
-        ['e4m3', 'e5m2', 2, false], // not a multiple of 4: the one-output-per-thread kernel
-        ['e5m2', 'e5m2', 128, true],
-      ] as const) {
-        const kb = Math.ceil(K / 128);
-        const ac = codes(M * K, fa, specials);
-        const bc = codes(N * K, fb, specials);
-        const as = Float32Array.from({ length: M * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
-        const bsc = Float32Array.from({ length: Math.ceil(N / 128) * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
-        const ref = fp8GemmReference(
-          { codes: ac, scales: as, shape: [M, K], block: [1, 128], format: fa },
-          { codes: bc, scales: bsc, shape: [N, K], block: [128, 128], format: fb },
-          { promotionInterval: nc },
-        );
-        const ids = [b.write(ac, fa, [M, K]), b.write(as, 'f32', [M, kb]), b.write(bc, fb, [N, K]), b.write(bsc, 'f32', [Math.ceil(N / 128), kb])];
-        const out = b.matmulFp8(
-          { codes: view(ids[0], [M, K], fa), scales: view(ids[1], [M, kb]), block: [1, 128] },
-          { codes: view(ids[2], [N, K], fb), scales: view(ids[3], [Math.ceil(N / 128), kb]), block: [128, 128] },
-          { promotionInterval: nc },
-        );
-        const got = (await b.read(view(out, [M, N]))) as Float32Array;
+
+    it(`takes the packed path on ${engine === 'chromium' ? 'WebGL2' : 'WebGL 1.0'} (a kernel map with three extra outputs, 2D pack outputs)`, async (t) => {
+      if (!b) return t.skip(reason);
+      const sent: { src?: string; subs?: string[]; outs?: number[]; dims?: number[] }[] = [];
+      const spy = b as unknown as { send(c: object): void };
+      const send = spy.send.bind(b);
+      spy.send = (c: object) => {
+        sent.push(c);
+        send(c);
+      };
+      try {
+        const ta = b.write(randn(6 * 5), 'f32', [6, 5]);
+        const tb = b.write(randn(5 * 7), 'f32', [5, 7]);
+        const out = b.matmul(view(ta, [6, 5]), view(tb, [5, 7]), { transposeA: false, transposeB: false }, [6, 7]);
+        await b.read(view(out, [6, 7]));
+        for (const id of [ta, tb, out]) b.release(id);
+      } finally {
+        spy.send = send;
+      }
+      expect(sent.filter((c) => c.dims?.length === 2).length).toBe(2);
+      const maps = sent.filter((c) => c.subs?.length === 3 && c.outs?.length === 3);
+      expect(maps.length).toBe(1);
+      // the GLSL dialect of the engine: ES 3.00 (texelFetch) on WebGL2, ES 1.00 (texture2D) on headless-gl
+      expect(maps[0].src).toContain(engine === 'chromium' ? 'texelFetch(user_a' : 'texture2D(user_a');
+    });
+
+    it('is bit-identical to the one-output-per-thread kernel (same K order per output)', async (t) => {
+      if (!b) return t.skip(reason);
+      for (const c of [cases[3], cases[8], cases[12]]) {
+        const ta = b.write(randn(size(c.as)), 'f32', c.as);
+        const tb = b.write(randn(size(c.bs)), 'f32', c.bs);
+        const opts = { transposeA: !!c.tA, transposeB: !!c.tB };
+        const fast = b.matmul(view(ta, c.as), view(tb, c.bs), opts, c.out);
+        b.packedGemms = false;
+        const slow = b.matmul(view(ta, c.as), view(tb, c.bs), opts, c.out);
+        b.packedGemms = true;
+        const x = (await b.read(view(fast, c.out))) as Float32Array;
+        const y = (await b.read(view(slow, c.out))) as Float32Array;
         let diff = 0;
-        for (let i = 0; i < M * N; i++) if (!Object.is(got[i], ref[i])) diff++;
-        expect(diff, `${M}x${N}x${K} ${fa} x ${fb}, promotion ${nc}${specials ? ', NaN/inf codes' : ''}`).toBe(0);
+        for (let i = 0; i < x.length; i++) if (!Object.is(x[i], y[i])) diff++;
+        expect(diff, JSON.stringify(c)).toBe(0);
+        for (const id of [ta, tb, fast, slow]) b.release(id);
+      }
+    });
+
+    it('releases its packed temporaries', async (t) => {
+      if (!b) return t.skip(reason);
+      const before = b.memory();
+      const ta = b.write(randn(30 * 20), 'f32', [30, 20]);
+      const tb = b.write(randn(20 * 10), 'f32', [20, 10]);
+      const out = b.matmul(view(ta, [30, 20]), view(tb, [20, 10]), { transposeA: false, transposeB: false }, [30, 10]);
+      await b.read(view(out, [30, 10]));
+      for (const id of [ta, tb, out]) b.release(id);
+      await b.sync();
+      expect(b.memory()).toEqual(before);
+    });
+  });
+
+  describe(`gpujs packed FP8 block GEMM on ${engine}`, () => {
+    const codes = (n: number, fmt: 'e4m3' | 'e5m2', specials: boolean): Uint8Array =>
+      Uint8Array.from({ length: n }, () => {
+        const c = Math.floor(rnd() * 256);
+        if (specials) return c; // NaN (and e5m2 inf) codes too
+        return fmt === 'e4m3' ? ((c & 0x7f) === 0x7f ? c - 1 : c) : (c & 0x7c) === 0x7c ? c & 0x83 : c;
+      });
+    const shapes: [number, number, number][] = [
+      [1, 1, 1],
+      [5, 7, 3],
+      [9, 130, 256],
+      [33, 17, 300],
+      [4, 4, 129],
+      [130, 6, 131],
+    ];
+    it('takes the packed FP8 path (pack with decode, the FP8 kernel map)', async (t) => {
+      if (!b) return t.skip(reason);
+      const sent: { src?: string; subs?: string[] }[] = [];
+      const spy = b as unknown as { send(c: object): void };
+      const send = spy.send.bind(b);
+      spy.send = (c: object) => {
+        sent.push(c);
+        send(c);
+      };
+      try {
+        const [M, N, K] = [6, 5, 40];
+        const ids = [b.write(codes(M * K, 'e4m3', false), 'e4m3', [M, K]), b.write(new Float32Array(M).fill(0.5), 'f32', [M, 1]), b.write(codes(N * K, 'e4m3', false), 'e4m3', [N, K]), b.write(new Float32Array(1).fill(2), 'f32', [1, 1])];
+        const out = b.matmulFp8(
+          { codes: view(ids[0], [M, K], 'e4m3'), scales: view(ids[1], [M, 1]), block: [1, 128] },
+          { codes: view(ids[2], [N, K], 'e4m3'), scales: view(ids[3], [1, 1]), block: [128, 128] },
+          { promotionInterval: 128 },
+        );
+        await b.read(view(out, [M, N]));
+        for (const id of [...ids, out]) b.release(id);
+      } finally {
+        spy.send = send;
+      }
+      expect(sent.filter((c) => c.src?.includes('kilnPackA_e4m3')).length).toBe(1);
+      expect(sent.filter((c) => c.src?.includes('kilnPackB_e4m3')).length).toBe(1);
+      expect(sent.filter((c) => c.subs?.length === 3 && c.src?.includes('kilnGemm44Fp8')).length).toBe(1);
+    });
+
+    it('gives +-inf for inf codes and NaN for NaN codes, as fp8GemmReference (one special per row, K not a multiple of 4)', async (t) => {
+      if (!b) return t.skip(reason);
+      const [M, N, K] = [6, 5, 10];
+      for (const [fmt, specials, one] of [
+        ['e5m2', [0x7c, 0xfc, 0x7d, 0xfe, 0x3c, 0x01], 0x3c],
+        ['e4m3', [0x7f, 0xff, 0x38, 0xb8, 0x01, 0x81], 0x38],
+      ] as const) {
+        const ac = new Uint8Array(M * K);
+        const bc = new Uint8Array(N * K);
+        for (let i = 0; i < M; i++) ac[i * K + 9] = specials[i];
+        for (let j = 0; j < N; j++) bc[j * K + 9] = j === 2 ? one + 128 : one; // column 2: -1
+        const ref = fp8GemmReference(
+          { codes: ac, scales: new Float32Array(M).fill(1), shape: [M, K], block: [1, 128], format: fmt },
+          { codes: bc, scales: new Float32Array(1).fill(1), shape: [N, K], block: [128, 128], format: fmt },
+          { promotionInterval: 128 },
+        );
+        const ids = [b.write(ac, fmt, [M, K]), b.write(new Float32Array(M).fill(1), 'f32', [M, 1]), b.write(bc, fmt, [N, K]), b.write(new Float32Array(1).fill(1), 'f32', [1, 1])];
+        const out = b.matmulFp8(
+          { codes: view(ids[0], [M, K], fmt), scales: view(ids[1], [M, 1]), block: [1, 128] },
+          { codes: view(ids[2], [N, K], fmt), scales: view(ids[3], [1, 1]), block: [128, 128] },
+          { promotionInterval: 128 },
+        );
+        const got = Array.from((await b.read(view(out, [M, N]))) as Float32Array);
+        expect(got, fmt).toEqual(Array.from(ref));
+        if (fmt === 'e5m2') expect([got[0], got[2], got[N]], 'e5m2 inf rows').toEqual([Infinity, -Infinity, -Infinity]);
         for (const id of [...ids, out]) b.release(id);
       }
-    }
+    });
+
+    it('equals fp8GemmReference bit for bit (odd M/N/K, e4m3/e5m2, promotion 128/32/16/2/Infinity, 1x128 and 128x128 scales)', async (t) => {
+      if (!b) return t.skip(reason);
+      for (const [M, N, K] of shapes) {
+        for (const [fa, fb, nc, specials] of [
+          ['e4m3', 'e4m3', 128, false],
+          ['e5m2', 'e4m3', 32, false],
+          ['e4m3', 'e5m2', 16, false],
+          ['e4m3', 'e4m3', Infinity, false],
+          ['e4m3', 'e5m2', 2, false], // not a multiple of 4: the one-output-per-thread kernel
+          ['e5m2', 'e5m2', 128, true],
+        ] as const) {
+          const kb = Math.ceil(K / 128);
+          const ac = codes(M * K, fa, specials);
+          const bc = codes(N * K, fb, specials);
+          const as = Float32Array.from({ length: M * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
+          const bsc = Float32Array.from({ length: Math.ceil(N / 128) * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
+          const ref = fp8GemmReference(
+            { codes: ac, scales: as, shape: [M, K], block: [1, 128], format: fa },
+            { codes: bc, scales: bsc, shape: [N, K], block: [128, 128], format: fb },
+            { promotionInterval: nc },
+          );
+          const ids = [b.write(ac, fa, [M, K]), b.write(as, 'f32', [M, kb]), b.write(bc, fb, [N, K]), b.write(bsc, 'f32', [Math.ceil(N / 128), kb])];
+          const out = b.matmulFp8(
+            { codes: view(ids[0], [M, K], fa), scales: view(ids[1], [M, kb]), block: [1, 128] },
+            { codes: view(ids[2], [N, K], fb), scales: view(ids[3], [Math.ceil(N / 128), kb]), block: [128, 128] },
+            { promotionInterval: nc },
+          );
+          const got = (await b.read(view(out, [M, N]))) as Float32Array;
+          let diff = 0;
+          for (let i = 0; i < M * N; i++) if (!Object.is(got[i], ref[i])) diff++;
+          expect(diff, `${M}x${N}x${K} ${fa} x ${fb}, promotion ${nc}${specials ? ', NaN/inf codes' : ''}`).toBe(0);
+          for (const id of [...ids, out]) b.release(id);
+        }
+      }
+    });
   });
 });
