@@ -18,15 +18,8 @@ import {
 
 export const REDUCE_KINDS: readonly ReduceKind[] = ['sum', 'max', 'min', 'mean'];
 
-/** Throws a DTypeError when `op` is not defined for `dtype`. */
-export function checkReducible(dtype: DType, op: ReduceKind, opName: string): void {
-  if (op === 'mean' && (dtype === 'i32' || dtype === 'u8' || dtype === 'bool')) {
-    throw new DTypeError(opName, `'mean' is not defined for ${dtype} tensors (the mean of integers is not an integer); cast to f32 first, or use 'sum' and divide`);
-  }
-  if (op === 'sum' && dtype === 'bool') {
-    throw new DTypeError(opName, `'sum' is not defined for bool tensors; use 'max' (logical or), 'min' (logical and), or cast to i32 first`);
-  }
-}
+/** Throws a DTypeError when `op` is not defined for `dtype` (core's, shared with the host-staged group). */
+export { checkReducible } from '@kiln/core';
 
 /**
  * Reduces `count` elements across ranks: `srcOffsets[q]` is the byte offset in `src` of rank
