@@ -385,6 +385,9 @@ function minifloatDecode(eb: number, mb: number, bias: number, fn: boolean): str
   let mm = u - e * ${mDiv}.0;
   let f = 0.0;
   if (e == 0.0) { f = s * mm * Math.pow(2.0, ${1 - bias - mb}.0); } else { f = s * (1.0 + mm / ${mDiv}.0) * Math.pow(2.0, e - ${bias}.0); }
+  // zero codes are built explicitly: NVIDIA's GL turned bf16 ±0 (whose subnormal scale 2^-133 is
+  // itself an f32 subnormal) into +2^-133
+  if (u == 0.0) { f = s * mm; }
   ${special}`;
 }
 
