@@ -56,6 +56,7 @@ import {
   quantScalesShader,
   randomShader,
   reduceShader,
+  rotaryShader,
   rowShader,
   scatterAddShader,
   splitKReduceShader,
@@ -277,6 +278,11 @@ export class WebGpuBackend implements Backend {
       logSoftmax: (x) => this.rows('logSoftmax', x),
       rmsNorm: (x, w, eps) => this.rows('rmsNorm', x, w, eps),
       swiglu: (g, u) => this.ew('swiglu', swigluShader(), 'f32', sizeOf(g.shape), [0], [this.buf(g), this.buf(u)]),
+      rotary: (x, cos, sin, interleaved) => {
+        const d = x.shape[x.shape.length - 1];
+        const T = x.shape[x.shape.length - 2];
+        return this.ew('rotary', rotaryShader(), 'f32', sizeOf(x.shape), [0, d, T, interleaved ? 1 : 0, 0], [this.buf(x), this.buf(cos), this.buf(sin)]);
+      },
     };
     if (gpu.readSync) {
       const rs = gpu.readSync.bind(gpu);

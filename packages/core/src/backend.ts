@@ -125,6 +125,11 @@ export interface FusedKernels {
   rmsNorm?(x: TensorView, weight: TensorView, eps: number): DataId;
   /** silu(gate) * up, same shapes. */
   swiglu?(gate: TensorView, up: TensorView): DataId;
+  /**
+   * Rotary embedding of x [..., T, d] (f32) by cos/sin [T, d/2] (f32): pairs (x[2i], x[2i+1])
+   * when `interleaved`, else (x[i], x[i + d/2]); (a, b) -> (a cos - b sin, a sin + b cos).
+   */
+  rotary?(x: TensorView, cos: TensorView, sin: TensorView, interleaved: boolean): DataId;
 }
 
 export interface Backend {

@@ -70,3 +70,32 @@ export function swigluShader(): string {
     ['gate', 'up'],
   );
 }
+
+/**
+ * Rotary embedding, one output element per invocation: x [rows of d] with rows cycling over T
+ * positions, cos/sin [T, d/2]. meta [n, d, T, interleaved]. Each product rounds on its own as
+ * in the composed op (a runtime zero XORed in keeps drivers from fusing them).
+ */
+export function rotaryShader(): string {
+  const body = `fn elem(i: u32) -> u32 {
+  let d = prm[1]; let T = prm[2]; let h = d / 2u;
+  let col = i % d; let t = (i / d) % T;
+  var p: u32; var first: bool; var partner: u32;
+  if (prm[3] == 1u) {
+    p = col / 2u; first = (col % 2u) == 0u; partner = select(i - 1u, i + 1u, first);
+  } else {
+    first = col < h; p = select(col - h, col, first); partner = select(i - h, i + h, first);
+  }
+  let c = bitcast<f32>(C[t * h + p]); let s = bitcast<f32>(S[t * h + p]);
+  let xv = bitcast<f32>(X[i]); let xo = bitcast<f32>(X[partner]);
+  let z = prm[4];
+  if (first) {
+    // a = xv, b = xo: a cos - b sin
+    return bitcast<u32>(bitcast<f32>(bitcast<u32>(xv * c) ^ z) - bitcast<f32>(bitcast<u32>(xo * s) ^ z));
+  }
+  // b = xv, a = xo: a sin + b cos
+  return bitcast<u32>(bitcast<f32>(bitcast<u32>(xo * s) ^ z) + bitcast<f32>(bitcast<u32>(xv * c) ^ z));
+}
+`;
+  return elementwise('f32', body, ['X', 'C', 'S']);
+}

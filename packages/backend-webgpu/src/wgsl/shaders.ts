@@ -4,7 +4,7 @@
  * the text building (an unrolled GEMM is ~20 KB) nor re-hashing it in the pipeline caches.
  * That per-op cost was most of a small op's issue time (measured: 90-500 µs per op).
  */
-import { rowShader as row, swigluShader as swiglu } from './fused.js';
+import { rotaryShader as rotaryKernel, rowShader as row, swigluShader as swiglu } from './fused.js';
 import { splitKReduceShader as splitK, tiledGemmShader as tiled } from './gemm-tiled.js';
 import * as gemm from './gemm.js';
 import * as k from './kernels.js';
@@ -21,6 +21,7 @@ function memo<A extends readonly unknown[]>(generate: (...args: A) => string): (
 
 export const rowShader = memo(row);
 export const swigluShader = memo(swiglu);
+export const rotaryShader = memo(rotaryKernel);
 export const tiledGemmShader = memo(tiled);
 export const splitKReduceShader = memo(splitK);
 export const gemmF32Shader = memo(gemm.gemmF32Shader);
