@@ -31,7 +31,7 @@ import {
   type TensorView,
   type UnaryOp,
 } from '@kiln/core';
-import { createExecutor, type ExecutorError } from './executor.js';
+import { createExecutor, type Executor, type ExecutorError } from './executor.js';
 import { WANTED_LIMITS, acquireDevice, dawnAttempts, limitsShortfall, prepareNodeEnv, resolveDawn, softwareAdapterName, type AcquireOptions, type KernelLimits } from './gpu.js';
 import { bufferBytesFor, packToWords, replicateCode, unpackWords, wordsFor } from './packing.js';
 import { RemoteGpu, probeAdapter } from './remote.js';
@@ -100,18 +100,12 @@ export interface WebGpuBackendOptions extends AcquireOptions {
   readonly gemm?: GemmOption;
 }
 
-/** The device operations the backend needs: `createExecutor` on this thread, or `RemoteGpu` (a worker). */
-interface Gpu {
-  alloc(id: number, bytes: number): void;
-  free(id: number): void;
-  write(id: number, data: Uint8Array): void;
-  dispatch(code: string, meta: Uint32Array, out: number, inputs: readonly number[], gx: number, gy: number, gz: number): void;
-  flush(): void;
-  read(id: number, bytes: number): Promise<ArrayBuffer>;
+/**
+ * The device operations the backend needs: `createExecutor` on this thread, or `RemoteGpu` (a
+ * worker), which adds synchronous reads and a promise of its end.
+ */
+interface Gpu extends Omit<Executor, 'pooled'> {
   readSync?(id: number, bytes: number): ArrayBuffer;
-  takeError(): ExecutorError | null;
-  trim(): void;
-  dispose(): void;
   /** Settles once a disposed device is gone (its worker ended); at once where there is none. */
   closed?(): Promise<void>;
 }
