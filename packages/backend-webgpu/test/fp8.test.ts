@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BackendError, fp8GemmReference, quantizeBlockwise } from '@kiln/core';
+import { BackendError, quantizeBlockwise } from '@kiln/core';
 import { WebGpuBackend } from '@kiln/backend-webgpu';
+import { expectFp8GemmMatchesReference } from './fp8-gemm-check.js';
 
 process.env.EGL_PLATFORM ??= 'surfaceless';
 
@@ -40,28 +41,7 @@ describe('WebGPU FP8 block GEMM is bit-exact with core fp8GemmReference (exact f
   for (const c of cases) {
     it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb}`, async (t) => {
       if (!backend) return t.skip(reason);
-      const b = backend;
-      const a = rand(c.M * c.K, 1 + c.M);
-      const w = rand(c.N * c.K, 2 + c.N);
-      const qa = quantizeBlockwise(a, [c.M, c.K], [...c.ba], { format: c.fa });
-      const qw = quantizeBlockwise(w, [c.N, c.K], [...c.bb], { format: c.fb });
-      const ref = fp8GemmReference(
-        { codes: qa.codes, scales: qa.scales, shape: [c.M, c.K], block: c.ba, format: c.fa },
-        { codes: qw.codes, scales: qw.scales, shape: [c.N, c.K], block: c.bb, format: c.fb },
-        { promotionInterval: c.nc },
-      );
-      const v = (dataId: object, shape: number[], dtype: 'f32' | 'e4m3' | 'e5m2') => ({ dataId, shape, dtype });
-      const sA = [Math.ceil(c.M / c.ba[0]), Math.ceil(c.K / c.ba[1])];
-      const sW = [Math.ceil(c.N / c.bb[0]), Math.ceil(c.K / c.bb[1])];
-      const ids = [b.write(qa.codes, c.fa, [c.M, c.K]), b.write(qa.scales, 'f32', sA), b.write(qw.codes, c.fb, [c.N, c.K]), b.write(qw.scales, 'f32', sW)];
-      const out = b.matmulFp8(
-        { codes: v(ids[0], [c.M, c.K], c.fa), scales: v(ids[1], sA, 'f32'), block: c.ba },
-        { codes: v(ids[2], [c.N, c.K], c.fb), scales: v(ids[3], sW, 'f32'), block: c.bb },
-        { promotionInterval: c.nc },
-      );
-      const got = (await b.read(v(out, [c.M, c.N], 'f32'))) as Float32Array;
-      expect(new Uint32Array(got.buffer)).toEqual(new Uint32Array(ref.buffer));
-      for (const id of [...ids, out]) b.release(id);
+      await expectFp8GemmMatchesReference(backend, c, rand);
     });
   }
 

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendError, fp8GemmReference, quantizeBlockwise, tensorFromDataId } from '@kiln/core';
 import { WebGpuBackend } from '@kiln/backend-webgpu';
 import { planF32Gemm, chooseGemmKernels } from '../src/gemm-plan.js';
+import { expectFp8GemmMatchesReference } from './fp8-gemm-check.js';
 
 process.env.EGL_PLATFORM ??= 'surfaceless';
 
@@ -116,33 +117,14 @@ describe('WebGPU tiled FP8 block GEMM is bit-exact with core fp8GemmReference', 
   for (const c of cases) {
     it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile and three pinned ones)`, async (t) => {
       if (!backend) return t.skip(reason);
-      for (const b of [backend, ...pinned]) {
-        const a = rand(c.M * c.K, 1 + c.M, 4);
-        const w = rand(c.N * c.K, 2 + c.N, 4);
-        const qa = quantizeBlockwise(a, [c.M, c.K], [...c.ba], { format: c.fa });
-        const qw = quantizeBlockwise(w, [c.N, c.K], [...c.bb], { format: c.fb });
-        const ref = fp8GemmReference(
-          { codes: qa.codes, scales: qa.scales, shape: [c.M, c.K], block: c.ba, format: c.fa },
-          { codes: qw.codes, scales: qw.scales, shape: [c.N, c.K], block: c.bb, format: c.fb },
-          { promotionInterval: c.nc },
-        );
-        const sA = [Math.ceil(c.M / c.ba[0]), Math.ceil(c.K / c.ba[1])];
-        const sW = [Math.ceil(c.N / c.bb[0]), Math.ceil(c.K / c.bb[1])];
-        const ids = [b.write(qa.codes, c.fa, [c.M, c.K]), b.write(qa.scales, 'f32', sA), b.write(qw.codes, c.fb, [c.N, c.K]), b.write(qw.scales, 'f32', sW)];
-        const out = b.matmulFp8(
-          { codes: v(ids[0], [c.M, c.K], c.fa), scales: v(ids[1], sA), block: c.ba },
-          { codes: v(ids[2], [c.N, c.K], c.fb), scales: v(ids[3], sW), block: c.bb },
-          { promotionInterval: c.nc },
-        );
-        const got = (await b.read(v(out, [c.M, c.N]))) as Float32Array;
-        expect(new Uint32Array(got.buffer)).toEqual(new Uint32Array(ref.buffer));
-        for (const id of [...ids, out]) b.release(id);
-      }
+      for (const b of [backend, ...pinned]) await expectFp8GemmMatchesReference(b, c, (n, seed) => rand(n, seed, 4));
     });
   }
 });
 
 describe('WebGPU grouped FP8 GEMM (one dispatch for every expert) is bit-exact per group with fp8GemmReference', () => {
+  /** A core tensor written to backend `b`. */
+  const onBackend = (b: WebGpuBackend) => (x: Float32Array | Uint8Array | Int32Array, dtype: 'f32' | 'e4m3' | 'i32', shape: number[]) => tensorFromDataId(b, b.write(x, dtype, shape), shape, dtype);
   const K = 272;
   const N = 70;
   const G = 3;
@@ -172,7 +154,7 @@ describe('WebGPU grouped FP8 GEMM (one dispatch for every expert) is bit-exact p
     const a = rand(rows * K, 7, 4);
     const qa = quantizeBlockwise(a, [rows, K], [1, 128], { format: 'e4m3' });
     const e = experts(8);
-    const T = (x: Float32Array | Uint8Array | Int32Array, dtype: 'f32' | 'e4m3' | 'i32', shape: number[]) => tensorFromDataId(b, b.write(x, dtype, shape), shape, dtype);
+    const T = onBackend(b);
     const out = b.groupedMatmulFp8(T(qa.codes, 'e4m3', [rows, K]), T(qa.scales, 'f32', [rows, 3]), T(e.codes, 'e4m3', [G, N, K]), T(e.scales, 'f32', [G, 1, 3]), T(new Int32Array(offsets), 'i32', [G + 1]));
     expect(out.shape).toEqual([rows, N]);
     const got = (await out.data()) as Float32Array;
@@ -201,7 +183,7 @@ describe('WebGPU grouped FP8 GEMM (one dispatch for every expert) is bit-exact p
       scales.set(q.scales, g * Mmax * 3);
     });
     const e = experts(10);
-    const T = (x: Float32Array | Uint8Array | Int32Array, dtype: 'f32' | 'e4m3' | 'i32', shape: number[]) => tensorFromDataId(b, b.write(x, dtype, shape), shape, dtype);
+    const T = onBackend(b);
     const out = b.groupedMatmulFp8(T(codes, 'e4m3', [G, Mmax, K]), T(scales, 'f32', [G, Mmax, 3]), T(e.codes, 'e4m3', [G, N, K]), T(e.scales, 'f32', [G, 1, 3]), T(new Int32Array(counts), 'i32', [G]), { masked: true });
     expect(out.shape).toEqual([G, Mmax, N]);
     const got = (await out.data()) as Float32Array;
@@ -216,7 +198,7 @@ describe('WebGPU grouped FP8 GEMM (one dispatch for every expert) is bit-exact p
   it('refuses bad shapes and dtypes with typed errors naming the operand', async (t) => {
     if (!backend) return t.skip(reason);
     const b = backend;
-    const T = (x: Float32Array | Uint8Array | Int32Array, dtype: 'f32' | 'e4m3' | 'i32', shape: number[]) => tensorFromDataId(b, b.write(x, dtype, shape), shape, dtype);
+    const T = onBackend(b);
     const a = T(new Uint8Array(4 * 128), 'e4m3', [4, 128]);
     const as = T(new Float32Array(4), 'f32', [4, 1]);
     const w = T(new Uint8Array(2 * 8 * 128), 'e4m3', [2, 8, 128]);
