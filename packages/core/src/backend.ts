@@ -223,6 +223,11 @@ export interface Backend {
 
   /** Releases everything the backend holds (pools, workers, devices). */
   dispose?(): void;
+  /**
+   * Disposes, then settles once the release has finished (a worker that destroys its device:
+   * WebGPU in Node). Await it before `process.exit()`.
+   */
+  close?(): Promise<void>;
 }
 
 /** How a backend is created; registered with `registerBackend`. */

@@ -16,9 +16,9 @@ export function writeOut(text: string): Promise<void> {
 export async function disposeBackends(names: readonly string[]): Promise<void> {
   for (const name of new Set(names)) {
     try {
-      // a backend with an async close (WebGPU in Node: its worker destroys the device) is
-      // awaited: exiting mid-destroy aborted the process from inside Dawn
-      const b = (await initBackend(name)) as Backend & { close?: () => Promise<void> };
+      // an async close is awaited: exiting while WebGPU's worker destroyed its device aborted
+      // the process from inside Dawn
+      const b = await initBackend(name);
       if (b.close) await b.close();
       else b.dispose?.();
     } catch {
