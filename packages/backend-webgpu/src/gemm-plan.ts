@@ -109,5 +109,6 @@ export function planFp8Gemm(choice: GemmChoice, M: number, N: number, K: number,
 
 /** The tile of a grouped FP8 product (any device: the grouped kernel exists only in the tiled family). */
 export function planGroupedFp8(choice: GemmChoice, N: number): TiledGemmConfig | undefined {
-  return tileFor(choice, 65, N, 'fp8');
+  // a group's row count stays on the GPU: size the tile as for many rows
+  return tileFor(choice, Infinity, N, 'fp8');
 }
