@@ -130,6 +130,24 @@ export interface FusedKernels {
    * when `interleaved`, else (x[i], x[i + d/2]); (a, b) -> (a cos - b sin, a sin + b cos).
    */
   rotary?(x: TensorView, cos: TensorView, sin: TensorView, interleaved: boolean): DataId;
+  /**
+   * Scaled dot-product attention over the last two axes, f32 throughout (see AttentionKernelArgs):
+   * q [..., Tq, dk], k [..., S, dk], v [..., S, dv] with k's and v's leading axes of q's rank and
+   * each 1 (broadcast) or q's size. Returns out [..., Tq, dv] and the softmax's log normaliser
+   * logSumExp [..., Tq] (the backward recomputes the probabilities from it).
+   */
+  attention?(q: TensorView, k: TensorView, v: TensorView, args: AttentionKernelArgs): { out: DataId; logSumExp: DataId };
+}
+
+/** Options of the fused attention kernel. */
+export interface AttentionKernelArgs {
+  /** Multiplies q k^T before the softmax. */
+  readonly scale: number;
+  /**
+   * Causal masking: query i sees keys j <= causalOffset + i (an integer >= 0; S - Tq for new
+   * queries after a cache of S - Tq positions). null: every query sees every key.
+   */
+  readonly causalOffset: number | null;
 }
 
 export interface Backend {
