@@ -53,7 +53,7 @@ process.env.EGL_PLATFORM ??= 'surfaceless';
 
 // ---------------------------------------------------------------------------------------
 // kiln
-const { WebGpuBackend } = await import('@kiln/backend-webgpu');
+const { WebGpuBackend, parseDawnFlags } = await import('@kiln/backend-webgpu');
 let kiln;
 try {
   kiln = await WebGpuBackend.create();
@@ -69,7 +69,8 @@ const view = (dataId, shape, dtype = 'f32') => ({ dataId, shape, dtype });
 const kilnReq = createRequire(require.resolve('@kiln/backend-webgpu/package.json'));
 const dawn = await import(pathToFileURL(kilnReq.resolve('webgpu')).href);
 Object.assign(globalThis, dawn.globals);
-const flags = (process.env.KILN_WEBGPU_DAWN_FLAGS ?? '').split(',').filter(Boolean);
+// tfjs gets the same Dawn flags as kiln (e.g. toggles such as disable_robustness apply to both)
+const flags = parseDawnFlags(process.env.KILN_WEBGPU_DAWN_FLAGS ?? '');
 const compat = kiln.device.details.featureLevel === 'compatibility';
 const gpu = dawn.create(flags.length ? flags : compat ? ['backend=opengl'] : []);
 const requestAdapter = gpu.requestAdapter.bind(gpu);

@@ -1,8 +1,10 @@
 /* eslint-disable @typescript-eslint/no-explicit-any */
 /**
  * The GPU side of the backend: buffers by id (pooled by size class), pipelines by shader
- * source, one command encoder that collects dispatches and is submitted every 64 of them or
- * when a read needs it, and GPU errors kept for the next read to report.
+ * source, one command encoder with one open compute pass that collects dispatches and is
+ * submitted every `submitEvery` of them or when a read needs it, the dispatches' small
+ * parameter blocks packed into one arena buffer per submission (one queue write instead of one
+ * per dispatch), and GPU errors kept for the next read to report.
  *
  * `createExecutor` must stay self-contained (no imports, no module-level helpers): its source
  * text (`createExecutor.toString()`) is also what the Node worker thread runs, so the same
@@ -38,8 +40,16 @@ export function createExecutor(device: any, submitEvery: number): Executor {
   let pooledBytes = 0;
   let pendingFree: any[] = [];
   let encoder: any = null;
+  let pass: any = null;
   let encoded = 0;
-  const pipelines = new Map<string, any>();
+  // parameter arena of the open submission: slots aligned for storage-buffer binding offsets
+  const ALIGN = Math.max(256, device.limits?.minStorageBufferOffsetAlignment ?? 256);
+  let arenaHost = new Uint8Array(ALIGN * Math.max(1, submitEvery));
+  let arenaUsed = 0;
+  let arena: any = null;
+  // pipelines by shader text, then by binding count: the text is the key object itself (its
+  // hash is cached), never a concatenation that would be flattened and rehashed per dispatch
+  const pipelines = new Map<string, any[]>();
   const layouts = new Map<number, any>();
   const pipelineLayouts = new Map<number, any>();
   let error: ExecutorError | null = null;
@@ -91,7 +101,22 @@ export function createExecutor(device: any, submitEvery: number): Executor {
     else toPool(b);
   }
 
+  function endPass(): void {
+    if (pass) {
+      pass.end();
+      pass = null;
+    }
+  }
+
   function flush(): void {
+    endPass();
+    if (arena) {
+      // queue writes run before the submission that follows them
+      device.queue.writeBuffer(arena, 0, arenaHost, 0, arenaUsed);
+      pendingFree.push(arena);
+      arena = null;
+      arenaUsed = 0;
+    }
     if (encoder) {
       const cb = encoder.finish();
       encoder = null;
@@ -100,6 +125,22 @@ export function createExecutor(device: any, submitEvery: number): Executor {
     }
     for (const b of pendingFree) toPool(b);
     pendingFree = [];
+  }
+
+  /** A slot of the parameter arena holding `meta`: the binding's [offset, size]. */
+  function metaSlot(meta: Uint32Array): [number, number] {
+    const size = Math.max(16, Math.ceil(meta.byteLength / 16) * 16);
+    const need = Math.ceil(size / ALIGN) * ALIGN;
+    if (arena && arenaUsed + need > arena.size) flush();
+    if (!arena) {
+      const bytes = Math.max(arenaHost.byteLength, need);
+      if (bytes > arenaHost.byteLength) arenaHost = new Uint8Array(bytes);
+      arena = raw(bytes);
+    }
+    const offset = arenaUsed;
+    arenaHost.set(new Uint8Array(meta.buffer, meta.byteOffset, meta.byteLength), offset);
+    arenaUsed += need;
+    return [offset, size];
   }
 
   function layout(n: number): any {
@@ -116,8 +157,9 @@ export function createExecutor(device: any, submitEvery: number): Executor {
   }
 
   function pipeline(code: string, n: number): any {
-    const key = n + '\n' + code;
-    let p = pipelines.get(key);
+    let byCount = pipelines.get(code);
+    if (!byCount) pipelines.set(code, (byCount = []));
+    let p = byCount[n];
     if (!p) {
       device.pushErrorScope('validation');
       const module = device.createShaderModule({ code });
@@ -125,7 +167,7 @@ export function createExecutor(device: any, submitEvery: number): Executor {
       device.popErrorScope().then((e: any) => {
         if (e && !error) error = { oom: false, message: 'shader compilation failed: ' + e.message };
       });
-      pipelines.set(key, p);
+      byCount[n] = p;
     }
     return p;
   }
@@ -148,18 +190,17 @@ export function createExecutor(device: any, submitEvery: number): Executor {
       if (gx === 0 || gy === 0 || gz === 0) return;
       const n = 2 + inputs.length;
       const p = pipeline(code, n);
-      const mb = raw(meta.byteLength);
-      device.queue.writeBuffer(mb, 0, meta);
-      const entries = [{ binding: 0, resource: { buffer: mb } }, { binding: 1, resource: { buffer: buffers.get(out) } }];
+      const [offset, size] = metaSlot(meta);
+      const entries: any[] = [{ binding: 0, resource: { buffer: arena, offset, size } }, { binding: 1, resource: { buffer: buffers.get(out) } }];
       for (let i = 0; i < inputs.length; i++) entries.push({ binding: i + 2, resource: { buffer: buffers.get(inputs[i]) } });
       const bg = device.createBindGroup({ layout: layouts.get(n), entries });
       if (!encoder) encoder = device.createCommandEncoder();
-      const pass = encoder.beginComputePass();
+      // one pass for the whole submission: WebGPU orders a compute pass's dispatches and makes
+      // each one's writes visible to the next (each dispatch is its own usage scope)
+      if (!pass) pass = encoder.beginComputePass();
       pass.setPipeline(p);
       pass.setBindGroup(0, bg);
       pass.dispatchWorkgroups(gx, gy, gz);
-      pass.end();
-      pendingFree.push(mb);
       if (++encoded >= submitEvery) flush();
     },
     flush,
@@ -170,6 +211,7 @@ export function createExecutor(device: any, submitEvery: number): Executor {
       const spare = stagingPool.get(cls);
       const staging = spare && spare.length ? spare.pop() : device.createBuffer({ size: cls, usage: MAP_READ | COPY_DST });
       if (!encoder) encoder = device.createCommandEncoder();
+      endPass();
       encoder.copyBufferToBuffer(buffers.get(id), 0, staging, 0, bytes);
       flush();
       let ok = false;

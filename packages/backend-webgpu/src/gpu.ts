@@ -13,7 +13,7 @@ export interface AcquiredDevice {
 }
 
 export interface AcquireOptions {
-  /** Dawn flags for Node (default: try Dawn's default backend, then `backend=opengl`). Also KILN_WEBGPU_DAWN_FLAGS (comma-separated). */
+  /** Dawn flags for Node (default: try Dawn's default backend, then `backend=opengl`). Also KILN_WEBGPU_DAWN_FLAGS (see parseDawnFlags). */
   readonly dawnFlags?: readonly string[];
   readonly powerPreference?: GPUPowerPreference;
 }
@@ -96,13 +96,27 @@ export async function resolveDawn(): Promise<string> {
   }
 }
 
+/**
+ * KILN_WEBGPU_DAWN_FLAGS's list: flags separated by commas, where an item without '=' continues
+ * the previous flag's comma-separated value, so
+ * `backend=vulkan,enable-dawn-features=allow_unsafe_apis,disable_robustness` is two flags.
+ */
+export function parseDawnFlags(text: string): string[] {
+  const flags: string[] = [];
+  for (const item of text.split(',').map((x) => x.trim()).filter(Boolean)) {
+    if (!item.includes('=') && flags.length) flags[flags.length - 1] += `,${item}`;
+    else flags.push(item);
+  }
+  return flags;
+}
+
 /** The Dawn backends to try in order: options.dawnFlags, KILN_WEBGPU_DAWN_FLAGS, else the default backend then OpenGL (compatibility). */
 export function dawnAttempts(options: AcquireOptions = {}): { flags: string[]; level: 'core' | 'compatibility' }[] {
   const fromEnv = env('KILN_WEBGPU_DAWN_FLAGS');
   const level = (flags: readonly string[]): 'core' | 'compatibility' => (flags.some((f) => /opengl/.test(f)) ? 'compatibility' : 'core');
   if (options.dawnFlags) return [{ flags: [...options.dawnFlags], level: level(options.dawnFlags) }];
   if (fromEnv) {
-    const flags = fromEnv.split(',').filter(Boolean);
+    const flags = parseDawnFlags(fromEnv);
     return [{ flags, level: level(flags) }];
   }
   return [

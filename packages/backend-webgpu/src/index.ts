@@ -11,7 +11,7 @@ import { registerBackend } from '@kiln/core';
 import { WebGpuBackend, type WebGpuBackendOptions } from './webgpu-backend.js';
 
 export { WebGpuBackend, WebGpuStorage, type WebGpuBackendOptions } from './webgpu-backend.js';
-export { acquireDevice, limitsShortfall, softwareAdapterName, REQUIRED_LIMITS, type AcquiredDevice, type AcquireOptions, type KernelLimits } from './gpu.js';
+export { acquireDevice, parseDawnFlags, limitsShortfall, softwareAdapterName, REQUIRED_LIMITS, type AcquiredDevice, type AcquireOptions, type KernelLimits } from './gpu.js';
 export { WebGpuCollective, createWebGpuGroup, type WebGpuGroupOptions } from './collective/index.js';
 export { elementBytes, perWord, wordsFor, bufferBytesFor, packToWords, unpackWords, replicateCode, sizeClass } from './packing.js';
 
