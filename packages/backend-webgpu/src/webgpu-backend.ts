@@ -18,6 +18,7 @@ import {
   type DType,
   type DataId,
   type DeviceInfo,
+  type AttentionKernelArgs,
   type FusedKernels,
   type PrimitiveCastOptions,
   type PrimitiveFp8GemmOptions,
@@ -37,6 +38,7 @@ import { bufferBytesFor, packToWords, replicateCode, unpackWords, wordsFor } fro
 import { RemoteGpu, probeAdapter } from './remote.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
+import { attentionBatchMeta, attentionShaderMemo, parseAttentionConfig, planAttention } from './wgsl/attention.js';
 import { chooseGemmKernels, planF32Gemm, planFp8Gemm, planGroupedFp8, type F32GemmPlan, type GemmChoice, type GemmOption } from './gemm-plan.js';
 import {
   binaryShader,
@@ -277,6 +279,7 @@ export class WebGpuBackend implements Backend {
         const T = x.shape[x.shape.length - 2];
         return this.ew('rotary', rotaryShader(), 'f32', sizeOf(x.shape), [0, d, T, interleaved ? 1 : 0, 0], [this.buf(x), this.buf(cos), this.buf(sin)]);
       },
+      attention: (q, k, v, args) => this.attention(q, k, v, args),
     };
     if (gpu.readSync) {
       const rs = gpu.readSync.bind(gpu);
@@ -359,6 +362,41 @@ export class WebGpuBackend implements Backend {
       this.dispatch(rowShader(kind), [rows, len, f32Bits(eps)], out.id, inputs, groups);
     }
     return out;
+  }
+
+  /**
+   * Fused attention (wgsl/attention.ts): one dispatch writes out [..., Tq, dv] and logSumExp
+   * [..., Tq] into one buffer (a kernel binds one writable buffer); out is that buffer (its
+   * first B*Tq*dv words) and logSumExp a copy of the tail.
+   */
+  private attention(q: TensorView, k: TensorView, v: TensorView, args: AttentionKernelArgs): { out: DataId; logSumExp: DataId } {
+    const r = q.shape.length;
+    const [Tq, dk] = q.shape.slice(r - 2);
+    const S = k.shape[r - 2];
+    const dv = v.shape[r - 1];
+    const lead = q.shape.slice(0, r - 2);
+    const B = sizeOf(lead);
+    const nOut = B * Tq * dv;
+    const nL = B * Tq;
+    const both = this.alloc('f32', nOut + nL, 'attention');
+    if (nL > 0) {
+      const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.KILN_WEBGPU_ATTENTION;
+      const spec = planAttention(dk, dv, Tq, B, this.limits.maxComputeWorkgroupStorageSize, !this.device.accelerated, parseAttentionConfig(env));
+      const qBlocks = Math.ceil(Tq / (spec.ty * spec.rq));
+      const g = B * qBlocks;
+      const y = Math.ceil(g / 65535);
+      const groups: [number, number, number] = y <= 65535 ? [Math.ceil(g / y), y, 1] : [65535, 65535, Math.ceil(g / (65535 * 65535))];
+      const causal = args.causalOffset !== null;
+      const meta = [Tq, S, B, qBlocks, f32Bits(args.scale), causal ? 1 : 0, causal ? args.causalOffset! : 0, nOut, ...attentionBatchMeta(lead, k.shape.slice(0, r - 2), v.shape.slice(0, r - 2), S * dk, S * dv)];
+      this.dispatch(attentionShaderMemo(spec), meta, both.id, [this.buf(q), this.buf(k), this.buf(v)], groups);
+    }
+    try {
+      const logSumExp = this.ew('attention', copyShader('f32'), 'f32', nL, [0, 1, nL, 1, nOut], [both.id]);
+      return { out: both, logSumExp };
+    } catch (e) {
+      this.release(both);
+      throw e;
+    }
   }
 
   /** Submits the encoded work (no wait). */
