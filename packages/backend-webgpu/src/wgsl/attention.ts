@@ -82,12 +82,16 @@ export function planAttention(dk: number, dv: number, Tq: number, batches: numbe
   if (pinned) {
     c = pinned;
   } else if (Tq <= 4) {
-    // decode: the rows of a batch index in one workgroup, 64 keys per tile, one per invocation
+    // decode: the rows of a batch index in one workgroup, 64 keys per tile (one per
+    // invocation on a GPU; 16 invocations of 4 keys on llvmpipe, where a workgroup's
+    // invocations run in turn on one CPU thread)
     const ty = Tq <= 1 ? 1 : 4;
-    c = { ty, tx: 64, rq: 1, rk: 1, dc: 32, vc: 64 };
+    c = software ? { ty, tx: 16, rq: 1, rk: 4, dc: 64, vc: 64 } : { ty, tx: 64, rq: 1, rk: 1, dc: 64, vc: 64 };
   } else if (software) {
-    // llvmpipe: 32 x 32 tiles (measured faster there than 64 x 64, bench/webgpu-attention)
-    c = { ty: 16, tx: 16, rq: 2, rk: 2, dc: 32, vc: 32 };
+    // llvmpipe: 8 x 8 invocations of 4 x 4 scores, 32 x 32 tiles, 64-deep chunks (measured
+    // against 16 x 16 invocations and 64 x 64 tiles with bench/webgpu-attention.bench.mjs:
+    // 1.5-3x faster there; fewer, fuller invocations and fewer barriers suit a CPU)
+    c = { ty: 8, tx: 8, rq: 4, rk: 4, dc: 64, vc: 32 };
   } else {
     let rq = 4;
     while (rq > 1 && batches * Math.ceil(Tq / (16 * rq)) < BUSY_WORKGROUPS) rq /= 2;
