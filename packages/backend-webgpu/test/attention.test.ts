@@ -144,6 +144,9 @@ const CASES: Case[] = [
   { name: 'causal offset past S (every key visible to late rows)', lead: [1], Tq: 10, S: 12, dk: 8, dv: 8, causalOffset: 7 },
 ];
 
+/** The cases every pinned layout runs (a subset: 256-invocation workgroups are slow on llvmpipe). */
+const PINNED_CASES = [CASES[0], CASES[1], CASES[3], CASES[5], CASES[6], CASES[9]];
+
 /** Layouts pinned through $KILN_WEBGPU_ATTENTION: hardware 64 x 64, decode 4 x 64, V from global memory, the smallest fallback. */
 const PINNED = ['16,16,4,4,32,32', '4,64,1,1,32,64', '16,16,2,2,8,0', '16,16,1,1,1,0', '8,32,2,1,16,8'];
 
@@ -161,7 +164,7 @@ describe('WebGPU fused attention against float64', () => {
     try {
       for (const p of PINNED) {
         process.env.KILN_WEBGPU_ATTENTION = p;
-        for (const c of CASES) {
+        for (const c of PINNED_CASES) {
           const spec = planAttention(c.dk, c.dv, c.Tq, prod(c.lead), backend.limits.maxComputeWorkgroupStorageSize, false, parseAttentionConfig(p));
           await check(backend, { ...c, name: `${c.name} [${p} -> ${spec.dc},${spec.vc}]` }, 7);
         }

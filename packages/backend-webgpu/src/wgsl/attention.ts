@@ -62,8 +62,8 @@ export function attentionWorkgroupBytes(s: AttentionSpec): number {
   const bq = s.ty * s.rq;
   const bk = s.tx * s.rk;
   const { dvp } = columns(s.tx, s.dv);
-  const stage = Math.max((bq + bk) * s.dc, s.vc * dvp);
-  return 4 * (stage + bq * bk + bq * s.tx);
+  const stage = Math.max((bq + bk + 2) * s.dc, s.vc * dvp);
+  return 4 * (stage + (bq + 1) * bk + bq * s.tx);
 }
 
 const BUSY_WORKGROUPS = 256;
@@ -101,7 +101,7 @@ export function planAttention(dk: number, dv: number, Tq: number, batches: numbe
   const fits = (x: AttentionSpec) => attentionWorkgroupBytes(x) <= workgroupBytes;
   while (!fits(s)) {
     const vBytes = s.vc * columns(s.tx, dv).dvp;
-    const qkBytes = (s.ty * s.rq + s.tx * s.rk) * s.dc;
+    const qkBytes = (s.ty * s.rq + s.tx * s.rk + 2) * s.dc;
     if (s.vc > 8 && (vBytes >= qkBytes || s.dc <= 4)) s = { ...s, vc: s.vc / 2 };
     else if (s.dc > 4) s = { ...s, dc: Math.ceil(s.dc / 2) };
     else if (s.vc > 0) s = { ...s, vc: 0 };
@@ -172,7 +172,12 @@ export function attentionShader(s: AttentionSpec): string {
   const BK = TX * RK;
   const NT = TY * TX;
   const { rc: RC, dvp: DVP } = columns(TX, DV);
-  const stage = Math.max((BQ + BK) * DC, VC * DVP);
+  // rows of the staged Q/K chunks and of p padded by one word: the stores (consecutive
+  // invocations write consecutive d of one row) then hit distinct banks
+  const QS = BQ + 1;
+  const KS = BK + 1;
+  const PS = BQ + 1;
+  const stage = Math.max((QS + KS) * DC, VC * DVP);
   const rows = (f: (i: number) => string) => unroll(RQ, f);
   const keys = (f: (j: number) => string) => unroll(RK, f);
   const cols = (f: (c: number) => string) => unroll(RC, f);
@@ -188,13 +193,13 @@ export function attentionShader(s: AttentionSpec): string {
       }
       workgroupBarrier();
       for (var jv = 0u; jv < ${VC}u; jv++) {
-        let pj = (v0 + jv) * ${BQ}u + ty;
+        let pj = (v0 + jv) * ${PS}u + ty;
 ${rows((i) => `        let p${i} = Ps[pj + ${i * TY}u];\n`)}${cols((c) => `        let w${c} = stage[jv * ${DVP}u + tx + ${c * TX}u];\n`)}${rows((i) => cols((c) => `        acc[${i * RC + c}] += p${i} * w${c};\n`))}      }
       workgroupBarrier();
     }
 `
     : `    for (var jv = 0u; jv < kn; jv++) {
-      let pj = jv * ${BQ}u + ty;
+      let pj = jv * ${PS}u + ty;
       let vr = vBase + (k0 + jv) * ${DV}u;
 ${rows((i) => `      let p${i} = Ps[pj + ${i * TY}u];\n`)}${cols((c) => `      var w${c} = 0.0;\n      if (tx + ${c * TX}u < ${DV}u) { w${c} = V[vr + tx + ${c * TX}u]; }\n`)}${rows((i) => cols((c) => `      acc[${i * RC + c}] += p${i} * w${c};\n`))}    }
     workgroupBarrier();
@@ -208,7 +213,7 @@ ${rows((i) => `      let p${i} = Ps[pj + ${i * TY}u];\n`)}${cols((c) => `      v
 ${MATH}
 // ${BQ} query rows x ${BK} keys per tile; dk ${DK} in chunks of ${DC}; dv ${DV} (${RC} columns per invocation); V ${VC > 0 ? `staged ${VC} keys at a time` : 'read from global memory'}
 var<workgroup> stage: array<f32, ${stage}>;
-var<workgroup> Ps: array<f32, ${BQ * BK}>; // p [key][row]
+var<workgroup> Ps: array<f32, ${PS * BK}>; // p [key][row], rows padded to ${PS}
 var<workgroup> red: array<f32, ${BQ * TX}>; // per-row partials [row][tx]
 const NEG: f32 = -3.0e38;
 
@@ -245,17 +250,17 @@ ${unroll(RQ * RK, (a) => `    sc[${a}] = 0.0;\n`)}    for (var c0 = 0u; c0 < ${D
         let r = q0 + e / ${DC}u; let dd = e % ${DC}u;
         var x = 0.0;
         if (r < Tq && c0 + dd < ${DK}u) { x = Q[qBase + r * ${DK}u + c0 + dd]; }
-        stage[dd * ${BQ}u + e / ${DC}u] = x;
+        stage[dd * ${QS}u + e / ${DC}u] = x;
       }
       for (var e = tid; e < ${BK * DC}u; e += ${NT}u) {
         let kr = k0 + e / ${DC}u; let dd = e % ${DC}u;
         var x = 0.0;
         if (kr < kEnd && c0 + dd < ${DK}u) { x = K[kBase + kr * ${DK}u + c0 + dd]; }
-        stage[${BQ * DC}u + dd * ${BK}u + e / ${DC}u] = x;
+        stage[${QS * DC}u + dd * ${KS}u + e / ${DC}u] = x;
       }
       workgroupBarrier();
       for (var dd = 0u; dd < ${DC}u; dd++) {
-${rows((i) => `        let qv${i} = stage[dd * ${BQ}u + ty + ${i * TY}u];\n`)}${keys((j) => `        let kv${j} = stage[${BQ * DC}u + dd * ${BK}u + tx + ${j * TX}u];\n`)}${rows((i) => keys((j) => `        sc[${i * RK + j}] += qv${i} * kv${j};\n`))}      }
+${rows((i) => `        let qv${i} = stage[dd * ${QS}u + ty + ${i * TY}u];\n`)}${keys((j) => `        let kv${j} = stage[${QS * DC}u + dd * ${KS}u + tx + ${j * TX}u];\n`)}${rows((i) => keys((j) => `        sc[${i * RK + j}] += qv${i} * kv${j};\n`))}      }
       workgroupBarrier();
     }
     // scale, mask, this invocation's row maxima
@@ -271,7 +276,7 @@ ${rows((i) => `    {
       let alpha = k_exp(m[${i}] - mx);
       m[${i}] = mx;
       var ls = l[${i}] * alpha;
-${cols((c) => `      acc[${i * RC + c}] *= alpha;\n`)}${keys((j) => `      { let p = select(0.0, k_exp(sc[${i * RK + j}] - mx), ${vis(i, j)}); ls += p; Ps[(tx + ${j * TX}u) * ${BQ}u + ty + ${i * TY}u] = p; }\n`)}      l[${i}] = ls;
+${cols((c) => `      acc[${i * RC + c}] *= alpha;\n`)}${keys((j) => `      { let p = select(0.0, k_exp(sc[${i * RK + j}] - mx), ${vis(i, j)}); ls += p; Ps[(tx + ${j * TX}u) * ${PS}u + ty + ${i * TY}u] = p; }\n`)}      l[${i}] = ls;
     }
 `)}    workgroupBarrier();
     let kn = min(${BK}u, kEnd - k0);
