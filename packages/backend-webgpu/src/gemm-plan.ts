@@ -14,12 +14,18 @@ export interface GemmChoice {
   readonly workgroupBytes: number;
   /** Unrolled k steps (default); $KILN_WEBGPU_GEMM_UNROLL=0 keeps the loop (tuning). */
   readonly unroll: boolean;
+  /**
+   * Two workgroup-memory stages where they fit: off by default (slower on an H200: 4096³ f32
+   * 23.5 vs 32.3 TFLOP/s with 128 x 128 x 8 tiles); $KILN_WEBGPU_GEMM_DOUBLE=1 or a pinned
+   * 'tiled:ra,rb,bk,2' turns it on (tuning on other GPUs).
+   */
+  readonly double: boolean;
 }
 
 const env = (k: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[k];
 
-/** 'auto', a family, or a family with a pinned tile: 'tiled:ra,rb,bk'. */
-export type GemmOption = 'auto' | 'tiled' | 'software' | `tiled:${number},${number},${number}`;
+/** 'auto', a family, or a family with a pinned tile: 'tiled:ra,rb,bk' or 'tiled:ra,rb,bk,stages'. */
+export type GemmOption = 'auto' | 'tiled' | 'software' | `tiled:${number},${number},${number}` | `tiled:${number},${number},${number},${number}`;
 
 export function chooseGemmKernels(
   option: GemmOption | undefined,
@@ -28,29 +34,38 @@ export function chooseGemmKernels(
 ): GemmChoice {
   const workgroupBytes = limits.maxComputeWorkgroupStorageSize;
   const spec = option && option !== 'auto' ? option : env('KILN_WEBGPU_GEMM') || 'auto';
-  const m = /^(auto|tiled|software)(?::(\d),(\d),(\d+))?$/.exec(spec);
-  if (!m) throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM must be auto, software, tiled or tiled:ra,rb,bk (got '${spec}')`);
+  const m = /^(auto|tiled|software)(?::(\d),(\d),(\d+)(?:,(\d))?)?$/.exec(spec);
+  if (!m) throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM must be auto, software, tiled or tiled:ra,rb,bk[,stages] (got '${spec}')`);
   const family = m[1] === 'auto' ? (software ? 'software' : 'tiled') : (m[1] as 'tiled' | 'software');
   const unroll = env('KILN_WEBGPU_GEMM_UNROLL') !== '0';
-  if (!m[2]) return { family, workgroupBytes, unroll };
-  const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]) } as TiledGemmConfig;
-  if (![1, 2].includes(pinned.ra) || ![1, 2].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk)) {
-    throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM tile ra,rb,bk must be 1|2, 1|2, 8|16|32 (got ${m[2]},${m[3]},${m[4]})`);
+  const double = env('KILN_WEBGPU_GEMM_DOUBLE') === '1';
+  if (!m[2]) return { family, workgroupBytes, unroll, double };
+  const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]), ...(m[5] ? { double: m[5] === '2' } : {}) } as TiledGemmConfig;
+  if (![1, 2].includes(pinned.ra) || ![1, 2].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk) || (m[5] && !['1', '2'].includes(m[5]))) {
+    throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM tile ra,rb,bk[,stages] must be 1|2, 1|2, 8|16|32[, 1|2] (got ${spec.slice(spec.indexOf(':') + 1)})`);
   }
-  return { family, pinned, workgroupBytes, unroll };
+  return { family, pinned, workgroupBytes, unroll, double };
 }
 
 /** Workgroups a GPU needs to be busy (a few per compute unit on large GPUs). */
 const BUSY_WORKGROUPS = 264;
 
 /**
- * The tile for an M x N product: 64 x 128 (4 x 8 outputs per invocation), 64 x 64 when a side
- * is small; shrunk to fit workgroup memory. Measured on an H200 (Dawn/Vulkan, docs/benchmarks.md):
- * 64 x 128 x 16 was the best or within noise of it on 4096³, 1024³ and 128 x 7168 x 2048, f32
- * and FP8; 64 x 64 on 32 x 1536 x 2048; 128-row tiles and 32-deep stages were not better.
+ * The tile for an M x N product: 128 x 128 x 8 (8 x 8 outputs per invocation) when there are
+ * enough such tiles to fill a large GPU a few times over, else 64 x 128 x 16 (4 x 8), 64 x 64
+ * when a side is small; shrunk to fit the device's workgroup memory. Measured on an H200
+ * (Dawn/Vulkan, docs/benchmarks.md), per product in a chain: 4096³ f32 28.3 TFLOP/s with
+ * 64 x 128 x 16, 32.3-35.4 with 128 x 128 x 8; 64 x 128 x 16 stays the choice at 2048³ and
+ * below, where 128-row tiles leave SMs idle.
  */
 function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
-  let t: TiledGemmConfig = choice.pinned ?? { ra: 1, rb: M > 64 && N > 64 ? 2 : 1, bk: 16 };
+  const big = Number.isFinite(M) && Math.ceil(M / 128) * Math.ceil(N / 128) >= 2 * BUSY_WORKGROUPS;
+  let t: TiledGemmConfig = choice.pinned ?? (big ? { ra: 2, rb: 2, bk: 8 } : { ra: 1, rb: M > 64 && N > 64 ? 2 : 1, bk: 16 });
+  if (t.double ?? choice.double) {
+    const two = { ...t, double: true };
+    if (tiledGemmWorkgroupBytes(two, kind) <= choice.workgroupBytes) return two;
+  }
+  t = { ra: t.ra, rb: t.rb, bk: t.bk };
   while (tiledGemmWorkgroupBytes(t, kind) > choice.workgroupBytes) {
     if (t.bk === 8) return undefined;
     t = { ...t, bk: t.bk === 32 ? 16 : 8 };
@@ -109,6 +124,7 @@ export function planFp8Gemm(choice: GemmChoice, M: number, N: number, K: number,
 
 /** The tile of a grouped FP8 product (any device: the grouped kernel exists only in the tiled family). */
 export function planGroupedFp8(choice: GemmChoice, N: number): TiledGemmConfig | undefined {
-  // a group's row count stays on the GPU: size the tile as for many rows
+  // a group's row count stays on the GPU: size the tile as for many rows (64-row tiles: an
+  // expert's rows rarely fill 128)
   return tileFor(choice, Infinity, N, 'fp8');
 }

@@ -13,13 +13,13 @@ import { expectFp8GemmMatchesReference } from './fp8-gemm-check.js';
 process.env.EGL_PLATFORM ??= 'surfaceless';
 
 let backend: WebGpuBackend | undefined;
-/** The same kernels with other tiles pinned: 128-row, 64 x 64 x 8, 128 x 64 x 32. */
+/** The same kernels with other tiles pinned: 128 x 128 x 16 one stage, 64 x 64 x 8 two stages, 128 x 64 x 32, 128 x 128 x 8 two stages. */
 const pinned: WebGpuBackend[] = [];
 let reason = '';
 beforeAll(async () => {
   try {
     backend = await WebGpuBackend.create({ gemm: 'tiled' });
-    for (const gemm of ['tiled:2,2,16', 'tiled:1,1,8', 'tiled:2,1,32'] as const) pinned.push(await WebGpuBackend.create({ gemm }));
+    for (const gemm of ['tiled:2,2,16,1', 'tiled:1,1,8,2', 'tiled:2,1,32', 'tiled:2,2,8,2'] as const) pinned.push(await WebGpuBackend.create({ gemm }));
   } catch (e) {
     if (!(e instanceof BackendError)) throw e;
     reason = e.message;
@@ -54,7 +54,7 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     { batch: [], M: 1, N: 1, K: 1, tA: false, tB: false },
   ];
   for (const c of cases) {
-    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and three pinned ones)`, async (t) => {
+    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and four pinned ones)`, async (t) => {
       if (!backend) return t.skip(reason);
       for (const b of [backend, ...pinned]) await checkF32(b, c);
     });
@@ -102,7 +102,15 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     expect(skinny.spec).toMatchObject({ a: 'vec-k', b: 'vec-inner', vecOut: true });
     const big = planF32Gemm(choice, 4096, 4096, 4096, 1, strides(4096, 4096, 4096))!;
     expect(big.slices).toBe(1);
-    expect(big.groups).toEqual([32, 64, 1]);
+    expect(big.groups).toEqual([32, 32, 1]); // 128 x 128 tiles: enough of them to fill a large GPU
+    expect(big.spec).toMatchObject({ ra: 2, rb: 2, bk: 8 });
+    expect(big.spec.double).toBeUndefined(); // one stage unless asked
+    const mid = planF32Gemm(choice, 2048, 2048, 2048, 1, strides(2048, 2048, 2048))!;
+    expect(mid.spec).toMatchObject({ ra: 1, rb: 2, bk: 16 });
+    const two = chooseGemmKernels('tiled:1,2,16,2', false, { maxComputeWorkgroupStorageSize: 32768 });
+    expect(planF32Gemm(two, 2048, 2048, 2048, 1, strides(2048, 2048, 2048))!.spec.double).toBe(true);
+    const tooSmall = chooseGemmKernels('tiled:1,2,16,2', false, { maxComputeWorkgroupStorageSize: 16384 });
+    expect(planF32Gemm(tooSmall, 2048, 2048, 2048, 1, strides(2048, 2048, 2048))!.spec.double).toBeUndefined(); // two stages need 24 KiB
     expect(planF32Gemm(chooseGemmKernels('software', false, { maxComputeWorkgroupStorageSize: 32768 }), 64, 64, 64, 1, strides(64, 64, 64))).toBeUndefined();
   });
 });
@@ -115,7 +123,7 @@ describe('WebGPU tiled FP8 block GEMM is bit-exact with core fp8GemmReference', 
     { M: 64, N: 63, K: 100, ba: [1, 128], bb: [128, 128], nc: Infinity, fa: 'e5m2', fb: 'e4m3' },
   ] as const;
   for (const c of cases) {
-    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile and three pinned ones)`, async (t) => {
+    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile and four pinned ones)`, async (t) => {
       if (!backend) return t.skip(reason);
       for (const b of [backend, ...pinned]) await expectFp8GemmMatchesReference(b, c, (n, seed) => rand(n, seed, 4));
     });

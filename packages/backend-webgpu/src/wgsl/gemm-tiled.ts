@@ -37,6 +37,11 @@ export interface TiledGemmConfig {
   readonly rb: 1 | 2;
   /** K depth of a staged tile: 8, 16 or 32. */
   readonly bk: 8 | 16 | 32;
+  /**
+   * Two workgroup-memory stages: the next tile is stored into the other stage while this one
+   * is read, so each tile costs one barrier instead of two (twice the workgroup memory).
+   */
+  readonly double?: boolean;
 }
 
 export interface TiledGemmSpec extends TiledGemmConfig {
@@ -58,7 +63,7 @@ export interface TiledGemmSpec extends TiledGemmConfig {
 
 /** Bytes of workgroup memory a tiled kernel needs. */
 export function tiledGemmWorkgroupBytes(c: TiledGemmConfig, kind: 'f32' | 'fp8'): number {
-  return c.bk * 64 * (c.ra + c.rb) * 4 + (kind === 'fp8' ? 2 * 256 * 4 : 0);
+  return c.bk * 64 * (c.ra + c.rb) * 4 * (c.double ? 2 : 1) + (kind === 'fp8' ? 2 * 256 * 4 : 0);
 }
 
 /**
@@ -70,6 +75,7 @@ export function tiledGemmWorkgroupBytes(c: TiledGemmConfig, kind: 'f32' | 'fp8')
  */
 export function tiledGemmShader(s: TiledGemmSpec): string {
   const { ra, rb, bk } = s;
+  const dbl = s.double === true;
   const fp8 = s.kind === 'fp8';
   const BM = 64 * ra;
   const BN = 64 * rb;
@@ -88,8 +94,8 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
     if (s.grouped) src += `@group(0) @binding(6) var<storage, read> GR: array<u32>;\n`;
     src += CODECS + `var<workgroup> tabA: array<f32, 256>;\nvar<workgroup> tabB: array<f32, 256>;\n`;
   }
-  src += `var<workgroup> As: array<vec4<f32>, ${quads(BM)}>; // [${bk} k][${BM} m] as quads over m\n`;
-  src += `var<workgroup> Bs: array<vec4<f32>, ${quads(BN)}>; // [${bk} k][${BN} n] as quads over n\n`;
+  src += `var<workgroup> As: array<vec4<f32>, ${quads(BM) * (dbl ? 2 : 1)}>; // ${dbl ? '2 stages of ' : ''}[${bk} k][${BM} m] as quads over m\n`;
+  src += `var<workgroup> Bs: array<vec4<f32>, ${quads(BN) * (dbl ? 2 : 1)}>; // ${dbl ? '2 stages of ' : ''}[${bk} k][${BN} n] as quads over n\n`;
 
   // ---- staging: global -> registers (ld_X), registers -> workgroup memory (st_X)
   const regTy = fp8 ? 'u32' : 'vec4<f32>';
@@ -105,7 +111,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
     const shared = X === 'A' ? 'As' : 'Bs';
     const tab = X === 'A' ? 'tabA' : 'tabB';
     let ld = `fn ld_${X}(k0: u32, ${tileVar}: u32) {\n`;
-    let st = `fn st_${X}() {\n`;
+    let st = `fn st_${X}(base: u32) {\n`;
     for (let l = 0; l < P; l++) {
       // the last pass of a tile smaller than the workgroup covers only part of it
       const partial = (l + 1) * 256 > total;
@@ -121,7 +127,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
         st += `    if (${partial ? `e < ${total}u` : 'true'}) {\n      let row = e / ${bk / 4}u; let kq = (e % ${bk / 4}u) * 4u;\n`;
         for (let c = 0; c < 4; c++) {
           const x = fp8 ? `${tab}[(v >> ${8 * c}u) & 0xffu]` : `v.${'xyzw'[c]}`;
-          st += `      ${shared}[(kq + ${c}u) * ${rows / 4}u + row / 4u][row % 4u] = ${x};\n`;
+          st += `      ${shared}[base + (kq + ${c}u) * ${rows / 4}u + row / 4u][row % 4u] = ${x};\n`;
         }
         st += `    }\n`;
       } else {
@@ -134,7 +140,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
           for (let c = 0; c < 4; c++) ld += `      if (g + ${c}u < ${dim}) { v.${'xyzw'[c]} = bitcast<f32>(${X}[${off} + (g + ${c}u) * ${sInner} + kk * ${sK}]); }\n`;
           ld += `    }\n`;
         }
-        st += `    if (${partial ? `e < ${total}u` : 'true'}) { ${shared}[e] = v; }\n`;
+        st += `    if (${partial ? `e < ${total}u` : 'true'}) { ${shared}[base + e] = v; }\n`;
       }
       ld += `    r${X}${l} = v;\n  }\n`;
       st += `  }\n`;
@@ -160,8 +166,8 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
   // one k step of the register block; unrolled (constant indices) unless s.unroll is false
   const step = (kk: string): string => {
     let b = '';
-    for (const g of G) b += `      let a${g} = As[${kk} * ${BM / 4}u + ${g * 16}u + ty];\n`;
-    for (const h of H) b += `      let b${h} = Bs[${kk} * ${BN / 4}u + ${h * 16}u + tx];\n`;
+    for (const g of G) b += `      let a${g} = As[${dbl ? 'ab + ' : ''}${kk} * ${BM / 4}u + ${g * 16}u + ty];\n`;
+    for (const h of H) b += `      let b${h} = Bs[${dbl ? 'bb + ' : ''}${kk} * ${BN / 4}u + ${h * 16}u + tx];\n`;
     for (const g of G) for (const i of I) for (const h of H) b += `      ${sum}${g}${i}${h} = ${sum}${g}${i}${h} + a${g}.${'xyzw'[i]} * b${h};\n`;
     return b;
   };
@@ -243,22 +249,30 @@ ${
   }
   src += `  ${accDecl('c')}
   ld_A(kStart, m0); ld_B(kStart, n0);
-  st_A(); st_B();
+  st_A(0u); st_B(0u);
   workgroupBarrier();
-  for (var k0 = kStart; k0 < kEnd; k0 = k0 + ${bk}u) {
+${dbl ? '  var cur = 0u;\n' : ''}  for (var k0 = kStart; k0 < kEnd; k0 = k0 + ${bk}u) {
     let nk = k0 + ${bk}u;
     let more = nk < kEnd;
     if (more) { ld_A(nk, m0); ld_B(nk, n0); }
-${mac}`;
+${dbl ? `    let ab = cur * ${quads(BM)}u; let bb = cur * ${quads(BN)}u;\n` : ''}${mac}`;
   if (fp8) {
     src += `    if (!more || nk - c0 >= nc) {
 ${promote}      c0 = nk;
     }
 `;
   }
-  src += `    workgroupBarrier();
-    if (more) { st_A(); st_B(); workgroupBarrier(); }
-  }
+  // one stage: wait until every invocation has read the tile, then overwrite it; two stages:
+  // the next tile goes into the stage read one tile ago (the last barrier ended those reads)
+  src += dbl
+    ? `    if (more) { st_A(${quads(BM)}u - ab); st_B(${quads(BN)}u - bb); }
+    workgroupBarrier();
+    cur = 1u - cur;
+  }`
+    : `    workgroupBarrier();
+    if (more) { st_A(0u); st_B(0u); workgroupBarrier(); }
+  }`;
+  src += `
 ${write}}
 `;
   return src;
