@@ -9,7 +9,8 @@
 //    row is tf.matMul on the dequantised f32 operands (what a tfjs user would run).
 // Two timings per shape: a single product and its readback into a JS array (kiln:
 // backend.read; tfjs: await data()), and WEBGPU_GEMM_CHAIN (8) products back to back with one
-// readback (per-product time: what a training step sees). Medians after a warm-up.
+// readback, from which the marginal per-product time (what a training step sees). Medians
+// after a warm-up.
 // WEBGPU_GEMM_SHAPES='f32:4096x4096x4096,fp8:128x7168x2048' replaces the shape lists (tuning).
 // Writes bench/results/webgpu-gemm.json and .md and prints the table.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -120,12 +121,12 @@ function randomF32(n, seed) {
 const rows = [];
 const gflops = (m, n, k, ms) => (2 * m * n * k) / ms / 1e6;
 // Chained: CHAIN products issued back to back, then one readback of the last; per-product
-// time = total / CHAIN (what a training step sees: many kernels per host round trip).
+// time = the marginal cost (chain − single) / (CHAIN − 1) (see compare()).
 const gf = (x) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
 const CHAIN = Number(process.env.WEBGPU_GEMM_CHAIN ?? 8);
 
 /** Times kiln and tfjs on one shape: single call + readback, and CHAIN calls + one readback. */
-async function compare(kind, m, n, k, kilnOp, tfOp) {
+async function compare(kind, m, n, k, kilnOp, tfOp, chain = CHAIN) {
   const kilnRun = (times) => async () => {
     const ids = [];
     for (let i = 0; i < times; i++) ids.push(kilnOp());
@@ -138,19 +139,22 @@ async function compare(kind, m, n, k, kilnOp, tfOp) {
     await ts[ts.length - 1].data();
     for (const t of ts) t.dispose();
   };
-  // WEBGPU_GEMM_SINGLE=0 skips the single-call timing (tile sweeps)
-  const [k1, t1] = process.env.WEBGPU_GEMM_SINGLE === '0' ? [{ medianMs: NaN }, { medianMs: NaN }] : await measurePair(kilnRun(1), tfRun(1));
-  const [kc, tc] = await measurePair(kilnRun(CHAIN), tfRun(CHAIN));
+  const [k1, t1] = await measurePair(kilnRun(1), tfRun(1));
+  const [kc, tc] = await measurePair(kilnRun(chain), tfRun(chain));
+  // per product: the marginal cost of the chain's extra products (the readback of the last
+  // result and the fixed latency cancel; a 4096² f32 readback alone costs tens of ms)
+  const marginal = (c, one) => Math.max((c.medianMs - one.medianMs) / (chain - 1), 1e-6);
   const row = {
     kind, m, n, k,
     kilnMs: k1.medianMs, tfjsMs: t1.medianMs, ratio: t1.medianMs / k1.medianMs,
-    chain: CHAIN,
-    kilnChainMs: kc.medianMs / CHAIN, tfjsChainMs: tc.medianMs / CHAIN, chainRatio: tc.medianMs / kc.medianMs,
+    chain,
+    kilnChainMs: marginal(kc, k1), tfjsChainMs: marginal(tc, t1),
   };
+  row.chainRatio = row.tfjsChainMs / row.kilnChainMs;
   row.kilnGflops = gflops(m, n, k, row.kilnChainMs);
   row.tfjsGflops = gflops(m, n, k, row.tfjsChainMs);
   rows.push(row);
-  console.log(`${kind} ${m}x${n}x${k}: chained kiln ${row.kilnChainMs.toFixed(2)} ms (${row.kilnGflops.toFixed(0)} GFLOP/s) vs tfjs ${row.tfjsChainMs.toFixed(2)} ms (${row.tfjsGflops.toFixed(0)} GFLOP/s): ${row.chainRatio.toFixed(2)}x; single call + readback ${row.kilnMs.toFixed(2)} vs ${row.tfjsMs.toFixed(2)} ms: ${row.ratio.toFixed(2)}x`);
+  console.log(`${kind} ${m}x${n}x${k}: per product kiln ${row.kilnChainMs.toFixed(2)} ms (${row.kilnGflops.toFixed(0)} GFLOP/s) vs tfjs ${row.tfjsChainMs.toFixed(2)} ms (${row.tfjsGflops.toFixed(0)} GFLOP/s): ${row.chainRatio.toFixed(2)}x; single call + readback ${row.kilnMs.toFixed(2)} vs ${row.tfjsMs.toFixed(2)} ms: ${row.ratio.toFixed(2)}x`);
 }
 
 for (const [m, n, k] of quick ? F32_SHAPES.slice(0, 2) : F32_SHAPES) {
@@ -165,6 +169,18 @@ for (const [m, n, k] of quick ? F32_SHAPES.slice(0, 2) : F32_SHAPES) {
   kiln.release(kb);
   ta.dispose();
   tb.dispose();
+}
+
+// Per-op overhead: 256 products of 8x8 matrices back to back, one readback (the GPU work is
+// nil, so this is the host + dispatch cost per op; WEBGPU_GEMM_OVERHEAD=0 skips it)
+if (process.env.WEBGPU_GEMM_OVERHEAD !== '0' && !process.env.WEBGPU_GEMM_SHAPES) {
+  const e = 8;
+  const a = randomF32(e * e, 7);
+  const ka = kiln.write(a, 'f32', [e, e]);
+  const ta = tf.tensor2d(a, [e, e]);
+  await compare('f32 per-op overhead', e, e, e, () => kiln.matmul(view(ka, [e, e]), view(ka, [e, e]), { transposeA: false, transposeB: false }, [e, e]), () => tf.matMul(ta, ta), 256);
+  kiln.release(ka);
+  ta.dispose();
 }
 
 for (const [m, n, k] of quick ? FP8_SHAPES.slice(0, 1) : FP8_SHAPES) {
@@ -241,12 +257,13 @@ const md = [
   '## webgpu-gemm: kiln WebGPU vs tfjs-backend-webgpu',
   '',
   `${machine.date.slice(0, 10)}, adapter ${machine.adapter} via ${machine.via}; ${machine.cpu}, ${machine.cores} cores (LP_NUM_THREADS=${machine.lpNumThreads}); Node ${machine.node}; @tensorflow/tfjs-backend-webgpu ${machine.tfjsWebgpu}.`,
-  `Chained: ${CHAIN} products issued back to back and one readback of the last, ms per product (what a training step sees); single: one product and its readback. Medians, kiln and tfjs timed in alternation; ratio = tfjs time / kiln time (>1: kiln faster). GFLOP/s from the chained time.`,
+  'The per-op overhead row chains 256 products of 8x8 matrices (no GPU work to speak of): its per-product time is the host and dispatch cost of one op.',
+  `Per product: the marginal cost of a product in a chain, (time of ${CHAIN} products issued back to back + one readback of the last − time of 1 product + its readback) / ${CHAIN - 1}, so the readback and fixed latency cancel (what a training step sees: many kernels per host round trip); single: one product and its readback. Medians, kiln and tfjs timed in alternation; ratio = tfjs time / kiln time (>1: kiln faster). GFLOP/s from the per-product time.`,
   `kiln GEMM kernels: ${kiln.device.details.gemmKernels}.`,
-  'fp8 grouped rows: kiln `groupedMatmulFp8` (every expert in one dispatch) vs one tfjs `matMul` per expert on dequantised operands, every expert result read back by both; single timing only (the chained columns repeat it).',
+  'fp8 grouped rows: kiln `groupedMatmulFp8` (every expert in one dispatch) vs one tfjs `matMul` per expert on dequantised operands, every expert result read back by both; single timing only (the per-product columns repeat it).',
   'FP8 rows: kiln `matmulFp8` (e4m3, 1x128 / 128x128 scales, promotion every 128) vs tfjs `matMul` on the dequantised f32 operands (tfjs has no FP8).',
   '',
-  '| GEMM | m x n x k | kiln ms (chained) | kiln GFLOP/s | tfjs-webgpu ms (chained) | tfjs GFLOP/s | ratio (chained) | kiln ms (single) | tfjs ms (single) | ratio (single) |',
+  '| GEMM | m x n x k | kiln ms per product | kiln GFLOP/s | tfjs-webgpu ms per product | tfjs GFLOP/s | ratio (per product) | kiln ms (single + readback) | tfjs ms (single + readback) | ratio (single) |',
   '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ...rows.map((r) => `| ${r.kind} | ${r.groups ? `${r.groups} x ${r.m / r.groups} rows, ${r.n}x${r.k}` : `${r.m}x${r.n}x${r.k}`} | ${r.kilnChainMs.toFixed(2)} | ${gf(r.kilnGflops)} | ${r.tfjsChainMs.toFixed(2)} | ${gf(r.tfjsGflops)} | **${r.chainRatio.toFixed(2)}x** | ${r.kilnMs.toFixed(2)} | ${r.tfjsMs.toFixed(2)} | ${r.ratio.toFixed(2)}x |`),
   '',
