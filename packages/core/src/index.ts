@@ -50,6 +50,7 @@ export * from './composed/softmax.js';
 export * from './composed/norm.js';
 export * from './composed/activations.js';
 export * from './composed/rotary.js';
+export * from './composed/attention.js';
 export * from './composed/topk.js';
 export * from './composed/loss.js';
 export * from './quant/blockwise.js';
