@@ -55,7 +55,7 @@ export interface EnginePage {
    * Present when the engine runs in this process (headless-gl): the same calls, synchronous.
    * The backend then runs every command as it is issued and offers `readSync`.
    */
-  readonly sync?: { exec(batch: EngineCommand[]): void; read(id: number): string };
+  readonly sync?: { exec(batch: EngineCommand[]): void; read(id: number): string; readF32?(id: number): Float32Array; finish?(): void; shaders?(): { src: string; glsl: string }[] };
 }
 
 type PwPage = {

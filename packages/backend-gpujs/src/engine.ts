@@ -23,7 +23,8 @@
 
 /** One command of a batch the host sends. */
 export type EngineCommand =
-  | { t: 'up'; id: number; n: number; b64: string }
+  /** upload: `b64` (the page engine) or `f32` (the in-process engine: no base64 round trip) */
+  | { t: 'up'; id: number; n: number; b64?: string; f32?: Float32Array }
   | {
       t: 'k';
       id: number;
@@ -54,6 +55,12 @@ export interface EngineApi {
   info(): EngineInfo;
   exec(batch: EngineCommand[]): void;
   read(id: number): string;
+  /** The values of `id` as f32 (no base64); see `createEngine` for the headless-gl readback. */
+  readF32(id: number): Float32Array;
+  /** gl.finish() (profiling: wait for the GL work issued so far) */
+  finish(): void;
+  /** Every compiled kernel: its source (key) and the fragment shader gpu.js generated (debugging) */
+  shaders(): { src: string; glsl: string }[];
   live(): number;
   dispose(): void;
 }
@@ -68,11 +75,39 @@ export interface EngineCodec {
 export function createEngine(gpu: unknown, info: EngineInfo, helpers: readonly string[], codec: EngineCodec, onDispose?: () => void): EngineApi {
   /* eslint-disable @typescript-eslint/no-explicit-any */
   const G = gpu as any;
-  for (const h of helpers) G.addFunction(h, { argumentTypes: ['Number'], returnType: 'Number' });
+  for (const h of helpers) {
+    const params = (/^\s*function\s*\w*\s*\(([^)]*)\)/.exec(h)?.[1] ?? 'x').split(',').filter((p) => p.trim());
+    G.addFunction(h, { argumentTypes: params.map(() => 'Number'), returnType: 'Number' });
+  }
   const store = new Map<number, any>();
   const kernels = new Map<string, any>();
   const EMPTY = new Float32Array(0);
   const COPY = 'function (a) { return a[this.thread.x]; }';
+  // readF32's gather pass (GLSL ES 1.00, headless-gl): texel t = values 4t .. 4t + 3 of x (exact
+  // float index math below 2^24, as the packed GEMM's kernels; zero past n); m = [n]
+  const READ4_MIN = 4096;
+  const READ4 = `/*@glsl kilnRead4 Array(4)*/vec2 kilnDivModR(float a, float b) {
+  float q = floor(a / b);
+  float r = a - q * b;
+  if (r < 0.0) { q -= 1.0; r += b; } else if (r >= b) { q += 1.0; r -= b; }
+  if (r < 0.0) { q -= 1.0; r += b; } else if (r >= b) { q += 1.0; r -= b; }
+  return vec2(q, r);
+}
+float kilnRead1(float p, vec2 s) {
+  vec2 d = kilnDivModR(p, s.x);
+  return texture2D(user_x, (vec2(d.y, d.x) + 0.5) / s).r;
+}
+vec4 kilnRead4(float t, float n) {
+  vec2 s = vec2(user_xSize);
+  float p = 4.0 * t;
+  vec4 v = vec4(0.0);
+  if (p < n) { v.x = kilnRead1(p, s); }
+  if (p + 1.0 < n) { v.y = kilnRead1(p + 1.0, s); }
+  if (p + 2.0 < n) { v.z = kilnRead1(p + 2.0, s); }
+  if (p + 3.0 < n) { v.w = kilnRead1(p + 3.0, s); }
+  return v;
+}
+/*@end*/function (x, m) { return kilnRead4(this.thread.x, m[0]); }`;
   const NATIVE = /^\s*\/\*@glsl (\w+) ([\w()]+)\*\/([\s\S]*?)\/\*@end\*\//;
   const kernel = (src: string, subs?: string[]): any => {
     const key = subs ? `${src}\n${subs.join('\n')}` : src;
@@ -132,7 +167,7 @@ export function createEngine(gpu: unknown, info: EngineInfo, helpers: readonly s
     exec(batch) {
       for (const c of batch) {
         if (c.t === 'free') free(c.id);
-        else if (c.t === 'up') store.set(c.id, c.n === 0 ? EMPTY : run(COPY, c.n, [codec.fromB64(c.b64)]));
+        else if (c.t === 'up') store.set(c.id, c.n === 0 ? EMPTY : run(COPY, c.n, [c.f32 ?? codec.fromB64(c.b64 ?? '')]));
         else if (c.n === 0) {
           store.set(c.id, EMPTY);
           for (const o of c.outs ?? []) store.set(o, EMPTY);
@@ -151,6 +186,44 @@ export function createEngine(gpu: unknown, info: EngineInfo, helpers: readonly s
       if (v === EMPTY) return '';
       const arr = v.toArray() as Float32Array;
       return codec.toB64(arr instanceof Float32Array ? arr : Float32Array.from(arr));
+    },
+    readF32(id) {
+      const v = store.get(id);
+      if (v === undefined) throw new Error(`gpujs engine: no storage ${id}`);
+      if (v === EMPTY) return EMPTY;
+      const n = Number(v.output?.[0] ?? 0);
+      // a storage texture holds one float per RGBA texel: reading it back moves 4x the bytes. On
+      // WebGL 1.0 (headless-gl) larger tensors first go through a copy pass that gathers 4
+      // consecutive values per texel, and that texture is read as is (its raw RGBA floats are
+      // the values in order): a quarter of the readPixels bytes and no per-element JS loop.
+      if (G.mode === 'headlessgl' && n >= READ4_MIN && v.type === 'ArrayTexture(1)' && !(v.output?.[1] > 1)) {
+        const t = run(READ4, Math.ceil(n / 4), [v, new Float32Array([n])]);
+        try {
+          const raw = t.renderRawOutput() as Float32Array;
+          return raw.length === n ? raw : raw.slice(0, n);
+        } finally {
+          t.delete();
+        }
+      }
+      if (typeof v.renderRawOutput === 'function' && v.type === 'ArrayTexture(1)' && !(v.output?.[1] > 1)) {
+        const raw = v.renderRawOutput() as Float32Array;
+        const out = new Float32Array(n);
+        for (let i = 0, j = 0; i < n; i++, j += 4) out[i] = raw[j];
+        return out;
+      }
+      const arr = v.toArray() as Float32Array;
+      return arr instanceof Float32Array ? arr : Float32Array.from(arr);
+    },
+    finish() {
+      G.context?.finish?.();
+    },
+    shaders() {
+      const out: { src: string; glsl: string }[] = [];
+      for (const [key, k] of kernels) {
+        const inner = k.kernel ?? k;
+        out.push({ src: key, glsl: String(inner.compiledFragmentShader ?? '') });
+      }
+      return out;
     },
     live: () => store.size,
     dispose() {

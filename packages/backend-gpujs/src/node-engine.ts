@@ -196,7 +196,7 @@ export async function openHeadlessGlEngine(options: HeadlessGlOptions = {}): Pro
         return api.read(id);
       },
       live: async () => api.live(),
-      sync: { exec: (batch: EngineCommand[]) => api.exec(batch), read: (id: number) => api.read(id) },
+      sync: { exec: (batch: EngineCommand[]) => api.exec(batch), read: (id: number) => api.read(id), readF32: (id: number) => api.readF32(id), finish: () => api.finish(), shaders: () => api.shaders() },
       close: async () => {
         if (closed) return;
         closed = true;
