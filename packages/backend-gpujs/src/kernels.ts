@@ -23,8 +23,9 @@ export function stridedKernel(k: number, body: string, extra = ''): string {
   ${decl}
   for (let d = nd - 1; d >= 0; d--) {
     let dim = m[2 + d];
-    let c = rem % dim;
-    rem = Math.floor(rem / dim);
+    let qd = floorDiv(rem, dim);
+    let c = rem - qd * dim;
+    rem = qd;
     ${acc}
   }
   ${vals}
@@ -103,7 +104,7 @@ const F32_BINARY: Partial<Record<BinaryOp, string>> = {
   add: 'return a + b;',
   sub: 'return a - b;',
   mul: 'return a * b;',
-  div: 'return a / b;',
+  div: 'return divRN(a, b);',
   // GLSL pow is undefined for a < 0: odd/even integer exponents are handled by sign
   pow: `if (b == 0.0) { return 1.0; }
   if (${isNan('a')} || ${isNan('b')}) { return a + b; }
@@ -166,7 +167,7 @@ export function reduceKernel(op: ReduceOp, dtype: DType): string {
   let o = this.thread.x;
   let len = m[1];
   let inner = m[2];
-  let outer = Math.floor(o / inner);
+  let outer = floorDiv(o, inner);
   let j = o - outer * inner;
   let base = outer * len * inner + j;`;
   const f = dtype === 'f32';
@@ -237,9 +238,9 @@ export const MATMUL = `function (a, b, m) {
   let N = m[2];
   let K = m[3];
   let mn = M * N;
-  let bt = Math.floor(o / mn);
+  let bt = floorDiv(o, mn);
   let r = o - bt * mn;
-  let i = Math.floor(r / N);
+  let i = floorDiv(r, N);
   let j = r - i * N;
   let pa = bt * m[4] + i * m[6];
   let pb = bt * m[5] + j * m[9];
@@ -257,9 +258,9 @@ export const INDEX_SELECT = `function (x, idx, m) {
   let nIdx = m[2];
   let inner = m[3];
   let blk = nIdx * inner;
-  let outer = Math.floor(o / blk);
+  let outer = floorDiv(o, blk);
   let r = o - outer * blk;
-  let k = Math.floor(r / inner);
+  let k = floorDiv(r, inner);
   let j = r - k * inner;
   return x[(outer * len + idx[k]) * inner + j];
 }`;
@@ -274,9 +275,9 @@ export const INDEX_ADD = `function (base, idx, src, m) {
   let nIdx = m[2];
   let inner = m[3];
   let blk = len * inner;
-  let outer = Math.floor(o / blk);
+  let outer = floorDiv(o, blk);
   let r = o - outer * blk;
-  let row = Math.floor(r / inner);
+  let row = floorDiv(r, inner);
   let j = r - row * inner;
   let acc = base[o];
   for (let k = 0; k < nIdx; k++) {
@@ -297,8 +298,9 @@ export const SCATTER_ADD = `function (base, idx, src, m) {
   let ok = 1.0;
   for (let d = nd - 1; d >= 0; d--) {
     let dim = m[2 + d];
-    let c = rem % dim;
-    rem = Math.floor(rem / dim);
+    let qd = floorDiv(rem, dim);
+    let c = rem - qd * dim;
+    rem = qd;
     if (d == axis) { pa = c; } else {
       if (c >= m[2 + nd + d]) { ok = 0.0; }
       oi = oi + c * m[2 + nd * 2 + d];
@@ -323,7 +325,7 @@ export const CONCAT2 = `function (a, b, m) {
   let wa = m[1];
   let wb = m[2];
   let w = wa + wb;
-  let row = Math.floor(o / w);
+  let row = floorDiv(o, w);
   let c = o - row * w;
   if (c < wa) { return a[row * wa + c]; }
   return b[row * wb + c - wa];
@@ -381,10 +383,10 @@ function minifloatDecode(eb: number, mb: number, bias: number, fn: boolean): str
     : `if (e == ${eMax}.0) { f = mm == 0.0 ? s * INF_ : NAN_; }`;
   return `let s = x >= ${signDiv}.0 ? -1.0 : 1.0;
   let u = x >= ${signDiv}.0 ? x - ${signDiv}.0 : x;
-  let e = Math.floor(u / ${mDiv}.0);
+  let e = Math.floor(u * ${1 / mDiv});
   let mm = u - e * ${mDiv}.0;
   let f = 0.0;
-  if (e == 0.0) { f = s * mm * Math.pow(2.0, ${1 - bias - mb}.0); } else { f = s * (1.0 + mm / ${mDiv}.0) * Math.pow(2.0, e - ${bias}.0); }
+  if (e == 0.0) { f = ${1 - bias - mb >= -126 ? `s * mm * ${2 ** (1 - bias - mb)}` : `s * (mm * ${2 ** (1 - bias - mb + 126)}) * ${2 ** -126}`}; } else { f = s * (1.0 + mm * ${1 / mDiv}) * pow2i(e - ${bias}.0); }
   // zero codes are built explicitly: NVIDIA's GL turned bf16 ±0 (whose subnormal scale 2^-133 is
   // itself an f32 subnormal) into +2^-133
   if (u == 0.0) { f = s * mm; }
@@ -433,6 +435,122 @@ function trig(op: 'sin' | 'cos'): string {
  * specified to 3 + 2|x| ulp.
  */
 export const HELPERS: readonly string[] = [
+  // floor(a / b) of integer-valued 0 <= a < 2^24, 1 <= b < 2^24, exactly: GLSL's '/' need not be
+  // correctly rounded (NVIDIA's GL is 1 ulp off), so an exact integer quotient can come out just
+  // below it and floor drops by one; the remainder (exact: q b and a - q b are integers < 2^24)
+  // puts it back. Every flat index -> coordinates split in kernels.ts goes through this.
+  `function floorDiv(a, b) {
+  let q = Math.floor(a / b);
+  let r = a - q * b;
+  if (r < 0.0) { q = q - 1.0; } else if (r >= b) { q = q + 1.0; }
+  return q;
+}`,
+  // 2^e for integer-valued |e| <= 127, exactly, by constant multiplies (GLSL pow/exp2 may be approximate)
+  `function pow2i(e) {
+  let a = Math.abs(e);
+  let neg = e < 0.0;
+  let p = 1.0;
+  if (a >= 64.0) { p = p * (neg ? ${2 ** -64} : ${2 ** 64}); a = a - 64.0; }
+  if (a >= 32.0) { p = p * (neg ? ${2 ** -32} : ${2 ** 32}); a = a - 32.0; }
+  if (a >= 16.0) { p = p * (neg ? ${2 ** -16} : ${2 ** 16}); a = a - 16.0; }
+  if (a >= 8.0) { p = p * (neg ? ${2 ** -8} : ${2 ** 8}); a = a - 8.0; }
+  if (a >= 4.0) { p = p * (neg ? 0.0625 : 16.0); a = a - 4.0; }
+  if (a >= 2.0) { p = p * (neg ? 0.25 : 4.0); a = a - 2.0; }
+  if (a >= 1.0) { p = p * (neg ? 0.5 : 2.0); }
+  return p;
+}`,
+  // the f32 quotient a / b correctly rounded (round to nearest even), whatever GLSL's '/' gives
+  // (its precision is undefined; NVIDIA's GL is 1 ulp off). Normal operands and a normal result:
+  // both scaled to [1, 2) by exact powers of two, the hardware quotient q corrected by whole
+  // ulps (up to 8, i.e. a '/' up to 4 ulp off) using the exact sign of the remainder x - q y, computed on integers below 2^24
+  // held in floats (12-bit limbs, every product and sum exact, so mul-add contraction cannot
+  // change anything); a quotient is never exactly halfway between two floats, so no ties.
+  // Zeros, infinities, NaN, subnormal operands and results outside the normal range keep '/'.
+  `function divRN(a, b) {
+  let q0 = a / b;
+  let aa = Math.abs(a);
+  let ab = Math.abs(b);
+  if (!(aa >= 1.1754943508222875e-38 && aa <= 3.4028234663852886e38 && ab >= 1.1754943508222875e-38 && ab <= 3.4028234663852886e38)) { return q0; }
+  let ea = Math.min(Math.max(Math.floor(Math.log(aa) * 1.4426950408889634), -126.0), 127.0);
+  let eb = Math.min(Math.max(Math.floor(Math.log(ab) * 1.4426950408889634), -126.0), 127.0);
+  for (let t = 0; t < 2; t++) {
+    if (pow2i(ea) > aa) { ea = ea - 1.0; } else if (pow2i(ea) * 2.0 <= aa) { ea = ea + 1.0; }
+    if (pow2i(eb) > ab) { eb = eb - 1.0; } else if (pow2i(eb) * 2.0 <= ab) { eb = eb + 1.0; }
+  }
+  let d = ea - eb;
+  if (d > 126.0 || d < -125.0) { return q0; }
+  // (2^-ea in two factors: 2^-127 alone is subnormal, flushed to zero on most GPUs)
+  let ha = Math.floor(ea * 0.5);
+  let hb = Math.floor(eb * 0.5);
+  let x = aa * pow2i(-ha) * pow2i(ha - ea);
+  let y = ab * pow2i(-hb) * pow2i(hb - eb);
+  let q = Math.min(Math.max(x / y, 0.5), 2.0);
+  let xi = x * 8388608.0;
+  let yi = y * 8388608.0;
+  let xh = Math.floor(xi * 0.000244140625);
+  let xl = xi - xh * 4096.0;
+  let yh = Math.floor(yi * 0.000244140625);
+  let yl = yi - yh * 4096.0;
+  for (let it = 0; it < 8; it++) {
+    let big = q >= 1.0 ? 1.0 : 0.0;
+    let u = big > 0.5 ? 1.1920928955078125e-7 : 5.960464477539063e-8;
+    let qi = big > 0.5 ? q * 8388608.0 : q * 16777216.0;
+    let qh = Math.floor(qi * 0.000244140625);
+    let ql = qi - qh * 4096.0;
+    let hh = qh * yh;
+    let hl = qh * yl;
+    let lh = ql * yh;
+    let ll = ql * yl;
+    let hhh = Math.floor(hh * 0.000244140625);
+    let hlh = Math.floor(hl * 0.000244140625);
+    let lhh = Math.floor(lh * 0.000244140625);
+    let llh = Math.floor(ll * 0.000244140625);
+    // D = xi * 2^(23 or 24) - qi * yi in base-4096 limbs d0..d3
+    let d0 = 0.0 - (ll - llh * 4096.0);
+    let d1 = 0.0 - llh - (hl - hlh * 4096.0) - (lh - lhh * 4096.0);
+    let d2 = 0.0 - hlh - lhh - (hh - hhh * 4096.0);
+    let d3 = 0.0 - hhh;
+    if (big > 0.5) {
+      let v = xh * 2048.0;
+      let vh = Math.floor(v * 0.000244140625);
+      let w = xl * 2048.0;
+      let wh = Math.floor(w * 0.000244140625);
+      d1 = d1 + (w - wh * 4096.0);
+      d2 = d2 + wh + (v - vh * 4096.0);
+      d3 = d3 + vh;
+    } else {
+      d2 = d2 + xl;
+      d3 = d3 + xh;
+    }
+    // q too small: D > yi / 2, i.e. D - (floor(yi / 2) + 1) >= 0
+    let hu = Math.floor(yi * 0.5) + 1.0;
+    let huh = Math.floor(hu * 0.000244140625);
+    let e0 = d0 - (hu - huh * 4096.0);
+    let e1 = d1 - huh;
+    let c = Math.floor(e0 * 0.000244140625);
+    e1 = e1 + c;
+    c = Math.floor(e1 * 0.000244140625);
+    let e2 = d2 + c;
+    c = Math.floor(e2 * 0.000244140625);
+    let e3 = d3 + c;
+    // q too big: -D > yi * f / 2 (f = 1/2 below a power of two, where the spacing halves), i.e. -D - (floor(yi f / 2) + 1) >= 0
+    let pw = q == 1.0 || q == 0.5 ? 0.5 : 1.0;
+    let hd = Math.floor(yi * pw * 0.5) + 1.0;
+    let hdh = Math.floor(hd * 0.000244140625);
+    let g0 = 0.0 - d0 - (hd - hdh * 4096.0);
+    let g1 = 0.0 - d1 - hdh;
+    c = Math.floor(g0 * 0.000244140625);
+    g1 = g1 + c;
+    c = Math.floor(g1 * 0.000244140625);
+    let g2 = 0.0 - d2 + c;
+    c = Math.floor(g2 * 0.000244140625);
+    let g3 = 0.0 - d3 + c;
+    if (e3 >= 0.0) { q = q + u; } else if (g3 >= 0.0) { q = q - u * pw; }
+  }
+  let h = Math.floor(d * 0.5);
+  let r = q * pow2i(h) * pow2i(d - h);
+  return (a < 0.0) != (b < 0.0) ? -r : r;
+}`,
   `function expf(x) {
   if (x > 88.72283935546875) { return x * 1.0e30 * 1.0e30; }
   if (x < -104.0) { return 0.0; }
@@ -450,7 +568,7 @@ export function rowKernel(kind: 'softmax' | 'logSoftmax' | 'rmsNorm'): string {
   const head = `function (x, ${kind === 'rmsNorm' ? 'w, ' : ''}m) {
   let o = this.thread.x;
   let len = m[1];
-  let row = Math.floor(o / len);
+  let row = floorDiv(o, len);
   let b = row * len;`;
   if (kind === 'rmsNorm') {
     return `${head}
@@ -492,10 +610,10 @@ export function fp8GemmKernel(fa: 'e4m3' | 'e5m2', fb: 'e4m3' | 'e5m2'): string 
   let N = m[2];
   let K = m[3];
   let nc = m[4];
-  let i = Math.floor(o / N);
+  let i = floorDiv(o, N);
   let j = o - i * N;
-  let rowA = Math.floor(i / m[5]) * m[9];
-  let rowB = Math.floor(j / m[6]) * m[10];
+  let rowA = floorDiv(i, m[5]) * m[9];
+  let rowB = floorDiv(j, m[6]) * m[10];
   let acc = 0.0;
   let partial = 0.0;
   let k0 = 0.0;
@@ -506,7 +624,7 @@ export function fp8GemmKernel(fa: 'e4m3' | 'e5m2', fb: 'e4m3' | 'e5m2'): string 
     ${fp8Decode(fb, 'cb', 'vb', 'qb_')}
     partial = partial + va * vb;
     if (k + 1 - k0 == nc || k + 1 == K) {
-      let sc = as[rowA + Math.floor(k0 / m[7])] * bs[rowB + Math.floor(k0 / m[8])];
+      let sc = as[rowA + floorDiv(k0, m[7])] * bs[rowB + floorDiv(k0, m[8])];
       acc = acc + partial * sc;
       partial = 0.0;
       k0 = k + 1;
