@@ -208,6 +208,36 @@ export const GEMM44 = `${ROW_NATIVES}${glsl(
 )}function (a, b, m) { const r = kilnGemm44(this.thread.x, m[1], m[2], m[3], m[4], m[5]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
 
 /**
+ * `GEMM44` with the K loop unrolled by two steps (8 values of K per iteration: 16 texel fetches
+ * issued before 32 vec4 multiply-adds), for more independent fetches in flight per fragment;
+ * the same operations per output in the same order (bit-identical). Variant 'unroll2'.
+ */
+export const GEMM44_U2 = `${ROW_NATIVES}${glsl(
+  'kilnGemm44U2',
+  'Array(4)',
+  `vec4 kilnGemm44U2(float t, float MB, float NB, float Kq, float aStep, float bStep) {
+  ${BLOCK_INDEX}
+  vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
+  int q = 0;
+  for (; q + 1 < kq; q += 2) {
+    {
+    ${step('c')}
+    }
+    {
+    int q1 = q + 1;
+    ${step('c').replace('int kx = 4 * q;', 'int kx = 4 * q1;')}
+    }
+  }
+  if (q < kq) {
+    ${step('c')}
+  }
+  subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
+  return c0;
+}
+`,
+)}function (a, b, m) { const r = kilnGemm44U2(this.thread.x, m[1], m[2], m[3], m[4], m[5]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
+
+/**
  * FP8 block GEMM over packed decoded operands, as core's fp8GemmReference: per chunk of `ncq`
  * texels (4 ncq values) along K the exact products accumulate in f32 (k ascending), then
  * acc = acc + partial * (scaleA * scaleB) of the chunk's first K block. Scales are read from
@@ -436,6 +466,35 @@ export const GEMM44_GL1 = `${ROW_NATIVES}${glsl(
 `,
 )}function (a, b, m) { const r = kilnGemm44Gl1(this.thread.x, m[1], m[2], m[3], m[4], m[5]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
 
+/** `GEMM44_U2` for WebGL 1.0 (same meta): two 4-value steps per iteration, the odd last step after the loop. */
+export const GEMM44_U2_GL1 = `${ROW_NATIVES}${glsl(
+  'kilnGemm44U2Gl1',
+  'Array(4)',
+  `${GL1_DIVMOD}vec4 kilnGemm44U2Gl1(float t, float MB, float NB, float Kq, float aStep, float bStep) {
+  ${BLOCK_INDEX_GL1}
+  vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
+  float kx = 0.5;
+  int kp = kq / 2;
+  for (int q = 0; q < ${GL1_LOOP_MAX / 2}; q++) {
+    if (q >= kp) { break; }
+    {
+    ${stepGl1('c')}
+    }
+    kx += 4.0;
+    {
+    ${stepGl1('c')}
+    }
+    kx += 4.0;
+  }
+  if (kq - 2 * kp > 0) {
+    ${stepGl1('c')}
+  }
+  subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
+  return c0;
+}
+`,
+)}function (a, b, m) { const r = kilnGemm44U2Gl1(this.thread.x, m[1], m[2], m[3], m[4], m[5]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
+
 /**
  * `GEMM44_FP8` for WebGL 1.0 (same meta): one loop over K with a step counter; at the end of a
  * chunk (ncq steps, or the last step) the partials are scaled into the accumulators and reset,
@@ -511,15 +570,25 @@ float kilnUnpack44Gl1(float o, float M, float N, float MB, float NB) {
 `,
 )}function (p0, p1, p2, p3, m) { return kilnUnpack44Gl1(this.thread.x, m[1], m[2], m[3], m[4]); }`;
 
+/**
+ * Selectable f32 GEMM kernels (env KILN_GPUJS_GEMM, `GpujsBackend.gemmVariant`), all
+ * bit-identical: 'packed' (GEMM44: one 4-value K step per loop iteration) and 'unroll2'
+ * (GEMM44_U2: two steps per iteration).
+ */
+export const GEMM_VARIANTS = ['packed', 'unroll2'] as const;
+export type GemmVariant = (typeof GEMM_VARIANTS)[number];
+
 /** The packed GEMM's kernel sources for one GLSL dialect. */
 export interface GemmKernels {
   pack(layout: 'a' | 'b', decode?: 'e4m3' | 'e5m2'): string;
   readonly gemm: string;
+  /** the f32 GEMM per variant */
+  readonly variants: Record<GemmVariant, string>;
   readonly gemmFp8: string;
   readonly unpack: string;
 }
 
 /** GLSL ES 3.00 (WebGL2: the Chromium engine). */
-export const GEMM_KERNELS_WEBGL2: GemmKernels = { pack: packKernel, gemm: GEMM44, gemmFp8: GEMM44_FP8, unpack: UNPACK44 };
+export const GEMM_KERNELS_WEBGL2: GemmKernels = { pack: packKernel, gemm: GEMM44, variants: { packed: GEMM44, unroll2: GEMM44_U2 }, gemmFp8: GEMM44_FP8, unpack: UNPACK44 };
 /** GLSL ES 1.00 (WebGL 1.0 with WEBGL_draw_buffers: the headless-gl engine). */
-export const GEMM_KERNELS_WEBGL1: GemmKernels = { pack: packKernelGl1, gemm: GEMM44_GL1, gemmFp8: GEMM44_FP8_GL1, unpack: UNPACK44_GL1 };
+export const GEMM_KERNELS_WEBGL1: GemmKernels = { pack: packKernelGl1, gemm: GEMM44_GL1, variants: { packed: GEMM44_GL1, unroll2: GEMM44_U2_GL1 }, gemmFp8: GEMM44_FP8_GL1, unpack: UNPACK44_GL1 };

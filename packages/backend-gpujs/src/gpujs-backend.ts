@@ -47,7 +47,7 @@ import {
   SWIGLU,
   unaryKernel,
 } from './kernels.js';
-import { GEMM_KERNELS_WEBGL1, GEMM_KERNELS_WEBGL2, GEMM_SUBS, gemmPlan, type GemmKernels, type GemmPlan } from './gemm.js';
+import { GEMM_KERNELS_WEBGL1, GEMM_KERNELS_WEBGL2, GEMM_SUBS, GEMM_VARIANTS, gemmPlan, type GemmKernels, type GemmPlan, type GemmVariant } from './gemm.js';
 
 /** Commands batched before they are sent to the page without a read. */
 const BATCH = 256;
@@ -121,7 +121,7 @@ export class GpujsBackend implements Backend {
         this.check('readSync');
         let codes: StorageArray;
         try {
-          codes = decodeCodes(sp.read(s.id), view.dtype, s.size);
+          codes = sp.readF32 ? f32Codes(sp.readF32(s.id), view.dtype, s.size) : decodeCodes(sp.read(s.id), view.dtype, s.size);
         } catch (e) {
           this.fail('readSync', e);
           this.check('readSync');
@@ -226,13 +226,16 @@ export class GpujsBackend implements Backend {
     const f = new Float32Array(n);
     if (dtype === 'bool') for (let i = 0; i < n; i++) f[i] = values[i] !== 0 ? 1 : 0;
     else for (let i = 0; i < n; i++) f[i] = values[i];
+    // the in-process engine takes the array itself (it uploads it before the next command)
+    if (this.syncPage?.readF32) return { t: 'up', id: out.id, n, f32: f };
     return { t: 'up', id: out.id, n, b64: bytesToB64(new Uint8Array(f.buffer)) };
   }
 
   private async readCodes(s: GpujsStorage, dtype: DType): Promise<StorageArray> {
     if (this.readSync) {
       // one event-loop turn per async read, so a long synchronous run still lets I/O through
-      await new Promise<void>((resolve) => setTimeout(resolve, 0));
+      // (setImmediate: after the I/O poll; a setTimeout(0) cost ~1.4 ms per read, see docs/backend-gpujs.md)
+      await new Promise<void>((resolve) => setImmediate(resolve));
       return this.readSync({ dataId: s, shape: [s.size], dtype });
     }
     this.flush();
@@ -258,7 +261,7 @@ export class GpujsBackend implements Backend {
       const views: TensorView[] = [];
       try {
         for (let i = 0; i < inputs.length; i++) {
-          const codes = decodeCodes(sp.read(stores[i].id), inputs[i].dtype, stores[i].size);
+          const codes = sp.readF32 ? f32Codes(sp.readF32(stores[i].id), inputs[i].dtype, stores[i].size) : decodeCodes(sp.read(stores[i].id), inputs[i].dtype, stores[i].size);
           views.push({ dataId: cpu.write(codes, inputs[i].dtype, inputs[i].shape), shape: inputs[i].shape, dtype: inputs[i].dtype });
         }
         const ids = run(cpu, views);
@@ -409,7 +412,7 @@ export class GpujsBackend implements Backend {
       const [sb, nb] = operand(b);
       const [sam, sak] = options.transposeA ? [1, M] : [K, 1];
       const [sbk, sbn] = options.transposeB ? [1, K] : [N, 1];
-      const lim = this.packedGemms ? this.gemmLimits() : undefined;
+      const lim = this.packedGemms && n * K > this.smallGemmWork ? this.gemmLimits() : undefined;
       const plan = lim && gemmPlan(batch, M, N, K, na ? batch : 1, nb ? batch : 1, lim);
       if (!lim || !plan) return this.k('matmul', MATMUL, n, [sa, sb], [0, M, N, K, na, nb, sam, sak, sbk, sbn]);
       const gk = lim.kernels;
@@ -418,7 +421,7 @@ export class GpujsBackend implements Backend {
       temps.push(pa);
       const pb = this.pack(gk.pack('b'), sb, plan.Kp, (nb ? batch : 1) * plan.NB, [K, plan.MB, plan.NB, N, nb, sbk, sbn]);
       temps.push(pb);
-      return this.gemm44(gk.gemm, gk.unpack, plan, [pa, pb], [plan.Kq, na ? plan.MB : 0, nb ? plan.NB : 0], temps);
+      return this.gemm44(gk.variants[this.gemmVariant], gk.unpack, plan, [pa, pb], [plan.Kq, na ? plan.MB : 0, nb ? plan.NB : 0], temps);
     } finally {
       for (const t of temps) this.release(t);
     }
@@ -429,6 +432,20 @@ export class GpujsBackend implements Backend {
    * kernels (MATMUL, fp8GemmKernel). For tests and benchmarks that compare the two.
    */
   packedGemms = true;
+
+  /**
+   * GEMMs of at most this much work (batch * M * N * K) take the one-pass one-output-per-thread
+   * kernel even where the packed path fits: the packed path is four passes (pack A, pack B,
+   * GEMM, unpack), and for a tiny product their fixed cost is all there is (bit-identical: the
+   * same per-output K order). Default: $KILN_GPUJS_SMALL_GEMM or 32768 (32^3); 0: always packed.
+   */
+  smallGemmWork = envNumber('KILN_GPUJS_SMALL_GEMM', 32768);
+
+  /**
+   * The packed f32 GEMM's kernel variant (gemm.ts, `GEMM_VARIANTS`): $KILN_GPUJS_GEMM or
+   * 'packed'. All variants give the same bits.
+   */
+  gemmVariant: GemmVariant = gemmVariantFromEnv();
 
   /**
    * The packed path's limits and kernels: GLSL ES 3.00 on WebGL2 (Chromium), GLSL ES 1.00 on
@@ -579,7 +596,7 @@ export class GpujsBackend implements Backend {
       const fb = b.codes.dtype as 'e4m3' | 'e5m2';
       const [as, bs] = [this.storageOf(a.scales), this.storageOf(b.scales)];
       // the packed kernel promotes at texel boundaries: chunks of a multiple of 4 along K (or one chunk)
-      const lim = this.packedGemms && (nc >= K || nc % 4 === 0) ? this.gemmLimits() : undefined;
+      const lim = this.packedGemms && n * K > this.smallGemmWork && (nc >= K || nc % 4 === 0) ? this.gemmLimits() : undefined;
       const plan = lim && gemmPlan(1, M, N, K, 1, 1, lim);
       if (lim && plan) {
         const gk = lim.kernels;
@@ -620,6 +637,20 @@ export class GpujsBackend implements Backend {
     const page = this.page;
     void this.tail.finally(() => page.close());
   }
+}
+
+function envNumber(name: string, dflt: number): number {
+  const v = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
+  if (v === undefined || v === '') return dflt;
+  const x = Number(v);
+  if (!Number.isFinite(x) || x < 0) throw new BackendError('gpujs', `${name}=${JSON.stringify(v)} is not a non-negative number`);
+  return x;
+}
+
+function gemmVariantFromEnv(): GemmVariant {
+  const v = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.KILN_GPUJS_GEMM || 'packed';
+  if (!(GEMM_VARIANTS as readonly string[]).includes(v)) throw new BackendError('gpujs', `KILN_GPUJS_GEMM=${JSON.stringify(v)}: one of ${GEMM_VARIANTS.join(', ')}`);
+  return v as GemmVariant;
 }
 
 function prodOf(shape: Shape, from: number, to: number): number {
@@ -667,7 +698,10 @@ function encodeCode(dtype: DType, value: number): number {
 }
 
 function decodeCodes(b64: string, dtype: DType, n: number): StorageArray {
-  const f = b64 ? new Float32Array(b64ToBytes(b64).buffer) : new Float32Array(0);
+  return f32Codes(b64 ? new Float32Array(b64ToBytes(b64).buffer) : new Float32Array(0), dtype, n);
+}
+
+function f32Codes(f: Float32Array, dtype: DType, n: number): StorageArray {
   if (dtype === 'f32') return f;
   const out = allocStorage(dtype, n);
   // i32 saturates: 2^31 - 1 is stored as the float 2^31

@@ -16,6 +16,7 @@ export { GpujsBackend, GpujsStorage, HOST_FALLBACKS, MAX_ELEMENTS, type GpujsBac
 export { findChromium, CHROMIUM_PATHS, type BrowserOptions } from './browser.js';
 export { createEngine, installEngine, type EngineApi, type EngineCodec, type EngineCommand, type EngineInfo } from './engine.js';
 export { openEngine, openHeadlessGlEngine, type EngineOptions, type GpujsEngineKind, type HeadlessGlOptions } from './node-engine.js';
+export { GEMM_VARIANTS, type GemmVariant } from './gemm.js';
 export { GpujsCollective, createGpujsGroup, type GpujsGroupOptions } from './collective.js';
 
 /** Creates a gpu.js backend (throws BackendError with the reason when no engine can start). */
