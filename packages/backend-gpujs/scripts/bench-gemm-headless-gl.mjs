@@ -3,41 +3,58 @@
 // Node build on the `gl` package, WebGL 1.0 through GLX) against @tensorflow/tfjs-backend-webgl's
 // matMul on its own headless-gl context in the same process (same GL implementation: Mesa
 // llvmpipe under Xvfb, or the GPU's GLX with __GLX_VENDOR_LIBRARY_NAME=nvidia). The gpujs side
-// goes through the backend (`matmul`, `matmulFp8`, then `read`), so it measures whatever GEMM
-// path the backend takes on WebGL 1.0 (the packed GLSL ES 1.00 GEMMs of src/gemm.ts where
-// WEBGL_draw_buffers gives 4 render targets). "old" = the one-output-per-thread kernels
-// (`packedGemms = false`), same run, up to BENCH_OLD_MAX. FP8 rows: kiln's FP8 block GEMM (e4m3,
-// 1x128 / 128x128 scales, promotion 128) against tfjs's f32 matMul(a, b, false, true) of the
-// same shape (tfjs has no FP8; b is [N, K] as in kiln's FP8 GEMM). Each timing is compute +
-// readback of the result, median (and fastest) of BENCH_REPS after a warm-up; the load average
-// is recorded before and after. Needs an X display (DISPLAY) and the built `gl` addon.
-//   node scripts/bench-gemm-headless-gl.mjs [sizes...]   (default 256 512 1024)
-//   BENCH_REPS (default 5), BENCH_OLD_MAX (default 512; 0: no old-kernel rows)
-//   GPUJS_BENCH_JSON=file / GPUJS_BENCH_MD=file  also write the rows as JSON / markdown
-import { writeFileSync } from 'node:fs';
+// goes through the backend (`matmul`, `matmulFp8`, `read`), so it measures whatever path the
+// backend takes on WebGL 1.0 (the packed GLSL ES 1.00 GEMMs of src/gemm.ts where
+// WEBGL_draw_buffers gives 4 render targets).
+//
+// Per size, for every f32 GEMM variant in GPUJS_GEMM_VARIANTS (src/gemm.ts GEMM_VARIANTS, e.g.
+// packed,unroll2; 'onepass' = the one-output-per-thread kernel) and for the FP8 GEMM:
+// - e2e: compute + readback (matmul then read), median (fastest) of BENCH_REPS after a warm-up;
+// - chain: BENCH_CHAIN GEMMs issued back to back, then one gl.finish(): GPU time per GEMM (plus
+//   the submission cost, no readback);
+// - stages: one GEMM with gl.finish() after every engine command (pack A, pack B, GEMM, unpack)
+//   and the readback of the result, median of 3;
+// and tfjs-webgl's matMul in the same process: e2e (matMul + dataSync) and chain (BENCH_CHAIN
+// matMuls, then gl.finish() on its context), with the ratios tfjs / gpujs. The FP8 rows (kiln's
+// FP8 block GEMM, e4m3, 1x128 / 128x128 scales, promotion 128) compare with tfjs's f32
+// matMul(a, b, false, true) of the same shape (tfjs has no FP8). All variants' results are
+// checked bit for bit against the first variant's. The load average is recorded.
+// Needs an X display (DISPLAY) and the built `gl` addon.
+//   node scripts/bench-gemm-headless-gl.mjs [sizes...]          (default 256 512 1024)
+//   GPUJS_GEMM_VARIANTS=packed,unroll2,onepass   (default: packed; onepass is run up to BENCH_OLD_MAX)
+//   BENCH_REPS (5), BENCH_CHAIN (5), BENCH_OLD_MAX (512), BENCH_FP8 (1; 0 skips the FP8 rows)
+//   GPUJS_BENCH_RESULTS=dir   writes dir/gemm-headless-gl.json and dir/gemm-headless-gl.md
+//   (GPUJS_BENCH_JSON=file / GPUJS_BENCH_MD=file: the same two files by name)
+//   KILN_GPUJS_SMALL_GEMM: the backend's one-pass threshold (batch*M*N*K; default 32768)
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
-import { GpujsBackend } from '../dist/index.js';
+import { GEMM_VARIANTS, GpujsBackend } from '../dist/index.js';
 
 const require = createRequire(import.meta.url);
 const sizes = process.argv.slice(2).map(Number).filter(Boolean);
 if (sizes.length === 0) sizes.push(256, 512, 1024);
 const REPS = Number(process.env.BENCH_REPS ?? 5);
+const CHAIN = Number(process.env.BENCH_CHAIN ?? 5);
 const OLD_MAX = Number(process.env.BENCH_OLD_MAX ?? 512);
+const FP8 = process.env.BENCH_FP8 !== '0';
+const variants = (process.env.GPUJS_GEMM_VARIANTS || 'packed').split(',').map((v) => v.trim()).filter(Boolean);
+for (const v of variants) if (v !== 'onepass' && !GEMM_VARIANTS.includes(v)) throw new Error(`GPUJS_GEMM_VARIANTS: unknown ${v} (${[...GEMM_VARIANTS, 'onepass'].join(', ')})`);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const fastest = (xs) => Math.min(...xs);
 /** median and fastest of REPS timed calls after one warm-up; f returns what to keep from the last call */
-async function time(f) {
+async function time(f, reps = REPS) {
   const ts = [];
   let last;
-  for (let r = 0; r <= REPS; r++) {
+  for (let r = 0; r <= reps; r++) {
     const t0 = performance.now();
     last = await f();
     if (r > 0) ts.push(performance.now() - t0);
   }
-  return { ms: median(ts), fastestMs: fastest(ts), times: ts, last };
+  return { ms: median(ts), fastestMs: Math.min(...ts), times: ts, last };
 }
 const load0 = loadavg();
+const t00 = performance.now();
 
 let b;
 try {
@@ -47,83 +64,105 @@ try {
   process.exit(0);
 }
 console.log(`gpujs: ${b.device.name} | ${b.device.details.via} | ${b.device.details.glVersion}`);
+const sp = b.syncPage;
+const finish = () => sp.finish();
+
+// per-command stage timing (gl.finish after each command) while `staging` is set
+let staging;
+const exec0 = sp.exec;
+const stageOf = (c) => {
+  if (c.t !== 'k') return c.t;
+  const names = [...c.src.matchAll(/\/\*@glsl (\w+)/g)].map((m) => m[1]);
+  return names.find((x) => /Pack|Gemm|Unpack/.test(x)) ?? (names.length ? names[0] : 'kernel');
+};
+sp.exec = (batch) => {
+  if (!staging) return exec0(batch);
+  for (const c of batch) {
+    const t0 = performance.now();
+    exec0([c]);
+    finish();
+    const k = stageOf(c);
+    if (k !== 'free') staging[k] = (staging[k] ?? 0) + performance.now() - t0;
+  }
+};
 
 // tfjs-backend-webgl on its own headless-gl context (gl resolved the way gpu.js resolves it)
-const gpujsRequire = createRequire(require.resolve('gpu.js'));
-const createGL = gpujsRequire('gl');
+const createGL = createRequire(require.resolve('gpu.js'))('gl');
 const tf = require('@tensorflow/tfjs-core');
 const tfwebgl = require('@tensorflow/tfjs-backend-webgl');
-let tfOk = false;
+let tfGl;
 try {
-  const gl = createGL(1, 1, { antialias: false, depth: false, stencil: false, alpha: false, premultipliedAlpha: false, preserveDrawingBuffer: false });
-  if (!gl) throw new Error('no headless-gl context for tfjs');
+  tfGl = createGL(1, 1, { antialias: false, depth: false, stencil: false, alpha: false, premultipliedAlpha: false, preserveDrawingBuffer: false });
+  if (!tfGl) throw new Error('no headless-gl context for tfjs');
   tf.env().set('WEBGL_VERSION', 1);
-  tfwebgl.setWebGLContext(1, gl);
+  tfwebgl.setWebGLContext(1, tfGl);
   // tfjs-backend-webgl registers its kernels for the name 'webgl' (in Node it registers no backend itself)
-  tf.registerBackend('webgl', () => new tfwebgl.MathBackendWebGL(new tfwebgl.GPGPUContext(gl)), 10);
+  tf.registerBackend('webgl', () => new tfwebgl.MathBackendWebGL(new tfwebgl.GPGPUContext(tfGl)), 10);
   await tf.setBackend('webgl');
   await tf.ready();
-  tfOk = true;
   console.log(`tfjs-webgl: WebGL ${tf.env().get('WEBGL_VERSION')}, render float32 ${tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED')}, packed ${tf.env().getBool('WEBGL_PACK')}`);
 } catch (e) {
   console.log(`tfjs-webgl unavailable: ${e.message}`);
+  tfGl = undefined;
 }
 
-const rows = [];
-const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
+const f = (x) => (x === undefined || !Number.isFinite(x) ? '-' : x < 10 ? x.toFixed(2) : x.toFixed(1));
 const both = (t) => (t ? `${f(t.ms)} (${f(t.fastestMs)})` : '-');
-const ratio = (a, b) => (a && b ? `${(a.ms / b.ms).toFixed(2)}x (${(a.fastestMs / b.fastestMs).toFixed(2)}x)` : '-');
-const header = '| GEMM | M=N=K | gpujs ms | tfjs-webgl ms | tfjs / gpujs | old kernel ms | packed vs old | max abs diff |';
-const lines = [header, '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}x` : '-');
+const rows = [];
+const lines = [
+  '| GEMM | M=N=K | variant | e2e ms | chain ms/GEMM | stages ms (finish after each) | tfjs e2e ms | tfjs chain ms | tfjs/gpujs e2e | tfjs/gpujs chain | bits vs first |',
+  '| --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |',
+];
 console.log(`${lines[0]}\n${lines[1]}`);
+
+/** e2e, chain and stage timings of one GEMM issued by `issue` (returns its DataId) */
+async function measure(issue, shape) {
+  const v = (id) => ({ dataId: id, shape, dtype: 'f32' });
+  const e2e = await time(async () => {
+    const c = issue();
+    const d = await b.read(v(c));
+    b.release(c);
+    return d;
+  });
+  const chain = await time(() => {
+    const ids = [];
+    for (let i = 0; i < CHAIN; i++) ids.push(issue());
+    b.flush();
+    finish();
+    for (const id of ids) b.release(id);
+  }, 2);
+  const stages = [];
+  for (let r = 0; r < 3; r++) {
+    staging = {};
+    const c = issue();
+    b.flush();
+    const t0 = performance.now();
+    sp.readF32(c.id);
+    staging.readback = performance.now() - t0;
+    const st = staging;
+    staging = undefined;
+    b.release(c);
+    stages.push(st);
+  }
+  const keys = Object.keys(stages[0]);
+  const stage = Object.fromEntries(keys.map((k) => [k, median(stages.map((s) => s[k] ?? 0))]));
+  return { e2e, chainMs: chain.ms / CHAIN, stage };
+}
+const stageText = (s) => Object.entries(s).map(([k, x]) => `${k.replace(/^kiln/, '').replace(/Gl1$/, '')} ${f(x)}`).join(', ');
+const strip = (t) => ({ ms: t.ms, fastestMs: t.fastestMs, times: t.times });
+
 for (const n of sizes) {
   const A = Float32Array.from({ length: n * n }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
   const B = Float32Array.from({ length: n * n }, (_, i) => ((i * 104729) % 1000) / 1000 - 0.5);
   const va = { dataId: b.write(A, 'f32', [n, n]), shape: [n, n], dtype: 'f32' };
   const vb = { dataId: b.write(B, 'f32', [n, n]), shape: [n, n], dtype: 'f32' };
-  const f32 = async () => {
-    const c = b.matmul(va, vb, { transposeA: false, transposeB: false }, [n, n]);
-    const d = await b.read({ dataId: c, shape: [n, n], dtype: 'f32' });
-    b.release(c);
-    return d;
-  };
-  const g = await time(f32);
-  let old;
-  if (n <= OLD_MAX) {
-    b.packedGemms = false;
-    old = await time(f32);
-    b.packedGemms = true;
-    let same = 0;
-    for (let i = 0; i < g.last.length; i++) if (Object.is(g.last[i], old.last[i])) same++;
-    old.bitIdentical = same === g.last.length;
-  }
-  // FP8: e4m3 codes (no NaN code), 1x128 / 128x128 scales, promotion 128
-  const kb = Math.ceil(n / 128);
-  const codes = Uint8Array.from({ length: n * n }, (_, i) => (i * 37) % 126);
-  const vc = { dataId: b.write(codes, 'e4m3', [n, n]), shape: [n, n], dtype: 'e4m3' };
-  const sa = { dataId: b.write(new Float32Array(n * kb).fill(0.5), 'f32', [n, kb]), shape: [n, kb], dtype: 'f32' };
-  const sb = { dataId: b.write(new Float32Array(kb * kb).fill(0.25), 'f32', [kb, kb]), shape: [kb, kb], dtype: 'f32' };
-  const fp8 = async () => {
-    const c = b.matmulFp8({ codes: vc, scales: sa, block: [1, 128] }, { codes: vc, scales: sb, block: [128, 128] }, { promotionInterval: 128 });
-    const d = await b.read({ dataId: c, shape: [n, n], dtype: 'f32' });
-    b.release(c);
-    return d;
-  };
-  const g8 = await time(fp8);
-  let old8;
-  if (n <= OLD_MAX) {
-    b.packedGemms = false;
-    old8 = await time(fp8);
-    b.packedGemms = true;
-    let same = 0;
-    for (let i = 0; i < g8.last.length; i++) if (Object.is(g8.last[i], old8.last[i])) same++;
-    old8.bitIdentical = same === g8.last.length;
-  }
-  for (const v of [va, vb, vc, sa, sb]) b.release(v.dataId);
+  // tfjs first (same inputs)
   let tt;
   let tt8;
-  let diff = NaN;
-  if (tfOk) {
+  let tchain;
+  let tchain8;
+  if (tfGl) {
     const xa = tf.tensor2d(A, [n, n]);
     const xb = tf.tensor2d(B, [n, n]);
     const mm = (tB) => () => {
@@ -132,27 +171,84 @@ for (const n of sizes) {
       c.dispose();
       return d;
     };
+    const chain = (tB) => () => {
+      const cs = [];
+      for (let i = 0; i < CHAIN; i++) cs.push(tf.matMul(xa, xb, false, tB));
+      tfGl.finish();
+      for (const c of cs) c.dispose();
+    };
     tt = await time(mm(false));
-    diff = 0;
-    for (let i = 0; i < tt.last.length; i++) diff = Math.max(diff, Math.abs(tt.last[i] - g.last[i]));
-    tt8 = await time(mm(true));
+    tchain = (await time(chain(false), 2)).ms / CHAIN;
+    if (FP8) {
+      tt8 = await time(mm(true));
+      tchain8 = (await time(chain(true), 2)).ms / CHAIN;
+    }
     xa.dispose();
     xb.dispose();
   }
-  const strip = (t) => (t ? { ms: t.ms, fastestMs: t.fastestMs, times: t.times, ...(t.bitIdentical === undefined ? {} : { bitIdenticalToPacked: t.bitIdentical }) } : undefined);
-  const row = { n, f32: { gpujs: strip(g), tfjs: strip(tt), old: strip(old), maxAbsDiffVsTfjs: diff }, fp8: { gpujs: strip(g8), tfjsF32ABt: strip(tt8), old: strip(old8) } };
-  rows.push(row);
-  const l1 = `| f32 | ${n} | ${both(g)} | ${both(tt)} | ${ratio(tt, g)} | ${both(old)} | ${old ? `${(old.ms / g.ms).toFixed(1)}x${old.bitIdentical ? ', bit-identical' : ', DIFFERS'}` : '-'} | ${diff.toExponential(2)} |`;
-  const l2 = `| FP8 | ${n} | ${both(g8)} | ${both(tt8)} | ${ratio(tt8, g8)} | ${both(old8)} | ${old8 ? `${(old8.ms / g8.ms).toFixed(1)}x${old8.bitIdentical ? ', bit-identical' : ', DIFFERS'}` : '-'} | - |`;
-  lines.push(l1, l2);
-  console.log(`${l1}\n${l2}`);
+  let first;
+  for (const variant of variants) {
+    if (variant === 'onepass' && n > OLD_MAX) continue;
+    b.packedGemms = variant !== 'onepass';
+    if (variant !== 'onepass') b.gemmVariant = variant;
+    const m = await measure(() => b.matmul(va, vb, { transposeA: false, transposeB: false }, [n, n]), [n, n]);
+    b.packedGemms = true;
+    b.gemmVariant = 'packed';
+    let bits = '-';
+    if (!first) first = m.e2e.last;
+    else {
+      let d = 0;
+      for (let i = 0; i < first.length; i++) if (!Object.is(first[i], m.e2e.last[i])) d++;
+      bits = d === 0 ? 'identical' : `${d} DIFFER`;
+    }
+    let diff = 0;
+    if (tt) for (let i = 0; i < tt.last.length; i++) diff = Math.max(diff, Math.abs(tt.last[i] - m.e2e.last[i]));
+    rows.push({ gemm: 'f32', n, variant, e2e: strip(m.e2e), chainMs: m.chainMs, stagesMs: m.stage, tfjs: tt && { e2e: strip(tt), chainMs: tchain }, maxAbsDiffVsTfjs: tt ? diff : undefined, bitsVsFirst: bits });
+    const l = `| f32 | ${n} | ${variant} | ${both(m.e2e)} | ${f(m.chainMs)} | ${stageText(m.stage)} | ${both(tt)} | ${f(tchain)} | ${ratio(tt?.ms, m.e2e.ms)} | ${ratio(tchain, m.chainMs)} | ${bits} |`;
+    lines.push(l);
+    console.log(l);
+  }
+  if (FP8) {
+    // FP8: e4m3 codes (no NaN code), 1x128 / 128x128 scales, promotion 128
+    const kb = Math.ceil(n / 128);
+    const codes = Uint8Array.from({ length: n * n }, (_, i) => (i * 37) % 126);
+    const vc = { dataId: b.write(codes, 'e4m3', [n, n]), shape: [n, n], dtype: 'e4m3' };
+    const sa = { dataId: b.write(new Float32Array(n * kb).fill(0.5), 'f32', [n, kb]), shape: [n, kb], dtype: 'f32' };
+    const sb = { dataId: b.write(new Float32Array(kb * kb).fill(0.25), 'f32', [kb, kb]), shape: [kb, kb], dtype: 'f32' };
+    const m = await measure(() => b.matmulFp8({ codes: vc, scales: sa, block: [1, 128] }, { codes: vc, scales: sb, block: [128, 128] }, { promotionInterval: 128 }), [n, n]);
+    rows.push({ gemm: 'fp8', n, variant: 'packed', e2e: strip(m.e2e), chainMs: m.chainMs, stagesMs: m.stage, tfjsF32ABt: tt8 && { e2e: strip(tt8), chainMs: tchain8 } });
+    const l = `| FP8 | ${n} | packed | ${both(m.e2e)} | ${f(m.chainMs)} | ${stageText(m.stage)} | ${both(tt8)} | ${f(tchain8)} | ${ratio(tt8?.ms, m.e2e.ms)} | ${ratio(tchain8, m.chainMs)} | - |`;
+    lines.push(l);
+    console.log(l);
+    for (const v of [vc, sa, sb]) b.release(v.dataId);
+  }
+  for (const v of [va, vb]) b.release(v.dataId);
 }
 const load1 = loadavg();
-const meta = { date: new Date().toISOString(), reps: REPS, cpus: cpus().length, cpu: cpus()[0]?.model, loadavgBefore: load0, loadavgAfter: load1 };
-console.log(`load average (1/5/15 min) before ${load0.map((x) => x.toFixed(2)).join(' ')}, after ${load1.map((x) => x.toFixed(2)).join(' ')}; ${meta.cpus} x ${meta.cpu}`);
-if (process.env.GPUJS_BENCH_MD) {
-  const head = `gpujs (headless-gl: ${b.device.name}) vs tfjs-backend-webgl (WebGL 1 on its own headless-gl context, same process); ${meta.date}; median (fastest) of ${REPS} after a warm-up, compute + readback; load average before ${load0.map((x) => x.toFixed(2)).join(' ')}, after ${load1.map((x) => x.toFixed(2)).join(' ')}; ${meta.cpus} x ${meta.cpu}. FP8 rows: kiln's FP8 block GEMM (e4m3, 1x128 / 128x128 scales, promotion 128) vs tfjs f32 matMul(a, b, false, true).`;
-  writeFileSync(process.env.GPUJS_BENCH_MD, `${head}\n\n${lines.join('\n')}\n`);
+const meta = {
+  date: new Date().toISOString(),
+  reps: REPS,
+  chain: CHAIN,
+  variants,
+  smallGemmWork: b.smallGemmWork,
+  wallS: (performance.now() - t00) / 1000,
+  cpus: cpus().length,
+  cpu: cpus()[0]?.model,
+  loadavgBefore: load0,
+  loadavgAfter: load1,
+};
+const la = (l) => l.map((x) => x.toFixed(2)).join(' ');
+console.log(`load average (1/5/15 min) before ${la(load0)}, after ${la(load1)}; ${meta.cpus} x ${meta.cpu}; ${meta.wallS.toFixed(1)} s`);
+const head = `gpujs (headless-gl: ${b.device.name}) vs tfjs-backend-webgl (WebGL 1 on its own headless-gl context, same process); ${meta.date}; e2e = compute + readback, median (fastest) of ${REPS} after a warm-up; chain = ${CHAIN} GEMMs then one gl.finish(), per GEMM; stages = one GEMM with gl.finish() after each pass, then the readback; one-pass threshold (batch*M*N*K) ${b.smallGemmWork}; load average before ${la(load0)}, after ${la(load1)}; ${meta.cpus} x ${meta.cpu}; ${meta.wallS.toFixed(1)} s. FP8 rows: kiln's FP8 block GEMM (e4m3, 1x128 / 128x128 scales, promotion 128) vs tfjs f32 matMul(a, b, false, true).`;
+const md = `${head}\n\n${lines.join('\n')}\n`;
+const json = JSON.stringify({ ...meta, device: b.device, rows }, null, 2);
+const dir = process.env.GPUJS_BENCH_RESULTS;
+if (dir) {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'gemm-headless-gl.md'), md);
+  writeFileSync(join(dir, 'gemm-headless-gl.json'), json);
+  console.log(`wrote ${join(dir, 'gemm-headless-gl.md')} and .json`);
 }
-if (process.env.GPUJS_BENCH_JSON) writeFileSync(process.env.GPUJS_BENCH_JSON, JSON.stringify({ ...meta, device: b.device, rows }, null, 2));
+if (process.env.GPUJS_BENCH_MD) writeFileSync(process.env.GPUJS_BENCH_MD, md);
+if (process.env.GPUJS_BENCH_JSON) writeFileSync(process.env.GPUJS_BENCH_JSON, json);
 b.dispose();
