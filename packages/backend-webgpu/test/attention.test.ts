@@ -233,6 +233,12 @@ describe('attention tile plan', () => {
     expect(small.dc).toBeLessThan(big.dc);
   });
 
+  it('a pinned layout is parsed and checked', () => {
+    expect(parseAttentionConfig('8,8,4,4,64,32')).toEqual({ ty: 8, tx: 8, rq: 4, rk: 4, dc: 64, vc: 32 });
+    expect(parseAttentionConfig(undefined)).toBeUndefined();
+    for (const bad of ['8,8,4,4,64', '32,16,1,1,8,8', '8,8,3,4,8,8', '8,8,4,4,8,64']) expect(() => parseAttentionConfig(bad), bad).toThrow(/KILN_WEBGPU_ATTENTION/);
+  });
+
   it('merges leading axes with the same broadcast pattern', () => {
     // q [2, 3, 4], k [2, 3, 4] (full): one axis of 24, stride S*dk
     expect(attentionBatchMeta([2, 3, 4], [2, 3, 4], [2, 3, 4], 10, 20)).toEqual([1, 24, 10, 20]);

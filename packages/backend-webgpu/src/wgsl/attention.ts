@@ -31,6 +31,7 @@
  * `dims`) starts k at Σ c_d kStrides[d] (0 along a broadcast axis), likewise v.
  * Dispatch: B * qBlocks workgroups, folded into y (and z) past 65535.
  */
+import { ArgumentError } from '@kiln/core';
 import { MATH } from './math.js';
 
 export interface AttentionConfig {
@@ -124,7 +125,7 @@ export function parseAttentionConfig(text: string | undefined): AttentionConfig 
   const n = text.split(',').map(Number);
   const pow2 = (x: number) => Number.isInteger(x) && x >= 1 && (x & (x - 1)) === 0;
   if (n.length !== 6 || !n.slice(0, 4).every(pow2) || n[0] * n[1] > 256 || !(n[4] >= 1) || !(n[5] === 0 || (pow2(n[5]) && n[5] <= n[1] * n[3]))) {
-    throw new Error(`KILN_WEBGPU_ATTENTION must be 'ty,tx,rq,rk,dc,vc' (powers of two, ty*tx <= 256, vc 0 or dividing tx*rk), got '${text}'`);
+    throw new ArgumentError('webgpu.attention', `KILN_WEBGPU_ATTENTION must be 'ty,tx,rq,rk,dc,vc' (powers of two, ty*tx <= 256, vc 0 or dividing tx*rk), got '${text}'`);
   }
   return { ty: n[0], tx: n[1], rq: n[2], rk: n[3], dc: n[4], vc: n[5] };
 }
