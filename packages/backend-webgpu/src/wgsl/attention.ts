@@ -70,13 +70,14 @@ export function attentionWorkgroupBytes(s: AttentionSpec): number {
 const BUSY_WORKGROUPS = 256;
 
 /**
- * The kernel for one problem: a layout by the shape (decode: a few query rows, many keys per
- * workgroup; otherwise 16 x 16 invocations with the largest query block that still yields
- * enough workgroups), then depths that fit `workgroupBytes`. Fallback, in order, while the
- * workgroup memory is too small: halve the V stage and the dk chunk (the larger first; down
- * to 8 keys and 4 columns), then read V from global memory, then 1-deep chunks, then smaller
- * register blocks (rq, rk down to 1: a 16 x 16 tile needs ~2.2 KB, within any device kiln
- * accepts, whose minimum is 8 KiB).
+ * The kernel for one problem: a layout by the shape and device (decode: a few query rows,
+ * 64 keys per tile; hardware GPUs: 16 x 16 invocations with the largest query block, 64, 32
+ * or 16 rows, that still yields enough workgroups; software rasterisers: 8 x 8 invocations,
+ * 32 x 32 tiles), or `pinned`; then depths that fit `workgroupBytes`. Fallback, in order,
+ * while the workgroup memory is too small: halve the V stage and the dk chunk (the larger
+ * first; down to 8 keys of V and 4-deep chunks), then read V from global memory, then 1-deep
+ * chunks, then smaller register blocks (rq, rk down to 1: a 16 x 16 tile then needs ~2.2 KB,
+ * within any device kiln accepts, whose minimum is 8 KiB).
  */
 export function planAttention(dk: number, dv: number, Tq: number, batches: number, workgroupBytes: number, software: boolean, pinned?: AttentionConfig): AttentionSpec {
   let c: AttentionConfig;
