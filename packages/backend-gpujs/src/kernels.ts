@@ -435,13 +435,18 @@ function trig(op: 'sin' | 'cos'): string {
  * specified to 3 + 2|x| ulp.
  */
 export const HELPERS: readonly string[] = [
-  // floor(a / b) of integer-valued 0 <= a < 2^24, 1 <= b < 2^24, exactly: GLSL's '/' need not be
-  // correctly rounded (NVIDIA's GL is 1 ulp off), so an exact integer quotient can come out just
-  // below it and floor drops by one; the remainder (exact: q b and a - q b are integers < 2^24)
-  // puts it back. Every flat index -> coordinates split in kernels.ts goes through this.
+  // floor(a / b) of integer-valued 0 <= a, 1 <= b, a + 8b < 2^24, exactly: GLSL's '/' need not be
+  // correctly rounded (desktop GLSL allows 2.5 ulp; NVIDIA's GL was 1 ulp off), so an exact
+  // integer quotient can come out just below it and floor drops by one, by up to 3 for quotients
+  // above 2^22; the remainder (exact: q b and a - q b are integers below 2^24) puts it back: a
+  // coarse step floor(r / b) (|r| < 4b), then two unit steps. Every flat index -> coordinates
+  // split in kernels.ts goes through this.
   `function floorDiv(a, b) {
   let q = Math.floor(a / b);
   let r = a - q * b;
+  q = q + Math.floor(r / b);
+  r = a - q * b;
+  if (r < 0.0) { q = q - 1.0; r = r + b; } else if (r >= b) { q = q + 1.0; r = r - b; }
   if (r < 0.0) { q = q - 1.0; } else if (r >= b) { q = q + 1.0; }
   return q;
 }`,

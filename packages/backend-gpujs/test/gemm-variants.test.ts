@@ -1,14 +1,14 @@
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeValues, type DType, type TensorView } from '@kiln/core';
-import { GEMM_VARIANTS, GpujsBackend, kernelSources } from '@kiln/backend-gpujs';
+import { GEMM_VARIANTS, GpujsBackend, findChromium, kernelSources } from '@kiln/backend-gpujs';
 
 // The headless-gl engine (WebGL 1.0; needs an X display, e.g. `xvfb-run -a`):
 // - every f32 GEMM variant (KILN_GPUJS_GEMM) bit for bit against the default 'packed' kernel and
 //   the one-pass one-output-per-thread kernel, on ragged shapes; the small-GEMM dispatch
 //   (smallGemmWork) bit for bit against the packed path, f32 and FP8;
 // - floorDiv (the exact integer quotient every index split uses) with a division that is
-//   deliberately 1-2 ulp off either way, as NVIDIA's GL division is;
+//   deliberately 2^-22 relative (2-4 ulp) off either way (NVIDIA's GL division was 1 ulp off);
 // - every f16 / bf16 / e4m3 / e5m2 code decoded by the cast kernels against core's decoder (the
 //   zero codes as signed zeros, powers of two built by constant multiplies, no pow/exp2);
 // - f32 division correctly rounded (divRN), also with a hardware quotient skewed by up to 3 ulp;
@@ -35,6 +35,51 @@ beforeAll(async () => {
   }
 });
 afterAll(() => b?.dispose());
+
+describe('gpujs GEMM variants on Chromium (WebGL2, the GLSL ES 3.00 kernels)', () => {
+  let c: GpujsBackend | undefined;
+  let why = '';
+  beforeAll(async () => {
+    try {
+      const found = await findChromium();
+      if ('reason' in found) why = found.reason;
+      else c = await GpujsBackend.create({ executablePath: found.path });
+    } catch (e) {
+      why = (e as Error).message;
+    }
+  });
+  afterAll(() => c?.dispose());
+  it(`every variant (${GEMM_VARIANTS.join(', ')}) equals 'packed' and the one-pass kernel bit for bit`, async (t) => {
+    if (!c) return t.skip(why);
+    c.smallGemmWork = 0;
+    for (const [M, K, N] of [
+      [5, 3, 7],
+      [17, 33, 19],
+      [64, 130, 66],
+      [1, 257, 6],
+      [9, 1, 11],
+    ]) {
+      const ta = c.write(randn(M * K), 'f32', [M, K]);
+      const tb = c.write(randn(K * N), 'f32', [K, N]);
+      const mm = async (): Promise<Float32Array> => {
+        const o = c!.matmul(view(ta, [M, K]), view(tb, [K, N]), { transposeA: false, transposeB: false }, [M, N]);
+        const r = (await c!.read(view(o, [M, N]))) as Float32Array;
+        c!.release(o);
+        return r;
+      };
+      c.packedGemms = false;
+      const one = await mm();
+      c.packedGemms = true;
+      for (const v of GEMM_VARIANTS) {
+        c.gemmVariant = v;
+        expect(sameBits(await mm(), one), `${v} ${M}x${K}x${N}`).toBe(0);
+      }
+      c.gemmVariant = 'packed';
+      c.release(ta);
+      c.release(tb);
+    }
+  });
+});
 
 describe('gpujs GEMM variants on headless-gl', () => {
   const cases: { as: number[]; bs: number[]; tA?: boolean; tB?: boolean; out: number[] }[] = [
@@ -115,19 +160,28 @@ describe('gpujs GEMM variants on headless-gl', () => {
 });
 
 describe('gpujs exact index arithmetic and decodes on headless-gl', () => {
-  it('floorDiv is exact even when the division is 1-2 ulp low or high (NVIDIA GL)', async (t) => {
+  it('floorDiv is exact even when the division is off by 2^-22 relative (2-4 ulp) either way (NVIDIA GL: 1 ulp)', async (t) => {
     if (!b) return t.skip(reason);
     const require = createRequire(import.meta.url);
     const gpujs = require(require.resolve('gpu.js')) as { GPU: new (o: object) => any };
     const src = kernelSources().helpers.find((h) => h.includes('function floorDiv'))!;
     const pairs: [number, number][] = [];
-    for (let d = 1; d <= 300; d++) for (const q of [0, 1, 2, 3, 7, 10, 99, 1000, 4999]) for (const r of [0, d - 1]) if (q * d + r < 2 ** 24) pairs.push([q * d + r, d]);
-    for (let i = 0; i < 2000; i++) pairs.push([Math.floor(rnd() * 2 ** 24), 1 + Math.floor(rnd() * 5000)]);
+    for (let d = 1; d <= 300; d++) for (const q of [0, 1, 2, 3, 7, 10, 99, 1000, 4999]) for (const r of [0, d - 1]) if (q * d + r + 8 * d < 2 ** 24) pairs.push([q * d + r, d]);
+    for (let i = 0; i < 2000; i++) {
+      const d = 1 + Math.floor(rnd() * 5000);
+      pairs.push([Math.floor(rnd() * (2 ** 24 - 8 * d)), d]);
+    }
+    // exact quotients above 2^22, where 2 ulp is 2 (d small)
+    for (let i = 0; i < 500; i++) {
+      const d = 1 + Math.floor(rnd() * 3);
+      const q = 2 ** 22 + Math.floor(rnd() * (2 ** 24 / d - 2 ** 22 - 3));
+      if (q * d + 8 * d < 2 ** 24) pairs.push([q * d, d]);
+    }
     const A = Float32Array.from(pairs, (p) => p[0]);
     const B = Float32Array.from(pairs, (p) => p[1]);
     const want = pairs.map(([a, d]) => Math.floor(a / d));
     {
-      // 1 - 2^-22 and 1 + 2^-22: about 2 ulp, the wrong way for an exact integer quotient
+      // 1 - 2^-22 and 1 + 2^-22: 2-4 ulp, the wrong way for an exact integer quotient
       for (const skew of ['(1.0 - 0.0000002384185791015625)', '(1.0 + 0.0000002384185791015625)', '1.0']) {
         const g = new gpujs.GPU({ mode: 'headlessgl' });
         try {
