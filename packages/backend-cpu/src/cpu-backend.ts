@@ -1,4 +1,5 @@
 import type {
+  AttentionKernelArgs,
   Backend,
   BackendMemory,
   BinaryOp,
@@ -43,6 +44,7 @@ import {
 import { fillKernel } from './kernels/fill.js';
 import { disposeFp8Wasm } from './kernels/fp8-wasm.js';
 import { matmulFp8Kernel, quantizeKernel, type Fp8Operand } from './kernels/fp8.js';
+import { attentionKernel } from './kernels/attention.js';
 import { logSoftmaxKernel, rmsNormKernel, softmaxKernel, swigluKernel } from './kernels/fused.js';
 import { gatherKernel } from './kernels/gather.js';
 import { indexAddKernel } from './kernels/index-add.js';
@@ -115,6 +117,7 @@ export class CpuBackend implements Backend {
         logSoftmax: (x) => this.make(logSoftmaxF64(this.arr(x), lastDim(x.shape)), 'f32'),
         rmsNorm: (x, weight, eps) => this.make(rmsNormF64(this.arr(x), this.arr(weight), lastDim(x.shape), eps), 'f32'),
         swiglu: (gate, up) => this.make(swigluF64(this.arr(gate), this.arr(up)), 'f32'),
+        attention: (q, k, v, args) => this.attention(q, k, v, args),
       };
       return;
     }
@@ -123,7 +126,15 @@ export class CpuBackend implements Backend {
       logSoftmax: (x) => this.make(logSoftmaxKernel(this.f32(x), lastDim(x.shape)), 'f32'),
       rmsNorm: (x, weight, eps) => this.make(rmsNormKernel(this.f32(x), this.f32(weight), lastDim(x.shape), eps), 'f32'),
       swiglu: (gate, up) => this.make(swigluKernel(this.f32(gate), this.f32(up)), 'f32'),
+      attention: (q, k, v, args) => this.attention(q, k, v, args),
     };
+  }
+
+  /** fused.attention: GEMM tiles with a float64 softmax (a float64 loop in the reference mode); see kernels/attention.ts. */
+  private attention(q: TensorView, k: TensorView, v: TensorView, args: AttentionKernelArgs): { out: DataId; logSumExp: DataId } {
+    const arr = (x: TensorView) => this.arr(x, 'attention') as Float32Array | Float64Array;
+    const r = attentionKernel(arr(q), q.shape, arr(k), k.shape, arr(v), v.shape, args.scale, args.causalOffset, this.f64);
+    return { out: this.make(r.out, 'f32'), logSumExp: this.make(r.logSumExp, 'f32') };
   }
 
   // ---- storage -------------------------------------------------------------------------
