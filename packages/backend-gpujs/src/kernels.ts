@@ -430,7 +430,8 @@ function trig(op: 'sin' | 'cos'): string {
 
 /**
  * Functions every kernel may call (added to the gpu.js instance). expf: 2^k * e^r with
- * r = x - k ln2 (two-part ln2, |r| <= ln2/2) and a degree-7 Taylor polynomial (truncation
+ * r = x - k ln2 (two-part ln2, |r| <= ln2/2) and a degree-7 Taylor polynomial (2^k as two exact
+ * pow2i factors, not GLSL pow: a GPU's pow(2, h) is exp2(h log2 2), not always exact) (truncation
  * error < 1e-8 relative), in f32 arithmetic: within a few ulp, where GLSL's exp is only
  * specified to 3 + 2|x| ulp.
  */
@@ -564,7 +565,7 @@ export const HELPERS: readonly string[] = [
   r = r - k * 1.4286068203094173e-6;
   let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666666666666666 + r * (0.041666666666666664 + r * (0.008333333333333333 + r * (0.001388888888888889 + r * 1.984126984126984e-4))))));
   let h = Math.floor(k / 2.0);
-  return p * Math.pow(2.0, h) * Math.pow(2.0, k - h);
+  return p * pow2i(h) * pow2i(k - h);
 }`,
 ];
 
