@@ -42,6 +42,15 @@ const OPS: GradCase[] = [
   ['swiglu, silu, gelu', ([g, u]) => k.add(k.swiglu(g, u), k.add(k.silu(g), k.gelu(u))), [{ shape: [2, 5] }, { shape: [2, 5] }]],
   ['rotary, interleaved and half', ([x, c, s]) => k.add(k.rotary(x, c, s), k.rotary(x, c, s, { layout: 'half' })), [{ shape: [2, 3, 8] }, { shape: [3, 4] }, { shape: [3, 4] }]],
   ['clamp', ([a]) => k.clamp(a, -0.5, 0.5), [{ shape: [10] }]],
+  // the fused path's backward recomputes the probabilities from the kernel's logSumExp, so a
+  // wrong logSumExp shows here even though attention returns only its output
+  ['attention, causal (Tq = S)', ([q, kk, v]) => k.attention(q, kk, v, { causal: true }), [{ shape: [2, 4, 3] }, { shape: [2, 4, 3] }, { shape: [2, 4, 3] }]],
+  [
+    'attention, causal offset S - Tq with k/v broadcast over heads',
+    ([q, kk, v]) => k.attention(q, kk, v, { causalOffset: 2, scale: 0.8 }),
+    [{ shape: [2, 2, 3, 4] }, { shape: [2, 1, 5, 4] }, { shape: [2, 1, 5, 3] }],
+  ],
+  ['attention, no mask, dk != dv', ([q, kk, v]) => k.attention(q, kk, v, { scale: 1.3 }), [{ shape: [2, 3, 5] }, { shape: [2, 4, 5] }, { shape: [2, 4, 2] }]],
 ];
 
 const cases: CaseDef[] = [

@@ -1,8 +1,8 @@
 import type { Backend, DType, FusedKernels, Tensor } from '@kiln/core';
-import { crossEntropy, gelu, logSoftmax, logSumExp, mse, rmsNorm, rotary, rotaryTables, silu, softmax, swiglu, topk } from '@kiln/core';
+import { attention, crossEntropy, gelu, logSoftmax, logSumExp, mse, rmsNorm, rotary, rotaryTables, silu, softmax, swiglu, topk, type AttentionOptions } from '@kiln/core';
 import { assert, describeAt, expectExact, expectNear } from '../check.js';
 import { backendView, type Area, type CaseDef, type Ctx } from '../harness.js';
-import { geluRef, logSoftmaxRef, rmsNormRef, rotaryRef, siluRef, softmaxRef, swigluRef, topkRef, type Ref } from '../reference/composed.js';
+import { attentionRef, geluRef, logSoftmaxRef, rmsNormRef, rotaryRef, siluRef, softmaxRef, swigluRef, topkRef, type Ref } from '../reference/composed.js';
 import { EPS32, ulp32 } from '../reference/float.js';
 import { size, type Shape } from '../reference/nd.js';
 import { readChecked } from './util.js';
@@ -30,6 +30,27 @@ function rowGen(c: Ctx, scale: number, dtype: DType = 'f32') {
 async function checkRef(c: Ctx, t: Tensor, label: string, dtype: DType, shape: Shape, ref: Ref): Promise<void> {
   const r = await readChecked(c, t, label, dtype, shape);
   expectNear(label, dtype, r.values, ref.exact, ref.bound, describeAt(shape));
+}
+
+/** An attention setup: q, k, v shapes, the input dtype, options, and the spread of q and k. */
+type AttentionSetup = [label: string, q: Shape, k: Shape, v: Shape, dtype: DType, options: AttentionOptions, spread: number];
+
+const ATTENTION_SETUPS: AttentionSetup[] = [
+  ['causal, Tq = S', [2, 3, 6, 8], [2, 3, 6, 8], [2, 3, 6, 8], 'f32', { causal: true }, 1],
+  ['causal, offset S - Tq (queries after a cache)', [2, 2, 3, 8], [2, 2, 7, 8], [2, 2, 7, 8], 'f32', { causalOffset: 4 }, 1],
+  ['no mask, peaked scores (scale 3)', [3, 5, 16], [3, 9, 16], [3, 9, 16], 'f32', { scale: 3 }, 1],
+  ['no mask, dk != dv', [2, 4, 12], [2, 6, 12], [2, 6, 5], 'f32', {}, 1.5],
+  ['k/v broadcast over heads, offset 2', [2, 3, 4, 8], [2, 1, 6, 8], [2, 1, 6, 4], 'f32', { causalOffset: 2 }, 1],
+  ['k/v of lower rank than q', [2, 3, 4, 8], [5, 8], [5, 3], 'f32', { causal: true, causalOffset: 1 }, 1],
+  ['bf16 inputs, causal', [1, 2, 5, 16], [1, 2, 5, 16], [1, 2, 5, 16], 'bf16', { causal: true }, 1],
+  ['long rows (S = 129, dk = 64), offset 96', [1, 2, 33, 64], [1, 2, 129, 64], [1, 2, 129, 32], 'f32', { causalOffset: 96 }, 0.5],
+  ['offset past the last key (every key visible)', [1, 4, 6], [1, 3, 6], [1, 3, 6], 'f32', { causalOffset: 5 }, 1],
+  ['no query rows', [2, 0, 4], [2, 3, 4], [2, 3, 2], 'f32', { causal: true }, 1],
+];
+
+/** The kernel's causalOffset for attention options (null: no mask). */
+function offsetOf(o: AttentionOptions): number | null {
+  return o.causalOffset ?? (o.causal ? 0 : null);
 }
 
 const SOFTMAX_SHAPES: [Shape, number][] = [
@@ -182,6 +203,60 @@ const cases: CaseDef[] = [
       const sn = c.tensor([1, 0], [1, 2], 'f32');
       const y = c.run(() => rotary(x, cs, sn));
       expectExact('rotary default layout = interleaved', (await c.read(y)).values, [-2, 1, 3, 4]);
+    },
+  },
+  {
+    name: 'attention: causal (offset 0 and S - Tq), no mask, dk != dv, k/v broadcast over heads, bf16 inputs, S = 129; float64 reference; fused and composed paths',
+    async run(c) {
+      for (const p of paths(c)) {
+        for (const [label, qs, ks, vs, dtype, options, spread] of ATTENTION_SETUPS) {
+          const q = c.random(qs, dtype, (r) => r.normal() * spread, p.backend);
+          const k = c.random(ks, dtype, (r) => r.normal() * spread, p.backend);
+          const v = c.random(vs, dtype, (r) => r.normal() * 2, p.backend);
+          const scale = options.scale ?? 1 / Math.sqrt(qs[qs.length - 1]);
+          const ref = attentionRef(q.values, qs, k.values, ks, v.values, vs, scale, offsetOf(options), c.tol);
+          const y = c.run(() => attention(q.t, k.t, v.t, options));
+          await checkRef(c, y, `attention ${label} (${dtype} q [${qs.join(', ')}], k [${ks.join(', ')}], v [${vs.join(', ')}]) [${p.label}]`, 'f32', ref.outShape, ref);
+        }
+      }
+    },
+  },
+  {
+    name: 'Backend.fused.attention (when present) matches the float64 reference directly: out and logSumExp, poisoned outputs',
+    async run(c) {
+      const kernel = c.backend.fused?.attention;
+      if (!kernel) return; // fused kernels are optional
+      for (const [label, qs, ks0, vs0, dtype, options, spread] of ATTENTION_SETUPS) {
+        if (dtype !== 'f32') continue; // the kernel takes f32 (core casts first)
+        // the kernel's contract: k and v have q's rank
+        const pad = (s: Shape): Shape => [...new Array<number>(qs.length - s.length).fill(1), ...s];
+        const ks = pad(ks0);
+        const vs = pad(vs0);
+        const q = c.random(qs, 'f32', (r) => r.normal() * spread);
+        const k = c.random(ks, 'f32', (r) => r.normal() * spread);
+        const v = c.random(vs, 'f32', (r) => r.normal() * 2);
+        const scale = options.scale ?? 1 / Math.sqrt(qs[qs.length - 1]);
+        const offset = offsetOf(options);
+        const ref = attentionRef(q.values, qs, k.values, ks, v.values, vs, scale, offset, c.tol);
+        const lseShape = qs.slice(0, -1);
+        c.poison('f32', size(ref.outShape));
+        c.poison('f32', size(lseShape));
+        const res = kernel.call(c.backend.fused, q.t, k.t, v.t, { scale, causalOffset: offset });
+        try {
+          for (const id of [res.out, res.logSumExp]) {
+            assert(id !== null && typeof id === 'object', `fused.attention ${label}: returned ${String(id)}, expected DataId objects`);
+            assert(![q.t.dataId, k.t.dataId, v.t.dataId].includes(id), `fused.attention ${label}: returned an input's storage`);
+          }
+          assert(res.out !== res.logSumExp, `fused.attention ${label}: out and logSumExp share storage`);
+          const out = await c.read({ dataId: res.out, shape: ref.outShape, dtype: 'f32' }, `fused.attention ${label} out`);
+          expectNear(`fused.attention ${label} out [${qs.join(', ')}]`, 'f32', out.values, ref.exact, ref.bound, describeAt(ref.outShape));
+          const lse = await c.read({ dataId: res.logSumExp, shape: lseShape, dtype: 'f32' }, `fused.attention ${label} logSumExp`);
+          expectNear(`fused.attention ${label} logSumExp [${lseShape.join(', ')}]`, 'f32', lse.values, ref.lse, ref.lseBound, describeAt(lseShape));
+        } finally {
+          c.backend.release(res.out);
+          c.backend.release(res.logSumExp);
+        }
+      }
     },
   },
   {

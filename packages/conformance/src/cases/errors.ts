@@ -77,6 +77,10 @@ const cases: CaseDef[] = [
         ['rotary table shape', 'rotary', () => k.rotary(c.tensor([1, 2, 3, 4], [1, 4]), a23, a23)],
         ['crossEntropy targets shape', 'crossEntropy', () => k.crossEntropy(a23, c.tensor([0, 1, 2], [3], 'i32'))],
         ['softmax axis', 'softmax', () => k.softmax(a23, 2)],
+        ['attention dk mismatch', 'attention', () => k.attention(a23, a32, a23)],
+        ['attention S mismatch (k vs v)', 'attention', () => k.attention(a23, a23, a32)],
+        ['attention k leading axes not broadcastable to q', 'attention', () => k.attention(a23, c.tensor(new Array(12).fill(1), [2, 2, 3]), c.tensor(new Array(12).fill(1), [2, 2, 3]))],
+        ['attention rank 1', 'attention', () => k.attention(a4, a4, a4)],
         ['tensor values do not fill the shape', 'tensor', () => k.tensor([1, 2, 3], [2, 2])],
         ['tensor ragged nested array', 'tensor', () => k.tensor([[1, 2], [3]] as unknown as number[][])],
         ['zeros negative dimension', 'full', () => k.zeros([2, -1])],
@@ -107,6 +111,8 @@ const cases: CaseDef[] = [
         ['logSoftmax of bool', 'logSoftmax', () => k.logSoftmax(b)],
         ['rmsNorm of i32', 'rmsNorm', () => k.rmsNorm(i, c.tensor([1, 1, 1], [3]))],
         ['swiglu of i32', 'swiglu', () => k.swiglu(i, i)],
+        ['attention of i32 q', 'attention', () => k.attention(i, f, f)],
+        ['attention of bool v', 'attention', () => k.attention(f, f, b)],
         ['rotary of i32', 'rotary', () => k.rotary(c.tensor([1, 2, 3, 4], [1, 4], 'i32'), c.tensor([1, 1], [1, 2]), c.tensor([0, 0], [1, 2]))],
         ['crossEntropy f32 targets', 'crossEntropy', () => k.crossEntropy(f, c.tensor([0, 1], [2]))],
         ['topk of bool', 'topk', () => k.topk(b, 1)],
@@ -161,6 +167,7 @@ const cases: CaseDef[] = [
         ['rmsNorm', 'rmsNorm', () => k.rmsNorm(dead, c.tensor([1, 1, 1], [3]))],
         ['rmsNorm weight', 'rmsNorm', () => k.rmsNorm(live, deadW)],
         ['swiglu', 'swiglu', () => k.swiglu(live, dead)],
+        ['attention', 'attention', () => k.attention(live, dead, live)],
         ['crossEntropy', 'crossEntropy', () => k.crossEntropy(dead, c.tensor([0, 1], [2], 'i32'))],
       ]);
       for (const [label, fn] of [
@@ -195,6 +202,7 @@ const cases: CaseDef[] = [
         ['scatterAdd', 'scatterAdd', () => k.scatterAdd(mine, 0, c.tensor([0, 1, 0, 1], [2, 2], 'i32'), theirs)],
         ['rmsNorm', 'rmsNorm', () => k.rmsNorm(mine, c.tensor([1, 1], [2], 'f32', other))],
         ['swiglu', 'swiglu', () => k.swiglu(mine, theirs)],
+        ['attention', 'attention', () => k.attention(mine, mine, theirs)],
       ]);
       // toBackend moves a tensor, after which the op works
       const moved = c.track(await k.toBackend(theirs, c.backend));
@@ -211,6 +219,10 @@ const cases: CaseDef[] = [
         ['topk k > n', 'topk', () => k.topk(x, 4)],
         ['topk negative k', 'topk', () => k.topk(x, -1)],
         ['topk of rank 0', 'topk', () => k.topk(c.tensor([1], []), 1)],
+        ['attention negative causalOffset', 'attention', () => k.attention(x, x, x, { causalOffset: -1 })],
+        ['attention fractional causalOffset', 'attention', () => k.attention(x, x, x, { causalOffset: 0.5 })],
+        ['attention causalOffset with causal false', 'attention', () => k.attention(x, x, x, { causal: false, causalOffset: 1 })],
+        ['attention non-finite scale', 'attention', () => k.attention(x, x, x, { scale: Infinity })],
         ['arange step 0', 'arange', () => k.arange(0, 5, 0)],
         ['randomUniform seed', 'randomUniform', () => k.randomUniform([2], -1)],
         ['randomNormal std < 0', 'randomNormal', () => k.randomNormal([2], 1, 0, -1)],

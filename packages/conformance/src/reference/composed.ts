@@ -165,3 +165,99 @@ export function topkRef(x: ArrayLike<number>, shape: Shape, k: number): { values
   }
   return { values, indices };
 }
+
+/**
+ * Scaled dot-product attention of q [..., Tq, dk], k [..., S, dk], v [..., S, dv] (k's and
+ * v's leading axes, padded with leading 1s to q's rank, are each 1 or q's size): out
+ * [..., Tq, dv] and the log normaliser lse [..., Tq] of the scores s_j = scale (q · k_j) over
+ * the visible keys (j <= offset + i when `offset` is not null). Bounds for an f32
+ * composition (matmul, scale, softmax, matmul; a fused kernel must do at least as well):
+ * each score is off by at most δs_j = eps (c_mm |scale| Σ_p |q_p k_jp| + 2 c_f32 |s_j|)
+ * (the product, the scaling and the scale's own rounding to f32); a softmax whose inputs
+ * move by up to Δ = max_j δs_j moves each p_j by at most 2 Δ p_j, on top of softmaxRef's
+ * own rounding; the weighted sum adds c_mm eps Σ_j p_j |v_j|. lse moves by at most Δ plus
+ * logSoftmaxRef's rounding of the normaliser.
+ */
+export function attentionRef(
+  q: ArrayLike<number>,
+  qShape: Shape,
+  k: ArrayLike<number>,
+  kShape: Shape,
+  v: ArrayLike<number>,
+  vShape: Shape,
+  scale: number,
+  offset: number | null,
+  tol: Tol,
+): Ref & { lse: Float64Array; lseBound: Float64Array; outShape: Shape } {
+  const rank = qShape.length;
+  const pad = (s: Shape): Shape => [...new Array<number>(rank - s.length).fill(1), ...s];
+  const ks = pad(kShape);
+  const vs = pad(vShape);
+  const Tq = qShape[rank - 2];
+  const dk = qShape[rank - 1];
+  const S = ks[rank - 2];
+  const dv = vs[rank - 1];
+  const lead = qShape.slice(0, -2);
+  const batch = size(lead);
+  const exact = new Float64Array(batch * Tq * dv);
+  const bound = new Float64Array(exact.length);
+  const lse = new Float64Array(batch * Tq);
+  const lseBound = new Float64Array(lse.length);
+  /** Element offset of batch b's matrix in an operand with leading axes `own`. */
+  const matrixAt = (b: number, own: Shape, matrix: number): number => {
+    let off = 0;
+    let st = matrix;
+    let rest = b;
+    for (let a = lead.length - 1; a >= 0; a--) {
+      const i = rest % lead[a];
+      rest = Math.floor(rest / lead[a]);
+      if (own[a] !== 1) off += i * st;
+      st *= own[a];
+    }
+    return off;
+  };
+  const s = new Float64Array(S);
+  const ds = new Float64Array(S);
+  for (let b = 0; b < batch; b++) {
+    const ko = matrixAt(b, ks.slice(0, -2), S * dk);
+    const vo = matrixAt(b, vs.slice(0, -2), S * dv);
+    for (let i = 0; i < Tq; i++) {
+      const r = b * Tq + i;
+      const visible = offset === null ? S : Math.min(S, offset + i + 1);
+      let m = -Infinity;
+      let delta = 0;
+      for (let j = 0; j < visible; j++) {
+        let dot = 0;
+        let abs = 0;
+        for (let p = 0; p < dk; p++) {
+          const t = q[r * dk + p] * k[ko + j * dk + p];
+          dot += t;
+          abs += Math.abs(t);
+        }
+        s[j] = scale * dot;
+        ds[j] = EPS32 * (tol.matmul * Math.abs(scale) * abs + 2 * tol.f32 * Math.abs(s[j]));
+        m = Math.max(m, s[j]);
+        delta = Math.max(delta, ds[j]);
+      }
+      let l = 0;
+      for (let j = 0; j < visible; j++) l += Math.exp(s[j] - m);
+      const ls = Math.log(l);
+      lse[r] = m + ls;
+      lseBound[r] = delta + EPS32 * (tol.transcendental + tol.matmul + tol.transcendental * Math.abs(ls) + tol.f32 * Math.abs(lse[r]));
+      for (let c = 0; c < dv; c++) {
+        let o = 0;
+        let err = 0;
+        for (let j = 0; j < visible; j++) {
+          const p = Math.exp(s[j] - m) / l;
+          const dp = p * (2 * delta + EPS32 * (2 * tol.transcendental + tol.matmul + 2 * tol.f32 + tol.f32 * Math.abs(s[j] - m)));
+          const x = Math.abs(v[vo + j * dv + c]);
+          o += p * v[vo + j * dv + c];
+          err += dp * x + tol.matmul * EPS32 * (p + dp) * x;
+        }
+        exact[r * dv + c] = o;
+        bound[r * dv + c] = err;
+      }
+    }
+  }
+  return { exact, bound, lse, lseBound, outShape: [...lead, Tq, dv] };
+}
