@@ -1,6 +1,5 @@
-import { softmax } from '../composed/softmax.js';
+import { attention } from '../composed/attention.js';
 import { tidy } from '../engine.js';
-import { add, mul } from '../ops/elementwise.js';
 import { tensor } from '../ops/creation.js';
 import { matmul } from '../ops/matmul.js';
 import { broadcastTo, concat, reshape, split, transpose } from '../ops/layout.js';
@@ -27,7 +26,10 @@ export interface MLAConfig {
   softmaxScale: number;
 }
 
-/** Additive causal mask [Tq, S]: query i (absolute position offset + i) sees keys j <= offset + i. */
+/**
+ * Additive causal mask [Tq, S]: query i (absolute position offset + i) sees keys j <= offset + i.
+ * (MLA itself masks through `attention`'s causal options; this stays for callers that add it.)
+ */
 export function causalMask(Tq: number, S: number, offset: number): Tensor {
   const m = new Float32Array(Tq * S);
   for (let i = 0; i < Tq; i++) for (let j = 0; j < S; j++) m[i * S + j] = j <= offset + i ? 0 : -Infinity;
@@ -104,8 +106,7 @@ export class MultiHeadLatentAttention extends Module {
         const kRotH = broadcastTo(reshape(kRot, [B, 1, T, c.qkRopeHeadDim]), [B, c.numHeads, T, c.qkRopeHeadDim]);
         const q = concat([qNope, qRot], -1);
         const k = concat([kNope, kRotH], -1);
-        const scores = add(mul(matmul(q, k, { transposeB: true }), c.softmaxScale), causalMask(T, T, 0));
-        out = matmul(softmax(scores, -1), v);
+        out = attention(q, k, v, { scale: c.softmaxScale, causal: true });
       } else {
         const all = cache.append(this.layerIndex, latent, kRot);
         const S = all.latent.shape[1];
@@ -115,9 +116,10 @@ export class MultiHeadLatentAttention extends Module {
         const qAbs = matmul(qNope, wUK); // [B, H, T, r]
         const lat = reshape(all.latent, [B, 1, S, c.kvLoraRank]);
         const kr = reshape(all.ropeKey, [B, 1, S, c.qkRopeHeadDim]);
-        const scores = add(matmul(qAbs, lat, { transposeB: true }), matmul(qRot, kr, { transposeB: true }));
-        const p = softmax(add(mul(scores, c.softmaxScale), causalMask(T, S, S - T)), -1);
-        out = matmul(matmul(p, lat), wUV, { transposeB: true }); // [B, H, T, v]
+        // one attention over [qAbs, qRot] · [latent, ropeKey] (keys shared by every head), the
+        // latent as values; the new queries follow the S - T cached positions
+        const ctx = attention(concat([qAbs, qRot], -1), concat([lat, kr], -1), lat, { scale: c.softmaxScale, causalOffset: S - T });
+        out = matmul(ctx, wUV, { transposeB: true }); // [B, H, T, v]
       }
       const merged = reshape(transpose(out, [0, 2, 1, 3]), [B, T, c.numHeads * c.vHeadDim]);
       return this.oProj.forward(merged);
