@@ -496,9 +496,11 @@ export const GEMM44_U2_GL1 = `${ROW_NATIVES}${glsl(
 )}function (a, b, m) { const r = kilnGemm44U2Gl1(this.thread.x, m[1], m[2], m[3], m[4], m[5]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
 
 /**
- * `GEMM44_FP8` for WebGL 1.0 (same meta): one loop over K with a step counter; at the end of a
- * chunk (ncq steps, or the last step) the partials are scaled into the accumulators and reset,
- * the same operations in the same order as the chunked loops of the WebGL2 kernel.
+ * `GEMM44_FP8` for WebGL 1.0 (same meta): a loop over chunks (of ncq steps, the last one
+ * shorter) around a loop over the chunk's steps, both with constant bounds and a `break`; the
+ * partials are scaled into the accumulators after each chunk: the same operations in the same
+ * order as the chunked loops of the WebGL2 kernel. (It was one loop with a step counter and the
+ * chunk end tested inside it.)
  */
 export const GEMM44_FP8_GL1 = `${ROW_NATIVES}${glsl(
   'kilnGemm44Fp8Gl1',
@@ -520,22 +522,20 @@ vec4 kilnGemm44Fp8Gl1(float t, float MB, float NB, float Kq, float ncq, float M,
   float jn = N - 1.0;
   float j0 = 4.0 * bj;
   vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
-  vec4 p0 = vec4(0.0); vec4 p1 = vec4(0.0); vec4 p2 = vec4(0.0); vec4 p3 = vec4(0.0);
   float kx = 0.5;
-  float k0 = 0.0;
-  int cnt = 0;
-  for (int q = 0; q < ${GL1_LOOP_MAX}; q++) {
+  int q = 0;
+  for (int ch = 0; ch < ${GL1_LOOP_MAX}; ch++) {
     if (q >= kq) { break; }
-    ${stepGl1('p')}
-    kx += 4.0;
-    cnt += 1;
-    if (cnt == nq || q == kq - 1) {
-      vec4 sb = vec4(kilnScaleB(min(j0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 1.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 2.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 3.0, jn), k0, brB, bkB, kbB));
-      ${ROWS.map((r) => `c${r} = c${r} + p${r} * (kilnScaleA(min(a0 + ${r}.0, im), k0, brA, bkA, kbA) * sb);`).join('\n      ')}
-      p0 = vec4(0.0); p1 = vec4(0.0); p2 = vec4(0.0); p3 = vec4(0.0);
-      cnt = 0;
-      k0 = kx - 0.5;
+    float k0 = kx - 0.5;
+    vec4 p0 = vec4(0.0); vec4 p1 = vec4(0.0); vec4 p2 = vec4(0.0); vec4 p3 = vec4(0.0);
+    for (int s = 0; s < ${GL1_LOOP_MAX}; s++) {
+      if (s >= nq || q >= kq) { break; }
+      ${stepGl1('p')}
+      kx += 4.0;
+      q += 1;
     }
+    vec4 sb = vec4(kilnScaleB(min(j0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 1.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 2.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 3.0, jn), k0, brB, bkB, kbB));
+    ${ROWS.map((r) => `c${r} = c${r} + p${r} * (kilnScaleA(min(a0 + ${r}.0, im), k0, brA, bkA, kbA) * sb);`).join('\n    ')}
   }
   subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
   return c0;
