@@ -259,6 +259,9 @@ vec4 kilnGemm44Fp8(float t, float MB, float NB, float Kq, float ncq, float M, fl
   ${BLOCK_INDEX}
   int nq = int(ncq);
   int im = int(M) - 1;
+  // a run-time zero added to each scaled partial: keeps it a rounded product, never fused into
+  // an fma with the accumulator (NVIDIA's GL contracts a * b + c; core's reference rounds twice)
+  vec4 zero = vec4(min(M, 0.0));
   int jn = int(N) - 1;
   int j0 = 4 * bj;
   vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
@@ -270,7 +273,7 @@ vec4 kilnGemm44Fp8(float t, float MB, float NB, float Kq, float ncq, float M, fl
     }
     int k0 = 4 * q0;
     vec4 sb = vec4(kilnScale(1, min(j0, jn), k0, brB, bkB, kbB), kilnScale(1, min(j0 + 1, jn), k0, brB, bkB, kbB), kilnScale(1, min(j0 + 2, jn), k0, brB, bkB, kbB), kilnScale(1, min(j0 + 3, jn), k0, brB, bkB, kbB));
-    ${ROWS.map((r) => `c${r} = c${r} + p${r} * (kilnScale(0, min(a0 + ${r}, im), k0, brA, bkA, kbA) * sb);`).join('\n    ')}
+    ${ROWS.map((r) => `c${r} = c${r} + (p${r} * (kilnScale(0, min(a0 + ${r}, im), k0, brA, bkA, kbA) * sb) + zero);`).join('\n    ')}
   }
   subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
   return c0;
@@ -519,6 +522,8 @@ vec4 kilnGemm44Fp8Gl1(float t, float MB, float NB, float Kq, float ncq, float M,
   ${BLOCK_INDEX_GL1}
   int nq = int(ncq);
   float im = M - 1.0;
+  // a run-time zero: see GEMM44_FP8
+  vec4 zero = vec4(min(M, 0.0));
   float jn = N - 1.0;
   float j0 = 4.0 * bj;
   vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
@@ -535,7 +540,7 @@ vec4 kilnGemm44Fp8Gl1(float t, float MB, float NB, float Kq, float ncq, float M,
       q += 1;
     }
     vec4 sb = vec4(kilnScaleB(min(j0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 1.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 2.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 3.0, jn), k0, brB, bkB, kbB));
-    ${ROWS.map((r) => `c${r} = c${r} + p${r} * (kilnScaleA(min(a0 + ${r}.0, im), k0, brA, bkA, kbA) * sb);`).join('\n    ')}
+    ${ROWS.map((r) => `c${r} = c${r} + (p${r} * (kilnScaleA(min(a0 + ${r}.0, im), k0, brA, bkA, kbA) * sb) + zero);`).join('\n    ')}
   }
   subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
   return c0;

@@ -386,22 +386,24 @@ function minifloatDecode(eb: number, mb: number, bias: number, fn: boolean): str
   let e = Math.floor(u * ${1 / mDiv});
   let mm = u - e * ${mDiv}.0;
   let f = 0.0;
-  if (e == 0.0) { f = ${1 - bias - mb >= -126 ? `s * mm * ${2 ** (1 - bias - mb)}` : `s * (mm * ${2 ** (1 - bias - mb + 126)}) * ${2 ** -126}`}; } else { f = s * (1.0 + mm * ${1 / mDiv}) * pow2i(e - ${bias}.0); }
-  // zero codes are built explicitly: NVIDIA's GL turned bf16 ±0 (whose subnormal scale 2^-133 is
+  if (e == 0.0) { f = ${1 - bias - mb >= -126 ? `s * mm * ${2 ** (1 - bias - mb)}` : `s * (mm * ZERO_)`}; } else { f = s * (1.0 + mm * ${1 / mDiv}) * pow2i(e - ${bias}.0); }
+  // subnormal codes whose value is an f32 subnormal (bf16's) are flushed to a zero of their sign,
+  // as llvmpipe does: NVIDIA's GL gave half their value. Zero codes are built explicitly: NVIDIA's GL turned bf16 ±0 (whose subnormal scale 2^-133 is
   // itself an f32 subnormal) into +2^-133
   if (u == 0.0) { f = s * mm; }
   ${special}`;
 }
 
 /**
- * Final kernel text: NaN and infinity come from runtime arithmetic on `m[0]` (the element
- * count), since constant 0/0 is a GLSL compile error.
+ * Final kernel text: NaN, infinity and a zero a compiler cannot fold away (ZERO_: signed zeros
+ * survive `s * ZERO_`) come from runtime arithmetic on `m[0]` (the element count), since
+ * constant 0/0 is a GLSL compile error.
  */
 export function finalize(src: string): string {
   src = src.replace(/EXP\(/g, 'expf(');
-  if (!/NAN_|INF_/.test(src)) return src;
+  if (!/NAN_|INF_|ZERO_/.test(src)) return src;
   const at = src.indexOf('{') + 1;
-  const body = src.slice(at).replace(/NAN_/g, '(zz / zz)').replace(/INF_/g, '(1.0 / zz)');
+  const body = src.slice(at).replace(/NAN_/g, '(zz / zz)').replace(/INF_/g, '(1.0 / zz)').replace(/ZERO_/g, 'zz');
   return `${src.slice(0, at)}\n  let zz = m[0] - m[0];${body}`;
 }
 
@@ -476,6 +478,8 @@ export const HELPERS: readonly string[] = [
   let q0 = a / b;
   let aa = Math.abs(a);
   let ab = Math.abs(b);
+  // inf / finite: NVIDIA's GL divides as a * (1 / b), and 1 / b flushes to zero for |b| > 2^126
+  if (aa > 3.4028234663852886e38 && ab <= 3.4028234663852886e38 && ab > 0.0) { return (a < 0.0) != (b < 0.0) ? -aa : aa; }
   if (!(aa >= 1.1754943508222875e-38 && aa <= 3.4028234663852886e38 && ab >= 1.1754943508222875e-38 && ab <= 3.4028234663852886e38)) { return q0; }
   let ea = Math.min(Math.max(Math.floor(Math.log(aa) * 1.4426950408889634), -126.0), 127.0);
   let eb = Math.min(Math.max(Math.floor(Math.log(ab) * 1.4426950408889634), -126.0), 127.0);
@@ -484,7 +488,10 @@ export const HELPERS: readonly string[] = [
     if (pow2i(eb) > ab) { eb = eb - 1.0; } else if (pow2i(eb) * 2.0 <= ab) { eb = eb + 1.0; }
   }
   let d = ea - eb;
-  if (d > 126.0 || d < -125.0) { return q0; }
+  if (d > 126.0) { return q0; }
+  // below 2^-126 the quotient is subnormal or zero: flushed, with its sign (as GPUs flush; the
+  // hardware quotient of a huge divisor is zero even where the true one is normal)
+  if (d < -126.0) { return (a < 0.0) != (b < 0.0) ? -(aa * 0.0) : aa * 0.0; }
   // (2^-ea in two factors: 2^-127 alone is subnormal, flushed to zero on most GPUs)
   let ha = Math.floor(ea * 0.5);
   let hb = Math.floor(eb * 0.5);
@@ -623,6 +630,7 @@ export function fp8GemmKernel(fa: 'e4m3' | 'e5m2', fb: 'e4m3' | 'e5m2'): string 
   let acc = 0.0;
   let partial = 0.0;
   let k0 = 0.0;
+  let zero = Math.min(K, 0.0);
   for (let k = 0; k < K; k++) {
     let ca = ac[i * K + k];
     let cb = bc[j * K + k];
@@ -631,7 +639,9 @@ export function fp8GemmKernel(fa: 'e4m3' | 'e5m2', fb: 'e4m3' | 'e5m2'): string 
     partial = partial + va * vb;
     if (k + 1 - k0 == nc || k + 1 == K) {
       let sc = as[rowA + floorDiv(k0, m[7])] * bs[rowB + floorDiv(k0, m[8])];
-      acc = acc + partial * sc;
+      // + zero (a run-time 0): keeps the scaled partial a rounded product, never fused into
+      // an fma with the accumulator (NVIDIA's GL contracts a * b + c)
+      acc = acc + (partial * sc + zero);
       partial = 0.0;
       k0 = k + 1;
     }
