@@ -488,10 +488,10 @@ export const HELPERS: readonly string[] = [
     if (pow2i(eb) > ab) { eb = eb - 1.0; } else if (pow2i(eb) * 2.0 <= ab) { eb = eb + 1.0; }
   }
   let d = ea - eb;
-  if (d > 126.0) { return q0; }
-  // below 2^-126 the quotient is subnormal or zero: flushed, with its sign (as GPUs flush; the
-  // hardware quotient of a huge divisor is zero even where the true one is normal)
-  if (d < -126.0) { return (a < 0.0) != (b < 0.0) ? -(aa * 0.0) : aa * 0.0; }
+  // below 2^-126 the quotient is subnormal or zero: the hardware's (flushed) one. From 2^-126
+  // up it is computed here: the hardware quotient of a huge divisor is zero even where the true
+  // one is normal (NVIDIA: a * (1 / b) with 1 / b flushed)
+  if (d > 126.0 || d < -126.0) { return q0; }
   // (2^-ea in two factors: 2^-127 alone is subnormal, flushed to zero on most GPUs)
   let ha = Math.floor(ea * 0.5);
   let hb = Math.floor(eb * 0.5);
