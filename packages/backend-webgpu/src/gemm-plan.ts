@@ -53,14 +53,18 @@ const BUSY_WORKGROUPS = 264;
 /**
  * The tile for an M x N product: 128 x 128 x 8 (8 x 8 outputs per invocation) when there are
  * enough such tiles to fill a large GPU a few times over, else 64 x 128 x 16 (4 x 8), 64 x 64
- * when a side is small; shrunk to fit the device's workgroup memory. Measured on an H200
+ * when a side is small or there would be too few of them to fill a large GPU (then 64 x 64,
+ * before splitting K); shrunk to fit the device's workgroup memory. Measured on an H200
  * (Dawn/Vulkan, docs/benchmarks.md), per product in a chain: 4096³ f32 28.3 TFLOP/s with
- * 64 x 128 x 16, 32.3-35.4 with 128 x 128 x 8; 64 x 128 x 16 stays the choice at 2048³ and
- * below, where 128-row tiles leave SMs idle.
+ * 64 x 128 x 16, 32.3-35.4 with 128 x 128 x 8; 2048³ best with 64 x 128 x 16; 1024³ f32
+ * 21.5 TFLOP/s with 64 x 64 x 16 tiles vs 17.8 with 64 x 128 and K split in 3.
  */
 function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
-  const big = Number.isFinite(M) && Math.ceil(M / 128) * Math.ceil(N / 128) >= 2 * BUSY_WORKGROUPS;
-  let t: TiledGemmConfig = choice.pinned ?? (big ? { ra: 2, rb: 2, bk: 8 } : { ra: 1, rb: M > 64 && N > 64 ? 2 : 1, bk: 16 });
+  const finite = Number.isFinite(M);
+  const big = finite && Math.ceil(M / 128) * Math.ceil(N / 128) >= 2 * BUSY_WORKGROUPS;
+  // medium products: 64 x 64 tiles while 64 x 128 ones would leave the GPU short of workgroups
+  const medium = finite && Math.ceil(M / 64) * Math.ceil(N / 128) < BUSY_WORKGROUPS;
+  let t: TiledGemmConfig = choice.pinned ?? (big ? { ra: 2, rb: 2, bk: 8 } : { ra: 1, rb: M > 64 && N > 64 && !medium ? 2 : 1, bk: 16 });
   if (t.double ?? choice.double) {
     const two = { ...t, double: true };
     if (tiledGemmWorkgroupBytes(two, kind) <= choice.workgroupBytes) return two;

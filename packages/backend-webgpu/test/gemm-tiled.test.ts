@@ -107,6 +107,9 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     expect(big.spec.double).toBeUndefined(); // one stage unless asked
     const mid = planF32Gemm(choice, 2048, 2048, 2048, 1, strides(2048, 2048, 2048))!;
     expect(mid.spec).toMatchObject({ ra: 1, rb: 2, bk: 16 });
+    const medium = planF32Gemm(choice, 1024, 1024, 1024, 1, strides(1024, 1024, 1024))!;
+    expect(medium.spec).toMatchObject({ ra: 1, rb: 1, bk: 16 }); // 256 tiles of 64 x 64 instead of 128 of 64 x 128
+    expect(medium.slices).toBe(1);
     const two = chooseGemmKernels('tiled:1,2,16,2', false, { maxComputeWorkgroupStorageSize: 32768 });
     expect(planF32Gemm(two, 2048, 2048, 2048, 1, strides(2048, 2048, 2048))!.spec.double).toBe(true);
     const tooSmall = chooseGemmKernels('tiled:1,2,16,2', false, { maxComputeWorkgroupStorageSize: 16384 });
