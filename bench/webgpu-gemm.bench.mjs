@@ -13,14 +13,13 @@
 // after a warm-up.
 // WEBGPU_GEMM_SHAPES='f32:4096x4096x4096,fp8:128x7168x2048' replaces the shape lists (tuning).
 // Writes bench/results/webgpu-gemm.json and .md and prints the table.
+import { measurePair as measurePairShared, randomF32, tfjsOnDawn } from './lib/webgpu-peer.mjs';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const require = createRequire(import.meta.url);
 const quick = process.env.KILN_BENCH_QUICK === '1';
 
 const F32_SHAPES = [
@@ -65,58 +64,9 @@ try {
 }
 const view = (dataId, shape, dtype = 'f32') => ({ dataId, shape, dtype });
 
-// ---------------------------------------------------------------------------------------
-// tfjs-backend-webgpu on Dawn: the same `webgpu` package, reached through kiln's dependency
-const kilnReq = createRequire(require.resolve('@kiln/backend-webgpu/package.json'));
-const dawn = await import(pathToFileURL(kilnReq.resolve('webgpu')).href);
-Object.assign(globalThis, dawn.globals);
-// tfjs gets the same Dawn flags as kiln (e.g. toggles such as disable_robustness apply to both)
-const flags = parseDawnFlags(process.env.KILN_WEBGPU_DAWN_FLAGS ?? '');
-const compat = kiln.device.details.featureLevel === 'compatibility';
-const gpu = dawn.create(flags.length ? flags : compat ? ['backend=opengl'] : []);
-const requestAdapter = gpu.requestAdapter.bind(gpu);
-gpu.requestAdapter = (o = {}) => requestAdapter({ ...o, ...(compat ? { featureLevel: 'compatibility' } : {}) });
-if (!globalThis.navigator) globalThis.navigator = {};
-Object.defineProperty(globalThis.navigator, 'gpu', { value: gpu, configurable: true });
-const tf = await import('@tensorflow/tfjs-core');
-await import('@tensorflow/tfjs-backend-webgpu');
-if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs-backend-webgpu did not initialise');
-const tfVersion = require('@tensorflow/tfjs-backend-webgpu/package.json').version;
-
-// ---------------------------------------------------------------------------------------
-// kiln and tfjs timed in alternation (one call each per round), so that a change of machine
-// load during the run is shared fairly between them.
-async function measurePair(fa, fb, { minReps = 3, maxReps = 9, budgetMs = quick ? 1000 : 4000 } = {}) {
-  await fa(); // warm-up: pipelines compiled, pools filled
-  await fb();
-  const ta = [];
-  const tb = [];
-  const start = performance.now();
-  while (ta.length < maxReps && (ta.length < minReps || performance.now() - start < budgetMs)) {
-    let t = performance.now();
-    await fa();
-    ta.push(performance.now() - t);
-    t = performance.now();
-    await fb();
-    tb.push(performance.now() - t);
-  }
-  const med = (xs) => {
-    xs.sort((x, y) => x - y);
-    const mid = xs.length >> 1;
-    return xs.length % 2 ? xs[mid] : (xs[mid - 1] + xs[mid]) / 2;
-  };
-  return [{ medianMs: med(ta), reps: ta.length }, { medianMs: med(tb), reps: tb.length }];
-}
-
-function randomF32(n, seed) {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 32) * 2 - 1;
-  }
-  return out;
-}
+// tfjs-backend-webgpu on Dawn (bench/lib/webgpu-peer.mjs)
+const { tf, version: tfVersion } = await tfjsOnDawn(kiln, parseDawnFlags);
+const measurePair = (fa, fb) => measurePairShared(fa, fb, { budgetMs: quick ? 1000 : 4000 });
 
 const rows = [];
 const gflops = (m, n, k, ms) => (2 * m * n * k) / ms / 1e6;
