@@ -20,6 +20,12 @@ export interface GemmChoice {
    * 'tiled:ra,rb,bk,2' turns it on (tuning on other GPUs).
    */
   readonly double: boolean;
+  /**
+   * Row-major A, transposed B and fp8 operands ('vec-k' loads) staged a 4 x 4 block per
+   * invocation, stored as whole vec4s (TiledGemmConfig.veck4): off by default until measured;
+   * $KILN_WEBGPU_GEMM_VECK4=1 turns it on.
+   */
+  readonly veck4: boolean;
 }
 
 const env = (k: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[k];
@@ -39,12 +45,13 @@ export function chooseGemmKernels(
   const family = m[1] === 'auto' ? (software ? 'software' : 'tiled') : (m[1] as 'tiled' | 'software');
   const unroll = env('KILN_WEBGPU_GEMM_UNROLL') !== '0';
   const double = env('KILN_WEBGPU_GEMM_DOUBLE') === '1';
-  if (!m[2]) return { family, workgroupBytes, unroll, double };
+  const veck4 = env('KILN_WEBGPU_GEMM_VECK4') === '1';
+  if (!m[2]) return { family, workgroupBytes, unroll, double, veck4 };
   const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]), ...(m[5] ? { double: m[5] === '2' } : {}) } as TiledGemmConfig;
   if (![1, 2].includes(pinned.ra) || ![1, 2].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk) || (m[5] && !['1', '2'].includes(m[5]))) {
     throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM tile ra,rb,bk[,stages] must be 1|2, 1|2, 8|16|32[, 1|2] (got ${spec.slice(spec.indexOf(':') + 1)})`);
   }
-  return { family, pinned, workgroupBytes, unroll, double };
+  return { family, pinned, workgroupBytes, unroll, double, veck4 };
 }
 
 /** Workgroups a GPU needs to be busy (a few per compute unit on large GPUs). */
@@ -60,6 +67,12 @@ const BUSY_WORKGROUPS = 264;
  * 21.5 TFLOP/s with 64 x 64 x 16 tiles vs 17.8 with 64 x 128 and K split in 3.
  */
 function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
+  const t = tileSize(choice, M, N, kind);
+  // the staging variant travels with the tile (specs spread it, the grouped FP8 one included)
+  return t && choice.veck4 ? { ...t, veck4: true } : t;
+}
+
+function tileSize(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
   const finite = Number.isFinite(M);
   const big = finite && Math.ceil(M / 128) * Math.ceil(N / 128) >= 2 * BUSY_WORKGROUPS;
   // medium products: 64 x 64 tiles while 64 x 128 ones would leave the GPU short of workgroups

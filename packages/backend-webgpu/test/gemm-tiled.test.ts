@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendError, fp8GemmReference, quantizeBlockwise, tensorFromDataId } from '@kiln/core';
 import { WebGpuBackend } from '@kiln/backend-webgpu';
-import { planF32Gemm, chooseGemmKernels } from '../src/gemm-plan.js';
+import { planF32Gemm, planFp8Gemm, planGroupedFp8, chooseGemmKernels, type GemmOption } from '../src/gemm-plan.js';
+import { tiledGemmShader } from '../src/wgsl/gemm-tiled.js';
 import { expectFp8GemmMatchesReference } from './fp8-gemm-check.js';
 
 process.env.EGL_PLATFORM ??= 'surfaceless';
@@ -15,11 +16,26 @@ process.env.EGL_PLATFORM ??= 'surfaceless';
 let backend: WebGpuBackend | undefined;
 /** The same kernels with other tiles pinned: 128 x 128 x 16 one stage, 64 x 64 x 8 two stages, 128 x 64 x 32, 128 x 128 x 8 two stages. */
 const pinned: WebGpuBackend[] = [];
+/**
+ * The same kernels with 'vec-k' operands staged a 4 x 4 block per invocation
+ * ($KILN_WEBGPU_GEMM_VECK4=1): the default tile, 128 x 128 x 8 one stage, 64 x 64 x 16 two
+ * stages, 128 x 64 x 32 (every invocation owns a block).
+ */
+const veck4: WebGpuBackend[] = [];
 let reason = '';
+async function withVeck4(gemm: GemmOption): Promise<WebGpuBackend> {
+  process.env.KILN_WEBGPU_GEMM_VECK4 = '1';
+  try {
+    return await WebGpuBackend.create({ gemm });
+  } finally {
+    delete process.env.KILN_WEBGPU_GEMM_VECK4;
+  }
+}
 beforeAll(async () => {
   try {
     backend = await WebGpuBackend.create({ gemm: 'tiled' });
     for (const gemm of ['tiled:2,2,16,1', 'tiled:1,1,8,2', 'tiled:2,1,32', 'tiled:2,2,8,2'] as const) pinned.push(await WebGpuBackend.create({ gemm }));
+    for (const gemm of ['tiled', 'tiled:2,2,8', 'tiled:1,1,16,2', 'tiled:2,1,32'] as const) veck4.push(await withVeck4(gemm));
   } catch (e) {
     if (!(e instanceof BackendError)) throw e;
     reason = e.message;
@@ -27,7 +43,7 @@ beforeAll(async () => {
 });
 afterAll(() => {
   backend?.dispose();
-  for (const b of pinned) b.dispose();
+  for (const b of [...pinned, ...veck4]) b.dispose();
 });
 
 function rand(n: number, seed: number, scale = 1): Float32Array {
@@ -57,6 +73,24 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and four pinned ones)`, async (t) => {
       if (!backend) return t.skip(reason);
       for (const b of [backend, ...pinned]) await checkF32(b, c);
+    });
+  }
+
+  // row-major A / transposed B (the 'vec-k' loads) staged as 4 x 4 blocks: ragged M (rows past
+  // M inside a block read as 0), ragged N, K not a multiple of the tile depth, batches, split K
+  const veck4Cases = [
+    { batch: [], M: 130, N: 140, K: 68, tA: false, tB: false }, // vec-k A, partial tiles (K ragged for every depth)
+    { batch: [], M: 131, N: 66, K: 52, tA: false, tB: true }, // vec-k A and B, M and N ragged inside a 4-row block
+    { batch: [], M: 61, N: 130, K: 36, tA: true, tB: true }, // vec-inner A, vec-k B (N past a block)
+    { batch: [], M: 7, N: 96, K: 4096, tA: false, tB: true }, // skinny: split along K
+    { batch: [], M: 3, N: 257, K: 1028, tA: false, tB: false }, // skinny, odd N (scalar B), split
+    { batch: [3], M: 70, N: 20, K: 48, tA: false, tB: true }, // batched
+    { batch: [2, 2], M: 9, N: 12, K: 300, tA: false, tB: false }, // batched + split
+  ];
+  for (const c of veck4Cases) {
+    it(`4 x 4 block staging: [${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and three pinned ones)`, async (t) => {
+      if (!backend) return t.skip(reason);
+      for (const b of veck4) await checkF32(b, c);
     });
   }
 
@@ -115,6 +149,28 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     const tooSmall = chooseGemmKernels('tiled:1,2,16,2', false, { maxComputeWorkgroupStorageSize: 16384 });
     expect(planF32Gemm(tooSmall, 2048, 2048, 2048, 1, strides(2048, 2048, 2048))!.spec.double).toBeUndefined(); // two stages need 24 KiB
     expect(planF32Gemm(chooseGemmKernels('software', false, { maxComputeWorkgroupStorageSize: 32768 }), 64, 64, 64, 1, strides(64, 64, 64))).toBeUndefined();
+    expect(big.spec.veck4).toBeUndefined(); // 4 x 4 block staging only when asked
+  });
+
+  it('stages 4 x 4 blocks only with $KILN_WEBGPU_GEMM_VECK4=1 (f32, fp8, grouped fp8)', () => {
+    const limits = { maxComputeWorkgroupStorageSize: 32768 };
+    const strides = { aBatch: 0, bBatch: 0, sam: 256, sak: 1, sbk: 256, sbn: 1 };
+    expect(chooseGemmKernels('tiled', false, limits).veck4).toBe(false);
+    process.env.KILN_WEBGPU_GEMM_VECK4 = '1';
+    let choice;
+    try {
+      choice = chooseGemmKernels('tiled:2,2,8', false, limits);
+    } finally {
+      delete process.env.KILN_WEBGPU_GEMM_VECK4;
+    }
+    expect(choice.veck4).toBe(true);
+    expect(planF32Gemm(choice, 256, 256, 256, 1, strides)!.spec).toMatchObject({ ra: 2, rb: 2, bk: 8, a: 'vec-k', veck4: true });
+    expect(planFp8Gemm(choice, 256, 256, 256, 128)!.spec).toMatchObject({ a: 'vec-k', b: 'vec-k', veck4: true });
+    expect(planGroupedFp8(choice, 256)).toMatchObject({ veck4: true });
+    // the kernel: whole vec4 stores of a transposed block, no scalar component stores
+    const src = tiledGemmShader({ kind: 'f32', ra: 2, rb: 2, bk: 8, veck4: true, a: 'vec-k', b: 'vec-k', vecOut: true });
+    expect(src).toMatch(/As\[base \+ \(kq \* 4u \+ 0u\) \* 32u \+ mb\] = vec4<f32>\(rA0_0\.x, rA0_1\.x, rA0_2\.x, rA0_3\.x\)/);
+    expect(src).not.toMatch(/\]\[row % 4u\]/);
   });
 });
 
@@ -126,9 +182,9 @@ describe('WebGPU tiled FP8 block GEMM is bit-exact with core fp8GemmReference', 
     { M: 64, N: 63, K: 100, ba: [1, 128], bb: [128, 128], nc: Infinity, fa: 'e5m2', fb: 'e4m3' },
   ] as const;
   for (const c of cases) {
-    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile and four pinned ones)`, async (t) => {
+    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile, four pinned ones, four with 4 x 4 block staging)`, async (t) => {
       if (!backend) return t.skip(reason);
-      for (const b of [backend, ...pinned]) await expectFp8GemmMatchesReference(b, c, (n, seed) => rand(n, seed, 4));
+      for (const b of [backend, ...pinned, ...veck4]) await expectFp8GemmMatchesReference(b, c, (n, seed) => rand(n, seed, 4));
     });
   }
 });
@@ -159,50 +215,54 @@ describe('WebGPU grouped FP8 GEMM (one dispatch for every expert) is bit-exact p
 
   it('contiguous groups (uneven, one empty, rows past the last group stay 0)', async (t) => {
     if (!backend) return t.skip(reason);
-    const b = backend;
-    const offsets = [0, 70, 70, 101]; // group 1 empty; rows 101..104 belong to no group
-    const rows = 105;
-    const a = rand(rows * K, 7, 4);
-    const qa = quantizeBlockwise(a, [rows, K], [1, 128], { format: 'e4m3' });
-    const e = experts(8);
-    const T = onBackend(b);
-    const out = b.groupedMatmulFp8(T(qa.codes, 'e4m3', [rows, K]), T(qa.scales, 'f32', [rows, 3]), T(e.codes, 'e4m3', [G, N, K]), T(e.scales, 'f32', [G, 1, 3]), T(new Int32Array(offsets), 'i32', [G + 1]));
-    expect(out.shape).toEqual([rows, N]);
-    const got = (await out.data()) as Float32Array;
-    for (let g = 0; g < G; g++) {
-      const r0 = offsets[g];
-      const r1 = offsets[g + 1];
-      if (r1 === r0) continue;
-      const sub = quantizeBlockwise(a.subarray(r0 * K, r1 * K), [r1 - r0, K], [1, 128], { format: 'e4m3' });
-      const ref = refOf(sub, r1 - r0, e.qs[g]);
-      expect(new Uint32Array(got.slice(r0 * N, r1 * N).buffer), `group ${g}`).toEqual(new Uint32Array(ref.buffer));
+    // the default kernels, then 4 x 4 block staging with the default tile and three pinned ones
+    for (const b of [backend, ...veck4]) {
+      const offsets = [0, 70, 70, 101]; // group 1 empty; rows 101..104 belong to no group
+      const rows = 105;
+      const a = rand(rows * K, 7, 4);
+      const qa = quantizeBlockwise(a, [rows, K], [1, 128], { format: 'e4m3' });
+      const e = experts(8);
+      const T = onBackend(b);
+      const out = b.groupedMatmulFp8(T(qa.codes, 'e4m3', [rows, K]), T(qa.scales, 'f32', [rows, 3]), T(e.codes, 'e4m3', [G, N, K]), T(e.scales, 'f32', [G, 1, 3]), T(new Int32Array(offsets), 'i32', [G + 1]));
+      expect(out.shape).toEqual([rows, N]);
+      const got = (await out.data()) as Float32Array;
+      for (let g = 0; g < G; g++) {
+        const r0 = offsets[g];
+        const r1 = offsets[g + 1];
+        if (r1 === r0) continue;
+        const sub = quantizeBlockwise(a.subarray(r0 * K, r1 * K), [r1 - r0, K], [1, 128], { format: 'e4m3' });
+        const ref = refOf(sub, r1 - r0, e.qs[g]);
+        expect(new Uint32Array(got.slice(r0 * N, r1 * N).buffer), `group ${g}`).toEqual(new Uint32Array(ref.buffer));
+      }
+      expect(Array.from(got.slice(101 * N))).toEqual(new Array(4 * N).fill(0));
     }
-    expect(Array.from(got.slice(101 * N))).toEqual(new Array(4 * N).fill(0));
   });
 
   it('masked groups ([G, Mmax, K] with valid-row counts; rows beyond a count are 0)', async (t) => {
     if (!backend) return t.skip(reason);
-    const b = backend;
-    const Mmax = 66;
-    const counts = [66, 0, 33];
-    const a = rand(G * Mmax * K, 9, 4);
-    const parts = Array.from({ length: G }, (_, g) => quantizeBlockwise(a.subarray(g * Mmax * K, (g + 1) * Mmax * K), [Mmax, K], [1, 128], { format: 'e4m3' }));
-    const codes = new Uint8Array(G * Mmax * K);
-    const scales = new Float32Array(G * Mmax * 3);
-    parts.forEach((q, g) => {
-      codes.set(q.codes, g * Mmax * K);
-      scales.set(q.scales, g * Mmax * 3);
-    });
-    const e = experts(10);
-    const T = onBackend(b);
-    const out = b.groupedMatmulFp8(T(codes, 'e4m3', [G, Mmax, K]), T(scales, 'f32', [G, Mmax, 3]), T(e.codes, 'e4m3', [G, N, K]), T(e.scales, 'f32', [G, 1, 3]), T(new Int32Array(counts), 'i32', [G]), { masked: true });
-    expect(out.shape).toEqual([G, Mmax, N]);
-    const got = (await out.data()) as Float32Array;
-    for (let g = 0; g < G; g++) {
-      const ref = refOf(parts[g], Mmax, e.qs[g]);
-      const base = g * Mmax * N;
-      expect(new Uint32Array(got.slice(base, base + counts[g] * N).buffer), `group ${g}`).toEqual(new Uint32Array(ref.slice(0, counts[g] * N).buffer));
-      expect(Array.from(got.slice(base + counts[g] * N, base + Mmax * N))).toEqual(new Array((Mmax - counts[g]) * N).fill(0));
+    // the default kernels, then 4 x 4 block staging with the default tile and three pinned ones
+    for (const b of [backend, ...veck4]) {
+      const Mmax = 66;
+      const counts = [66, 0, 33];
+      const a = rand(G * Mmax * K, 9, 4);
+      const parts = Array.from({ length: G }, (_, g) => quantizeBlockwise(a.subarray(g * Mmax * K, (g + 1) * Mmax * K), [Mmax, K], [1, 128], { format: 'e4m3' }));
+      const codes = new Uint8Array(G * Mmax * K);
+      const scales = new Float32Array(G * Mmax * 3);
+      parts.forEach((q, g) => {
+        codes.set(q.codes, g * Mmax * K);
+        scales.set(q.scales, g * Mmax * 3);
+      });
+      const e = experts(10);
+      const T = onBackend(b);
+      const out = b.groupedMatmulFp8(T(codes, 'e4m3', [G, Mmax, K]), T(scales, 'f32', [G, Mmax, 3]), T(e.codes, 'e4m3', [G, N, K]), T(e.scales, 'f32', [G, 1, 3]), T(new Int32Array(counts), 'i32', [G]), { masked: true });
+      expect(out.shape).toEqual([G, Mmax, N]);
+      const got = (await out.data()) as Float32Array;
+      for (let g = 0; g < G; g++) {
+        const ref = refOf(parts[g], Mmax, e.qs[g]);
+        const base = g * Mmax * N;
+        expect(new Uint32Array(got.slice(base, base + counts[g] * N).buffer), `group ${g}`).toEqual(new Uint32Array(ref.slice(0, counts[g] * N).buffer));
+        expect(Array.from(got.slice(base + counts[g] * N, base + Mmax * N))).toEqual(new Array((Mmax - counts[g]) * N).fill(0));
+      }
     }
   });
 

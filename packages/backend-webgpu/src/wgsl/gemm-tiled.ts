@@ -42,6 +42,12 @@ export interface TiledGemmConfig {
    * is read, so each tile costs one barrier instead of two (twice the workgroup memory).
    */
   readonly double?: boolean;
+  /**
+   * 'vec-k' operands (row-major A, transposed B, every fp8 operand) staged a 4 x 4 block per
+   * invocation: the 16-byte words of 4 consecutive rows at one k quad, transposed in registers
+   * and stored as 4 whole vec4s (instead of 4 scalar stores per word). Off by default.
+   */
+  readonly veck4?: boolean;
 }
 
 export interface TiledGemmSpec extends TiledGemmConfig {
@@ -100,6 +106,10 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
   // ---- staging: global -> registers (ld_X), registers -> workgroup memory (st_X)
   const regTy = fp8 ? 'u32' : 'vec4<f32>';
   const zeroReg = fp8 ? '0u' : 'vec4<f32>(0.0)';
+  const k4 = s.veck4 === true;
+  // 4 x 4 blocks (4 rows x one k quad) in one staged tile, and the passes of 256 invocations over them
+  const blocks = (rows: number) => quads(rows) / 4;
+  const per4 = (rows: number) => Math.ceil(blocks(rows) / 256);
   function stage(X: 'A' | 'B', rows: number, load: TileLoad, axis: 'm' | 'n'): string {
     const total = quads(rows);
     const P = per(rows);
@@ -112,6 +122,34 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
     const tab = X === 'A' ? 'tabA' : 'tabB';
     let ld = `fn ld_${X}(k0: u32, ${tileVar}: u32) {\n`;
     let st = `fn st_${X}(base: u32) {\n`;
+    if (load === 'vec-k' && k4) {
+      // block e: row quad mb (rows 4 mb .. 4 mb + 3), k quad kq. Eight consecutive invocations
+      // take eight consecutive row quads (their vec4 stores hit distinct banks), then the k
+      // quads, then the next eight row quads (a warp's loads still read whole 32-byte runs).
+      const R = rows / 4;
+      const KQ = bk / 4;
+      const nb = blocks(rows);
+      for (let l = 0; l < per4(rows); l++) {
+        const partial = (l + 1) * 256 > nb;
+        const where = `    let e = tid + ${l * 256}u;\n    let mb = (e % 8u) + (e / ${8 * KQ}u) * 8u; let kq = (e / 8u) % ${KQ}u;\n`;
+        ld += `  {\n${where}    let k = k0 + kq * 4u; let g = ${tileVar} + mb * 4u;\n`;
+        for (let j = 0; j < 4; j++) {
+          const gj = `g + ${j}u`;
+          const addr = fp8 ? `(${X === 'B' ? 'bword + ' : ''}(${gj}) * K + k) >> 2u` : `(${off} + (${gj}) * ${sInner} + k) >> 2u`;
+          const val = fp8 ? `${X}[${addr}]` : `bitcast<vec4<f32>>(${X}[${addr}])`;
+          ld += `    { var v = ${zeroReg}; if (${partial ? `e < ${nb}u && ` : ''}${gj} < ${dim} && k < K) { v = ${val}; } r${X}${l}_${j} = v; }\n`;
+        }
+        ld += `  }\n`;
+        st += `  {\n${where}`;
+        st += `    if (${partial ? `e < ${nb}u` : 'true'}) {\n`;
+        for (let c = 0; c < 4; c++) {
+          const x = (j: number) => (fp8 ? `${tab}[(r${X}${l}_${j} >> ${8 * c}u) & 0xffu]` : `r${X}${l}_${j}.${'xyzw'[c]}`);
+          st += `      ${shared}[base + (kq * 4u + ${c}u) * ${R}u + mb] = vec4<f32>(${x(0)}, ${x(1)}, ${x(2)}, ${x(3)});\n`;
+        }
+        st += `    }\n  }\n`;
+      }
+      return ld + '}\n' + st + '}\n';
+    }
     for (let l = 0; l < P; l++) {
       // the last pass of a tile smaller than the workgroup covers only part of it
       const partial = (l + 1) * 256 > total;
@@ -148,11 +186,14 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
     return ld + '}\n' + st + '}\n';
   }
 
-  const regs = (X: string, rows: number) => Array.from({ length: per(rows) }, (_, l) => `var<private> r${X}${l}: ${regTy};\n`).join('');
+  const regs = (X: string, rows: number, load: TileLoad) =>
+    load === 'vec-k' && k4
+      ? Array.from({ length: per4(rows) * 4 }, (_, i) => `var<private> r${X}${i >> 2}_${i & 3}: ${regTy};\n`).join('')
+      : Array.from({ length: per(rows) }, (_, l) => `var<private> r${X}${l}: ${regTy};\n`).join('');
   src += `var<private> tid: u32;\nvar<private> M: u32;\nvar<private> N: u32;\nvar<private> K: u32;\n`;
   if (fp8) src += `var<private> bword: u32;\n`;
   if (!fp8) src += `var<private> aoff: u32;\nvar<private> boff: u32;\nvar<private> sam: u32;\nvar<private> sak: u32;\nvar<private> sbk: u32;\nvar<private> sbn: u32;\n`;
-  src += regs('A', BM) + regs('B', BN);
+  src += regs('A', BM, aLoad) + regs('B', BN, bLoad);
   src += stage('A', BM, aLoad, 'm') + stage('B', BN, bLoad, 'n');
 
   // ---- the register block: rows g*64 + ty*4 + i, columns h*64 + tx*4 + j
