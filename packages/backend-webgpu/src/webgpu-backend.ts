@@ -38,7 +38,7 @@ import { bufferBytesFor, packToWords, replicateCode, unpackWords, wordsFor } fro
 import { RemoteGpu, probeAdapter } from './remote.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
-import { attentionBatchMeta, attentionShaderMemo, parseAttentionConfig, planAttention } from './wgsl/attention.js';
+import { attentionBatchMeta, attentionCombineShader, attentionShaderMemo, parseAttentionConfig, parseAttentionSplits, planAttention, planAttentionSplits } from './wgsl/attention.js';
 import { chooseGemmKernels, planF32Gemm, planFp8Gemm, planGroupedFp8, type F32GemmPlan, type GemmChoice, type GemmOption } from './gemm-plan.js';
 import {
   binaryShader,
@@ -367,7 +367,10 @@ export class WebGpuBackend implements Backend {
   /**
    * Fused attention (wgsl/attention.ts): one dispatch writes out [..., Tq, dv] and logSumExp
    * [..., Tq] into one buffer (a kernel binds one writable buffer); out is that buffer (its
-   * first B*Tq*dv words) and logSumExp a copy of the tail.
+   * first B*Tq*dv words) and logSumExp a copy of the tail. Decode-shaped calls (few
+   * workgroups, many keys) split the keys over more workgroups (planAttentionSplits;
+   * $KILN_WEBGPU_ATTENTION_SPLITS pins the count): partials into a pooled scratch buffer, then
+   * attentionCombineShader writes the same layout.
    */
   private attention(q: TensorView, k: TensorView, v: TensorView, args: AttentionKernelArgs): { out: DataId; logSumExp: DataId } {
     const r = q.shape.length;
@@ -380,15 +383,32 @@ export class WebGpuBackend implements Backend {
     const nL = B * Tq;
     const both = this.alloc('f32', nOut + nL, 'attention');
     if (nL > 0) {
-      const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.KILN_WEBGPU_ATTENTION;
-      const spec = planAttention(dk, dv, Tq, B, this.limits.maxComputeWorkgroupStorageSize, !this.device.accelerated, parseAttentionConfig(env));
+      const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+      const software = !this.device.accelerated;
+      const spec = planAttention(dk, dv, Tq, B, this.limits.maxComputeWorkgroupStorageSize, software, parseAttentionConfig(env?.KILN_WEBGPU_ATTENTION));
       const qBlocks = Math.ceil(Tq / (spec.ty * spec.rq));
-      const g = B * qBlocks;
+      const { splits, chunk } = planAttentionSplits(S, B * qBlocks, spec.tx * spec.rk, software, parseAttentionSplits(env?.KILN_WEBGPU_ATTENTION_SPLITS));
+      const g = B * qBlocks * splits;
       const y = Math.ceil(g / 65535);
       const groups: [number, number, number] = y <= 65535 ? [Math.ceil(g / y), y, 1] : [65535, 65535, Math.ceil(g / (65535 * 65535))];
       const causal = args.causalOffset !== null;
       const meta = [Tq, S, B, qBlocks, f32Bits(args.scale), causal ? 1 : 0, causal ? args.causalOffset! : 0, nOut, ...attentionBatchMeta(lead, k.shape.slice(0, r - 2), v.shape.slice(0, r - 2), S * dk, S * dv)];
-      this.dispatch(attentionShaderMemo(spec), meta, both.id, [this.buf(q), this.buf(k), this.buf(v)], groups);
+      const inputs = [this.buf(q), this.buf(k), this.buf(v)];
+      if (splits === 1) this.dispatch(attentionShaderMemo(spec), meta, both.id, inputs, groups);
+      else {
+        // split keys: partials (m, l, acc[dv]) per row and split, then merged per row
+        let partials: WebGpuStorage | undefined;
+        try {
+          partials = this.alloc('f32', nL * splits * (dv + 2), 'attention');
+          this.dispatch(attentionShaderMemo(spec, true), [...meta, splits, chunk], partials.id, inputs, groups);
+          this.dispatch(attentionCombineShader(), [nL, dv, splits], both.id, [partials.id], groups1d(nOut + nL));
+        } catch (e) {
+          this.release(both);
+          throw e;
+        } finally {
+          if (partials) this.release(partials);
+        }
+      }
     }
     try {
       const logSumExp = this.ew('attention', copyShader('f32'), 'f32', nL, [0, 1, nL, 1, nOut], [both.id]);

@@ -4,11 +4,13 @@
  * multiples of the tile, decode (Tq = 1), broadcast k/v leading axes, a batch count that
  * folds the dispatch into y; every layout and fallback (V from global memory, 1-deep chunks)
  * pinned through $KILN_WEBGPU_ATTENTION on the same cases; the tile plan within 8 / 16 / 48 KiB.
+ * Split keys ($KILN_WEBGPU_ATTENTION_SPLITS forced): decode and Tq = 3 against S = 1 .. 1000,
+ * ranges wholly past S or past the causal limit, broadcast k/v, every case above; the split plan.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendError, type AttentionKernelArgs } from '@kiln/core';
 import { WebGpuBackend } from '@kiln/backend-webgpu';
-import { attentionBatchMeta, attentionWorkgroupBytes, parseAttentionConfig, planAttention } from '../src/wgsl/attention.js';
+import { attentionBatchMeta, attentionWorkgroupBytes, parseAttentionConfig, parseAttentionSplits, planAttention, planAttentionSplits } from '../src/wgsl/attention.js';
 
 process.env.EGL_PLATFORM ??= 'surfaceless';
 
@@ -199,6 +201,108 @@ describe('WebGPU fused attention against float64', () => {
   it('worst errors (reported)', (t) => {
     if (!backend) return t.skip(reason);
     console.log(`attention: worst |out - float64| ${worst.out.toExponential(2)}, |logSumExp - float64| ${worst.lse.toExponential(2)}; workgroup memory ${backend.limits.maxComputeWorkgroupStorageSize} B`);
+  });
+});
+
+/** Runs f with the given environment variables set (undefined: unset), restoring them after. */
+async function withEnv(vars: Record<string, string | undefined>, f: () => Promise<void>): Promise<void> {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  const set = (k: string, v: string | undefined) => {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  };
+  try {
+    for (const [k, v] of Object.entries(vars)) set(k, v);
+    await f();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) set(k, v);
+  }
+}
+
+describe('WebGPU fused attention, split keys (forced) against float64', () => {
+  for (const Tq of [1, 3]) {
+    for (const S of [1, 63, 64, 65, 1000]) {
+      const off = Math.max(0, S - Tq);
+      it(`Tq ${Tq}, S ${S}, causal offset ${off}, dk 192 / dv 128, splits 2 / 4 / 7 / 16`, async (t) => {
+        if (!backend) return t.skip(reason);
+        const b = backend;
+        for (const splits of [2, 4, 7, 16]) {
+          await withEnv({ KILN_WEBGPU_ATTENTION_SPLITS: String(splits) }, () =>
+            check(b, { name: `split ${splits}: Tq ${Tq}, S ${S}`, lead: [2], Tq, S, dk: 192, dv: 128, causalOffset: off }, 11 + splits),
+          );
+        }
+      });
+    }
+  }
+
+  const SPLIT_CASES: [number, Case][] = [
+    [5, { name: 'decode, no mask, 16 heads', lead: [16], Tq: 1, S: 300, dk: 64, dv: 48, causalOffset: null, scale: 0.5 }],
+    [3, { name: 'Tq 3, no mask, dk != dv', lead: [2, 2], Tq: 3, S: 130, dk: 24, dv: 40, causalOffset: null }],
+    [8, { name: 'decode, causal limit at key 100 of 1000: ranges 1..7 wholly masked', lead: [2], Tq: 1, S: 1000, dk: 32, dv: 16, causalOffset: 100 }],
+    [6, { name: 'Tq 3, causal offset 10 of 200: later ranges wholly masked', lead: [3], Tq: 3, S: 200, dk: 16, dv: 8, causalOffset: 10 }],
+    [9, { name: 'more splits than keys: S 5, 9 splits (ranges past S empty)', lead: [2], Tq: 1, S: 5, dk: 8, dv: 8, causalOffset: 4 }],
+    [4, { name: 'broadcast: k over heads, v over the batch, decode', lead: [2, 3], kLead: [2, 1], vLead: [1, 3], Tq: 1, S: 150, dk: 16, dv: 12, causalOffset: 149 }],
+    [3, { name: 'broadcast: one k and v for every batch index, Tq 3', lead: [2, 3], kLead: [1, 1], vLead: [1, 1], Tq: 3, S: 90, dk: 8, dv: 8, causalOffset: 87 }],
+    [16, { name: 'large scores (scale 8): rescale across splits', lead: [2], Tq: 2, S: 257, dk: 16, dv: 16, causalOffset: 255, scale: 8 }],
+  ];
+  for (const [splits, c] of SPLIT_CASES) {
+    it(`${c.name} [splits ${splits}]`, async (t) => {
+      if (!backend) return t.skip(reason);
+      const b = backend;
+      await withEnv({ KILN_WEBGPU_ATTENTION_SPLITS: String(splits) }, () => check(b, c, 5));
+    });
+  }
+
+  it('every case of the one-pass suite with 3 splits, and with 2 pinned layouts', async (t) => {
+    if (!backend) return t.skip(reason);
+    const b = backend;
+    await withEnv({ KILN_WEBGPU_ATTENTION_SPLITS: '3' }, async () => {
+      for (const c of CASES) await check(b, { ...c, name: `${c.name} [splits 3]` }, 3);
+    });
+    for (const p of ['4,64,1,1,32,64', '16,16,2,2,8,0']) {
+      await withEnv({ KILN_WEBGPU_ATTENTION_SPLITS: '4', KILN_WEBGPU_ATTENTION: p }, async () => {
+        for (const c of [CASES[1], CASES[6], CASES[8], CASES[9]]) await check(b, { ...c, name: `${c.name} [splits 4, ${p}]` }, 9);
+      });
+    }
+  });
+
+  it('folds past 65535 workgroups; 0 and 1 pin the one-pass kernel', async (t) => {
+    if (!backend) return t.skip(reason);
+    const b = backend;
+    await withEnv({ KILN_WEBGPU_ATTENTION_SPLITS: '2' }, () => check(b, { name: 'fold, split 2', lead: [33000], Tq: 1, S: 3, dk: 4, dv: 4, causalOffset: 2 }));
+    for (const off of ['0', '1']) {
+      await withEnv({ KILN_WEBGPU_ATTENTION_SPLITS: off }, () => check(b, { name: `splits ${off}`, lead: [2], Tq: 1, S: 100, dk: 8, dv: 8, causalOffset: 99 }));
+    }
+  });
+});
+
+describe('attention split plan', () => {
+  it('decode on a GPU: ~256 workgroups of >= 64 keys, whole tiles', () => {
+    // DeepSeek-V3 decode: 16 heads, 1024 keys, one 64-key tile per workgroup
+    expect(planAttentionSplits(1024, 16, 64, false)).toEqual({ splits: 16, chunk: 64 });
+    expect(planAttentionSplits(1000, 16, 64, false)).toEqual({ splits: 16, chunk: 64 });
+    expect(planAttentionSplits(4096, 16, 64, false)).toEqual({ splits: 16, chunk: 256 });
+    expect(planAttentionSplits(1024, 2, 64, false)).toEqual({ splits: 16, chunk: 64 });
+    expect(planAttentionSplits(65536, 1, 64, false)).toEqual({ splits: 256, chunk: 256 });
+    // 8 sequences x 16 heads: 128 workgroups, 2 ranges
+    expect(planAttentionSplits(1024, 128, 64, false)).toEqual({ splits: 2, chunk: 512 });
+    // a 16-key tile: ranges stay >= 64 keys
+    expect(planAttentionSplits(200, 16, 16, false)).toEqual({ splits: 4, chunk: 64 });
+    // too few keys for two 64-key ranges, enough workgroups already, software adapters, S = 0
+    for (const [S, wg, sw] of [[127, 16, false], [1024, 256, false], [1024, 16, true], [0, 16, false]] as const) {
+      expect(planAttentionSplits(S, wg, 64, sw).splits, `${S} ${wg} ${sw}`).toBe(1);
+    }
+  });
+
+  it('a pinned count is taken as is (0 / 1: off) and checked', () => {
+    expect(planAttentionSplits(100, 16, 64, true, 7)).toEqual({ splits: 7, chunk: 15 });
+    expect(planAttentionSplits(1024, 16, 64, false, 0).splits).toBe(1);
+    expect(planAttentionSplits(1024, 16, 64, false, 1).splits).toBe(1);
+    expect(parseAttentionSplits(undefined)).toBeUndefined();
+    expect(parseAttentionSplits('')).toBeUndefined();
+    expect(parseAttentionSplits('0')).toBe(0);
+    expect(parseAttentionSplits('12')).toBe(12);
+    for (const bad of ['-1', '2.5', 'x', '70000']) expect(() => parseAttentionSplits(bad), bad).toThrow(/KILN_WEBGPU_ATTENTION_SPLITS/);
   });
 });
 

@@ -30,6 +30,15 @@
  * kStrides[nd], vStrides[nd]]: the batch index b of q (row-major over the leading dims
  * `dims`) starts k at Σ c_d kStrides[d] (0 along a broadcast axis), likewise v.
  * Dispatch: B * qBlocks workgroups, folded into y (and z) past 65535.
+ *
+ * Split keys (attentionShader(spec, true); decode-shaped calls, where B * qBlocks workgroups
+ * would leave most of a GPU idle): meta gains [splits, chunk] after the batch words and
+ * B * qBlocks * splits workgroups run; workgroup split sp walks keys [sp * chunk, (sp + 1) *
+ * chunk) ∩ [0, kEnd) only, and writes per query row its partial (m, l, acc[dv]) (acc not
+ * divided by l) to a scratch buffer laid out [B * Tq, splits, dv + 2]. A range holding no
+ * visible key (past S or past the causal limit) writes the neutral partial m = -3e38 (the
+ * kernel's finite -inf), l = 0, acc = 0. attentionCombineShader then merges the splits of a
+ * row into the usual out / logSumExp layout.
  */
 import { ArgumentError } from '@kiln/core';
 import { MATH } from './math.js';
@@ -168,7 +177,7 @@ export function attentionBatchMeta(qLead: readonly number[], kLead: readonly num
 const unroll = (n: number, f: (i: number) => string): string => Array.from({ length: n }, (_, i) => f(i)).join('');
 
 /** The WGSL source of one attention kernel (see the file comment). */
-export function attentionShader(s: AttentionSpec): string {
+export function attentionShader(s: AttentionSpec, split = false): string {
   const { ty: TY, tx: TX, rq: RQ, rk: RK, dc: DC, vc: VC, dk: DK, dv: DV } = s;
   const BQ = TY * RQ;
   const BK = TX * RK;
@@ -183,7 +192,7 @@ export function attentionShader(s: AttentionSpec): string {
   const rows = (f: (i: number) => string) => unroll(RQ, f);
   const keys = (f: (j: number) => string) => unroll(RK, f);
   const cols = (f: (c: number) => string) => unroll(RC, f);
-  const vis = (i: number, j: number) => `(k0 + ${j * TX}u + tx < S && (!causal || k0 + ${j * TX}u + tx <= offset + q0 + ty + ${i * TY}u))`;
+  const vis = (i: number, j: number) => `(k0 + ${j * TX}u + tx < kLim && (!causal || k0 + ${j * TX}u + tx <= offset + q0 + ty + ${i * TY}u))`;
 
   const pv = VC > 0
     ? `    for (var v0 = 0u; v0 < kn; v0 += ${VC}u) {
@@ -224,11 +233,15 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   let Tq = prm[0]; let S = prm[1]; let qBlocks = prm[3];
   let scale = bitcast<f32>(prm[4]); let causal = prm[5] != 0u; let offset = prm[6];
   let wid = wg.x + (wg.y + wg.z * nwg.y) * nwg.x;
-  let b = wid / qBlocks;
+  let nd = prm[8];
+${split ? `  // split keys: workgroup (batch index, query block, split sp) walks keys [kStart, kLim)
+  let nSplit = prm[9u + 3u * nd]; let chunk = prm[10u + 3u * nd];
+  let sp = wid % nSplit; let wq = wid / nSplit;` : '  let wq = wid;'}
+  let b = wq / qBlocks;
   if (b >= prm[2]) { return; }
   // longest blocks first: the last query block of a batch index is dispatched first
-  let q0 = (qBlocks - 1u - wid % qBlocks) * ${BQ}u;
-  let nd = prm[8];
+  let q0 = (qBlocks - 1u - wq % qBlocks) * ${BQ}u;
+${split ? '  let kStart = min(sp * chunk, S); let kLim = min(S, kStart + chunk);' : '  let kStart = 0u; let kLim = S;'}
   var rem = b; var kBase = 0u; var vBase = 0u;
   for (var d = nd; d > 0u; d--) {
     let dim = prm[8u + d]; let cd = rem % dim; rem = rem / dim;
@@ -237,15 +250,16 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: ve
   let qBase = b * Tq * ${DK}u;
   let ty = tid / ${TX}u; let tx = tid % ${TX}u;
   // keys past kEnd are visible to no row of this block
-  var kEnd = S;
-  if (causal) { kEnd = min(S, offset + min(q0 + ${BQ}u, Tq)); }
-  let tiles = (kEnd + ${BK - 1}u) / ${BK}u;
+  var kEnd = kLim;
+  if (causal) { kEnd = min(kLim, offset + min(q0 + ${BQ}u, Tq)); }
+  var tiles = 0u;
+  if (kEnd > kStart) { tiles = (kEnd - kStart + ${BK - 1}u) / ${BK}u; }
   var m: array<f32, ${RQ}>;
   var l: array<f32, ${RQ}>;
   var acc: array<f32, ${RQ * RC}>;
 ${rows((i) => `  m[${i}] = NEG; l[${i}] = 0.0;\n`)}${unroll(RQ * RC, (a) => `  acc[${a}] = 0.0;\n`)}
   for (var t = 0u; t < tiles; t++) {
-    let k0 = t * ${BK}u;
+    let k0 = kStart + t * ${BK}u;
     var sc: array<f32, ${RQ * RK}>;
 ${unroll(RQ * RK, (a) => `    sc[${a}] = 0.0;\n`)}    for (var c0 = 0u; c0 < ${DK}u; c0 += ${DC}u) {
       for (var e = tid; e < ${BQ * DC}u; e += ${NT}u) {
@@ -291,8 +305,11 @@ ${rows((i) => `  {
     var sum = 0.0;
     for (var x = 0u; x < ${TX}u; x++) { sum += red[rr + x]; }
     if (row < Tq) {
-      let o = (b * Tq + row) * ${DV}u;
-${cols((c) => `      if (tx + ${c * TX}u < ${DV}u) { out[o + tx + ${c * TX}u] = select(0.0, acc[${i * RC + c}] / sum, sum > 0.0); }\n`)}      if (tx == 0u) { out[prm[7] + b * Tq + row] = m[${i}] + k_log(sum); }
+${split ? `      // the partial (m, l, acc) of this split
+      let o = ((b * Tq + row) * nSplit + sp) * ${DV + 2}u;
+${cols((c) => `      if (tx + ${c * TX}u < ${DV}u) { out[o + 2u + tx + ${c * TX}u] = acc[${i * RC + c}]; }\n`)}      if (tx == 0u) { out[o] = m[${i}]; out[o + 1u] = sum; }`
+    : `      let o = (b * Tq + row) * ${DV}u;
+${cols((c) => `      if (tx + ${c * TX}u < ${DV}u) { out[o + tx + ${c * TX}u] = select(0.0, acc[${i * RC + c}] / sum, sum > 0.0); }\n`)}      if (tx == 0u) { out[prm[7] + b * Tq + row] = m[${i}] + k_log(sum); }`}
     }
   }
 `)}}
@@ -301,9 +318,82 @@ ${cols((c) => `      if (tx + ${c * TX}u < ${DV}u) { out[o + tx + ${c * TX}u] = 
 
 const cache = new Map<string, string>();
 /** attentionShader memoised by its spec (the source is built once per variant). */
-export function attentionShaderMemo(s: AttentionSpec): string {
-  const key = `${s.ty},${s.tx},${s.rq},${s.rk},${s.dc},${s.vc},${s.dk},${s.dv}`;
+export function attentionShaderMemo(s: AttentionSpec, split = false): string {
+  const key = `${s.ty},${s.tx},${s.rq},${s.rk},${s.dc},${s.vc},${s.dk},${s.dv},${split}`;
   let code = cache.get(key);
-  if (code === undefined) cache.set(key, (code = attentionShader(s)));
+  if (code === undefined) cache.set(key, (code = attentionShader(s, split)));
   return code;
+}
+
+/** Keys per split below which splitting does not pay (one 64-key tile). */
+const MIN_SPLIT_KEYS = 64;
+
+/**
+ * How many key ranges a call is split into (1: the one-pass kernel) and the keys per range.
+ * `pinned` ($KILN_WEBGPU_ATTENTION_SPLITS; 0 or 1: off) is taken as is, ranges of ceil(S /
+ * splits) keys, also on software adapters. Otherwise hardware GPUs split only when the B *
+ * qBlocks workgroups are fewer than BUSY_WORKGROUPS (256) and S >= 128: into enough ranges
+ * for ~256 workgroups, each at least 64 keys (the last may be shorter) and a whole number of
+ * `bk`-key tiles; llvmpipe (its workgroups run on a few CPU threads, so more of them buys
+ * nothing) keeps the one-pass kernel.
+ */
+export function planAttentionSplits(S: number, workgroups: number, bk: number, software: boolean, pinned?: number): { splits: number; chunk: number } {
+  const off = { splits: 1, chunk: S };
+  if (S === 0 || workgroups === 0) return off;
+  if (pinned !== undefined) return pinned <= 1 ? off : { splits: pinned, chunk: Math.ceil(S / pinned) };
+  if (software || workgroups >= BUSY_WORKGROUPS) return off;
+  if (S < 2 * MIN_SPLIT_KEYS) return off;
+  const n = Math.min(Math.ceil(BUSY_WORKGROUPS / workgroups), Math.ceil(S / MIN_SPLIT_KEYS));
+  const tile = Math.max(1, bk);
+  const chunk = Math.max(roundUp(Math.ceil(S / n), tile), roundUp(MIN_SPLIT_KEYS, tile));
+  const splits = Math.ceil(S / chunk);
+  return splits < 2 ? off : { splits, chunk };
+}
+
+/** A pinned split count ($KILN_WEBGPU_ATTENTION_SPLITS: a whole number, 0 or 1 = off), or undefined. */
+export function parseAttentionSplits(text: string | undefined): number | undefined {
+  if (text === undefined || text === '') return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new ArgumentError('webgpu.attention', `KILN_WEBGPU_ATTENTION_SPLITS must be a whole number in [0, 65535] (0 or 1: off), got '${text}'`);
+  }
+  return n;
+}
+
+/**
+ * The second pass of split-keys attention: per query row, merges the splits' partials
+ * (scratch [rows, splits, dv + 2] of m, l, acc[dv]): m = max m_s, l = Σ l_s exp(m_s - m),
+ * out = Σ acc_s exp(m_s - m) / l (0 where l = 0), logSumExp = m + log l (-inf where l = 0),
+ * with core's accurate exp and log. One invocation per output word: out [rows, dv] then
+ * logSumExp [rows]. meta: [rows, dv, splits].
+ */
+let combineCode: string | undefined;
+export function attentionCombineShader(): string {
+  return (combineCode ??= `@group(0) @binding(0) var<storage, read> prm: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> P: array<f32>;
+${MATH}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = gid.x + gid.y * nw.x * 256u;
+  let rows = prm[0]; let dv = prm[1]; let ns = prm[2];
+  let nOut = rows * dv;
+  if (i >= nOut + rows) { return; }
+  let lse = i >= nOut;
+  var row = i - nOut; var c = 0u;
+  if (!lse) { row = i / dv; c = i % dv; }
+  let w = dv + 2u;
+  let base = row * ns * w;
+  var mx = -3.0e38;
+  for (var s = 0u; s < ns; s++) { mx = max(mx, P[base + s * w]); }
+  var l = 0.0; var a = 0.0;
+  for (var s = 0u; s < ns; s++) {
+    let o = base + s * w;
+    let e = k_exp(P[o] - mx);
+    l += P[o + 1u] * e;
+    if (!lse) { a += P[o + 2u + c] * e; }
+  }
+  if (lse) { out[i] = mx + k_log(l); } else { out[i] = select(0.0, a / l, l > 0.0); }
+}
+`);
 }
