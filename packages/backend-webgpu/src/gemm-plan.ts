@@ -22,10 +22,12 @@ export interface GemmChoice {
   readonly double: boolean;
   /**
    * Row-major A, transposed B and fp8 operands ('vec-k' loads) staged a 4 x 4 block per
-   * invocation, stored as whole vec4s (TiledGemmConfig.veck4): off by default until measured;
-   * $KILN_WEBGPU_GEMM_VECK4=1 turns it on.
+   * invocation, stored as whole vec4s (TiledGemmConfig.veck4). 'auto': for f32 products on
+   * 64 x 128 x 16 tiles only (H200, per product: 2048³ f32 28.3-29.3 vs 20.5-21.3 TFLOP/s; slower
+   * on the 128 x 128 x 8 and 64 x 64 tiles, no change for FP8); $KILN_WEBGPU_GEMM_VECK4=1 / 0
+   * forces it on / off.
    */
-  readonly veck4: boolean;
+  readonly veck4: boolean | 'auto';
 }
 
 const env = (k: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[k];
@@ -45,7 +47,8 @@ export function chooseGemmKernels(
   const family = m[1] === 'auto' ? (software ? 'software' : 'tiled') : (m[1] as 'tiled' | 'software');
   const unroll = env('KILN_WEBGPU_GEMM_UNROLL') !== '0';
   const double = env('KILN_WEBGPU_GEMM_DOUBLE') === '1';
-  const veck4 = env('KILN_WEBGPU_GEMM_VECK4') === '1';
+  const v4 = env('KILN_WEBGPU_GEMM_VECK4');
+  const veck4 = v4 === '1' ? true : v4 === '0' ? false : 'auto';
   if (!m[2]) return { family, workgroupBytes, unroll, double, veck4 };
   const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]), ...(m[5] ? { double: m[5] === '2' } : {}) } as TiledGemmConfig;
   if (![1, 2].includes(pinned.ra) || ![1, 2].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk) || (m[5] && !['1', '2'].includes(m[5]))) {
@@ -69,7 +72,8 @@ const BUSY_WORKGROUPS = 264;
 function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
   const t = tileSize(choice, M, N, kind);
   // the staging variant travels with the tile (specs spread it, the grouped FP8 one included)
-  return t && choice.veck4 ? { ...t, veck4: true } : t;
+  const auto = choice.veck4 === 'auto' && !choice.pinned && kind === 'f32' && t?.ra === 1 && t.rb === 2 && t.bk === 16 && !t.double;
+  return t && (choice.veck4 === true || auto) ? { ...t, veck4: true } : t;
 }
 
 function tileSize(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {

@@ -149,13 +149,23 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     const tooSmall = chooseGemmKernels('tiled:1,2,16,2', false, { maxComputeWorkgroupStorageSize: 16384 });
     expect(planF32Gemm(tooSmall, 2048, 2048, 2048, 1, strides(2048, 2048, 2048))!.spec.double).toBeUndefined(); // two stages need 24 KiB
     expect(planF32Gemm(chooseGemmKernels('software', false, { maxComputeWorkgroupStorageSize: 32768 }), 64, 64, 64, 1, strides(64, 64, 64))).toBeUndefined();
-    expect(big.spec.veck4).toBeUndefined(); // 4 x 4 block staging only when asked
+    expect(big.spec.veck4).toBeUndefined(); // 4 x 4 block staging: measured slower on 128 x 128 x 8 tiles
+    expect(mid.spec.veck4).toBe(true); // ... and faster on 64 x 128 x 16 ones (f32)
+    expect(medium.spec.veck4).toBeUndefined();
+    expect(planFp8Gemm(choice, 2048, 2048, 2048, 128)!.spec.veck4).toBeUndefined(); // no change for FP8: kept off
   });
 
-  it('stages 4 x 4 blocks only with $KILN_WEBGPU_GEMM_VECK4=1 (f32, fp8, grouped fp8)', () => {
+  it('stages 4 x 4 blocks everywhere with $KILN_WEBGPU_GEMM_VECK4=1 (f32, fp8, grouped fp8), nowhere with 0', () => {
     const limits = { maxComputeWorkgroupStorageSize: 32768 };
     const strides = { aBatch: 0, bBatch: 0, sam: 256, sak: 1, sbk: 256, sbn: 1 };
-    expect(chooseGemmKernels('tiled', false, limits).veck4).toBe(false);
+    expect(chooseGemmKernels('tiled', false, limits).veck4).toBe('auto');
+    process.env.KILN_WEBGPU_GEMM_VECK4 = '0';
+    try {
+      const off = chooseGemmKernels('tiled', false, limits);
+      expect(planF32Gemm(off, 2048, 2048, 2048, 1, { aBatch: 0, bBatch: 0, sam: 2048, sak: 1, sbk: 2048, sbn: 1 })!.spec.veck4).toBeUndefined();
+    } finally {
+      delete process.env.KILN_WEBGPU_GEMM_VECK4;
+    }
     process.env.KILN_WEBGPU_GEMM_VECK4 = '1';
     let choice;
     try {
