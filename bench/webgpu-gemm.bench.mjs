@@ -76,29 +76,49 @@ const gf = (x) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
 const CHAIN = Number(process.env.WEBGPU_GEMM_CHAIN ?? 8);
 
 /** Times kiln and tfjs on one shape: single call + readback, and CHAIN calls + one readback. */
-async function compare(kind, m, n, k, kilnOp, tfOp, chain = CHAIN) {
-  const kilnRun = (times) => async () => {
+// small products get longer chains (up to 128), so the chain's extra work stands well above the
+// jitter of the single call it is compared with
+const chainFor = (m, n, k) => Math.max(CHAIN, Math.min(128, Math.round(2 ** 33 / (2 * m * n * k))));
+
+async function compare(kind, m, n, k, kilnOp, tfOp, chain = chainFor(m, n, k)) {
+  // full: read the last result back; sync: read back only its sum (4 bytes), so the timing
+  // is not dominated by the readback's own jitter
+  const kilnRun = (times, full) => async () => {
     const ids = [];
     for (let i = 0; i < times; i++) ids.push(kilnOp());
-    await kiln.read(view(ids[ids.length - 1], [m, n]));
+    const last = ids[ids.length - 1];
+    if (full) await kiln.read(view(last, [m, n]));
+    else {
+      const rowsSum = kiln.reduce('sum', view(last, [m, n]), 1);
+      const total = kiln.reduce('sum', view(rowsSum, [m]), 0);
+      await kiln.read(view(total, []));
+      kiln.release(rowsSum);
+      kiln.release(total);
+    }
     for (const id of ids) kiln.release(id);
   };
-  const tfRun = (times) => async () => {
+  const tfRun = (times, full) => async () => {
     const ts = [];
     for (let i = 0; i < times; i++) ts.push(tfOp());
-    await ts[ts.length - 1].data();
+    if (full) await ts[ts.length - 1].data();
+    else {
+      const total = tf.sum(ts[ts.length - 1]);
+      await total.data();
+      total.dispose();
+    }
     for (const t of ts) t.dispose();
   };
-  const [k1, t1] = await measurePair(kilnRun(1), tfRun(1));
-  const [kc, tc] = await measurePair(kilnRun(chain), tfRun(chain));
-  // per product: the marginal cost of the chain's extra products (the readback of the last
-  // result and the fixed latency cancel; a 4096² f32 readback alone costs tens of ms)
+  const [k1, t1] = await measurePair(kilnRun(1, true), tfRun(1, true));
+  const [k1s, t1s] = await measurePair(kilnRun(1, false), tfRun(1, false));
+  const [kc, tc] = await measurePair(kilnRun(chain, false), tfRun(chain, false));
+  // per product: the marginal cost of the chain's extra products (the final sum, its 4-byte
+  // readback and the fixed latency cancel)
   const marginal = (c, one) => Math.max((c.medianMs - one.medianMs) / (chain - 1), 1e-6);
   const row = {
     kind, m, n, k,
     kilnMs: k1.medianMs, tfjsMs: t1.medianMs, ratio: t1.medianMs / k1.medianMs,
     chain,
-    kilnChainMs: marginal(kc, k1), tfjsChainMs: marginal(tc, t1),
+    kilnChainMs: marginal(kc, k1s), tfjsChainMs: marginal(tc, t1s),
   };
   row.chainRatio = row.tfjsChainMs / row.kilnChainMs;
   row.kilnGflops = gflops(m, n, k, row.kilnChainMs);
@@ -208,7 +228,7 @@ const md = [
   '',
   `${machine.date.slice(0, 10)}, adapter ${machine.adapter} via ${machine.via}; ${machine.cpu}, ${machine.cores} cores (LP_NUM_THREADS=${machine.lpNumThreads}); Node ${machine.node}; @tensorflow/tfjs-backend-webgpu ${machine.tfjsWebgpu}.`,
   'The per-op overhead row chains 256 products of 8x8 matrices (no GPU work to speak of): its per-product time is the host and dispatch cost of one op.',
-  `Per product: the marginal cost of a product in a chain, (time of ${CHAIN} products issued back to back + one readback of the last − time of 1 product + its readback) / ${CHAIN - 1}, so the readback and fixed latency cancel (what a training step sees: many kernels per host round trip); single: one product and its readback. Medians, kiln and tfjs timed in alternation; ratio = tfjs time / kiln time (>1: kiln faster). GFLOP/s from the per-product time.`,
+  `Per product: the marginal cost of a product in a chain, (time of c products issued back to back + the sum of the last read back − time of 1 product + the same) / (c − 1), c = ${CHAIN} (up to 128 for products under 2^33 FLOP, so the chain stands above the single call's jitter), so the sync and fixed latency cancel (what a training step sees: many kernels per host round trip); single: one product and its readback. Medians, kiln and tfjs timed in alternation; ratio = tfjs time / kiln time (>1: kiln faster). GFLOP/s from the per-product time.`,
   `kiln GEMM kernels: ${kiln.device.details.gemmKernels}.`,
   'fp8 grouped rows: kiln `groupedMatmulFp8` (every expert in one dispatch) vs one tfjs `matMul` per expert on dequantised operands, every expert result read back by both; single timing only (the per-product columns repeat it).',
   'FP8 rows: kiln `matmulFp8` (e4m3, 1x128 / 128x128 scales, promotion every 128) vs tfjs `matMul` on the dequantised f32 operands (tfjs has no FP8).',
