@@ -15,11 +15,13 @@ export interface GemmChoice {
   /** Unrolled k steps (default); $KILN_WEBGPU_GEMM_UNROLL=0 keeps the loop (tuning). */
   readonly unroll: boolean;
   /**
-   * Two workgroup-memory stages where they fit: off by default (slower on an H200: 4096³ f32
-   * 23.5 vs 32.3 TFLOP/s with 128 x 128 x 8 tiles); $KILN_WEBGPU_GEMM_DOUBLE=1 or a pinned
-   * 'tiled:ra,rb,bk,2' turns it on (tuning on other GPUs).
+   * Two workgroup-memory stages (one barrier per tile) where they fit. 'auto': on the
+   * 128 x 128 x 8 tiles only (H200, per product, two alternations: 4096³ f32 37.4 / 38.6 vs
+   * 37.2 / 33.6 TFLOP/s with one stage, FP8 28.2 / 25.3 vs 25.2 / 24.4; on 64 x 128 x 16 tiles
+   * f32 equal and FP8 slower: 19.3 vs 24.0). $KILN_WEBGPU_GEMM_DOUBLE=1 / 0 forces it on / off;
+   * a pinned 'tiled:ra,rb,bk,stages' says it for that tile.
    */
-  readonly double: boolean;
+  readonly double: boolean | 'auto';
   /**
    * Row-major A, transposed B and fp8 operands ('vec-k' loads) staged a 4 x 4 block per
    * invocation, stored as whole vec4s (TiledGemmConfig.veck4). 'auto': for f32 products on
@@ -46,7 +48,8 @@ export function chooseGemmKernels(
   if (!m) throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM must be auto, software, tiled or tiled:ra,rb,bk[,stages] (got '${spec}')`);
   const family = m[1] === 'auto' ? (software ? 'software' : 'tiled') : (m[1] as 'tiled' | 'software');
   const unroll = env('KILN_WEBGPU_GEMM_UNROLL') !== '0';
-  const double = env('KILN_WEBGPU_GEMM_DOUBLE') === '1';
+  const dv = env('KILN_WEBGPU_GEMM_DOUBLE');
+  const double = dv === '1' ? true : dv === '0' ? false : 'auto';
   const v4 = env('KILN_WEBGPU_GEMM_VECK4');
   const veck4 = v4 === '1' ? true : v4 === '0' ? false : 'auto';
   if (!m[2]) return { family, workgroupBytes, unroll, double, veck4 };
@@ -82,7 +85,8 @@ function tileSize(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8')
   // medium products: 64 x 64 tiles while 64 x 128 ones would leave the GPU short of workgroups
   const medium = finite && Math.ceil(M / 64) * Math.ceil(N / 128) < BUSY_WORKGROUPS;
   let t: TiledGemmConfig = choice.pinned ?? (big ? { ra: 2, rb: 2, bk: 8 } : { ra: 1, rb: M > 64 && N > 64 && !medium ? 2 : 1, bk: 16 });
-  if (t.double ?? choice.double) {
+  const autoDouble = choice.double === 'auto' && !choice.pinned && big;
+  if (t.double ?? (choice.double === true || autoDouble)) {
     const two = { ...t, double: true };
     if (tiledGemmWorkgroupBytes(two, kind) <= choice.workgroupBytes) return two;
   }

@@ -137,10 +137,10 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     const big = planF32Gemm(choice, 4096, 4096, 4096, 1, strides(4096, 4096, 4096))!;
     expect(big.slices).toBe(1);
     expect(big.groups).toEqual([32, 32, 1]); // 128 x 128 tiles: enough of them to fill a large GPU
-    expect(big.spec).toMatchObject({ ra: 2, rb: 2, bk: 8 });
-    expect(big.spec.double).toBeUndefined(); // one stage unless asked
+    expect(big.spec).toMatchObject({ ra: 2, rb: 2, bk: 8, double: true }); // two stages on 128 x 128 x 8 tiles
     const mid = planF32Gemm(choice, 2048, 2048, 2048, 1, strides(2048, 2048, 2048))!;
     expect(mid.spec).toMatchObject({ ra: 1, rb: 2, bk: 16 });
+    expect(mid.spec.double).toBeUndefined(); // one stage on the others
     const medium = planF32Gemm(choice, 1024, 1024, 1024, 1, strides(1024, 1024, 1024))!;
     expect(medium.spec).toMatchObject({ ra: 1, rb: 1, bk: 16 }); // 256 tiles of 64 x 64 instead of 128 of 64 x 128
     expect(medium.slices).toBe(1);

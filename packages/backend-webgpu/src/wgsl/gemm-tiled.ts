@@ -205,16 +205,22 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
   const accDecl = (p: string) => cells.map((c) => `var ${p}${c} = vec4<f32>(0.0);`).join(' ');
   const sum = fp8 ? 'p' : 'c';
   // one k step of the register block; unrolled (constant indices) unless s.unroll is false
-  const step = (kk: string): string => {
+  // (stage: which workgroup-memory stage is read; its offset is a constant)
+  const step = (kk: string, stage: number): string => {
     let b = '';
-    for (const g of G) b += `      let a${g} = As[${dbl ? 'ab + ' : ''}${kk} * ${BM / 4}u + ${g * 16}u + ty];\n`;
-    for (const h of H) b += `      let b${h} = Bs[${dbl ? 'bb + ' : ''}${kk} * ${BN / 4}u + ${h * 16}u + tx];\n`;
+    const oa = stage ? `${stage * quads(BM)}u + ` : '';
+    const ob = stage ? `${stage * quads(BN)}u + ` : '';
+    for (const g of G) b += `      let a${g} = As[${oa}${kk} * ${BM / 4}u + ${g * 16}u + ty];\n`;
+    for (const h of H) b += `      let b${h} = Bs[${ob}${kk} * ${BN / 4}u + ${h * 16}u + tx];\n`;
     for (const g of G) for (const i of I) for (const h of H) b += `      ${sum}${g}${i}${h} = ${sum}${g}${i}${h} + a${g}.${'xyzw'[i]} * b${h};\n`;
     return b;
   };
-  let mac = '';
-  if (s.unroll === false) mac = `    for (var kk = 0u; kk < ${bk}u; kk++) {\n${step('kk')}    }\n`;
-  else for (let kk = 0; kk < bk; kk++) mac += `    {\n${step(`${kk}u`)}    }\n`;
+  const macOf = (stage: number): string => {
+    let m = '';
+    if (s.unroll === false) m = `    for (var kk = 0u; kk < ${bk}u; kk++) {\n${step('kk', stage)}    }\n`;
+    else for (let kk = 0; kk < bk; kk++) m += `    {\n${step(`${kk}u`, stage)}    }\n`;
+    return m;
+  };
 
   let promote = '';
   if (fp8) {
@@ -292,29 +298,37 @@ ${
   ld_A(kStart, m0); ld_B(kStart, n0);
   st_A(0u); st_B(0u);
   workgroupBarrier();
-${dbl ? '  var cur = 0u;\n' : ''}  for (var k0 = kStart; k0 < kEnd; k0 = k0 + ${bk}u) {
-    let nk = k0 + ${bk}u;
+  for (var k0 = kStart; k0 < kEnd; k0 = k0 + ${dbl ? 2 * bk : bk}u) {
+`;
+  // one tile: prefetch the next into registers, multiply-add this one, then store the next.
+  // One stage: wait until every invocation has read the tile before overwriting it. Two
+  // stages (two tiles per trip, constant offsets): the next tile goes into the other stage,
+  // last read one tile ago (the last barrier ended those reads), so one barrier per tile.
+  const tile = (first: string, stage: number): string => {
+    let t = `    {
+    let nk = ${first} + ${bk}u;
     let more = nk < kEnd;
     if (more) { ld_A(nk, m0); ld_B(nk, n0); }
-${dbl ? `    let ab = cur * ${quads(BM)}u; let bb = cur * ${quads(BN)}u;\n` : ''}${mac}`;
-  if (fp8) {
-    src += `    if (!more || nk - c0 >= nc) {
+${macOf(stage)}`;
+    if (fp8) t += `    if (!more || nk - c0 >= nc) {
 ${promote}      c0 = nk;
     }
 `;
-  }
-  // one stage: wait until every invocation has read the tile, then overwrite it; two stages:
-  // the next tile goes into the stage read one tile ago (the last barrier ended those reads)
-  src += dbl
-    ? `    if (more) { st_A(${quads(BM)}u - ab); st_B(${quads(BN)}u - bb); }
+    if (dbl) t += `    if (more) { st_A(${(1 - stage) * quads(BM)}u); st_B(${(1 - stage) * quads(BN)}u); }
     workgroupBarrier();
-    cur = 1u - cur;
-  }`
-    : `    workgroupBarrier();
+    }
+`;
+    else t += `    workgroupBarrier();
     if (more) { st_A(0u); st_B(0u); workgroupBarrier(); }
-  }`;
-  src += `
-${write}}
+    }
+`;
+    return t;
+  };
+  src += tile('k0', 0);
+  // (the break is taken by every invocation alike: workgroup-uniform control flow)
+  if (dbl) src += `    if (k0 + ${bk}u >= kEnd) { break; }\n` + tile(`(k0 + ${bk}u)`, 1);
+  src += `  }\n`;
+  src += `${write}}
 `;
   return src;
 }
