@@ -88,6 +88,23 @@ function refMatmul(A: Float32Array, as: number[], B: Float32Array, bs: number[],
   return { v, mag };
 }
 
+/** The engine commands `b` sends while `run` runs (the backend's `send`, spied and restored). */
+async function sentDuring(b: GpujsBackend, run: (b: GpujsBackend) => Promise<void>): Promise<{ src?: string; subs?: string[]; outs?: number[]; dims?: number[] }[]> {
+  const sent: { src?: string; subs?: string[]; outs?: number[]; dims?: number[] }[] = [];
+  const spy = b as unknown as { send(c: object): void };
+  const send = spy.send.bind(b);
+  spy.send = (c: object) => {
+    sent.push(c);
+    send(c);
+  };
+  try {
+    await run(b);
+  } finally {
+    spy.send = send;
+  }
+  return sent;
+}
+
 for (const engine of ENGINES) describe(`engine ${engine}`, () => {
   let b: GpujsBackend | undefined;
   let reason = '';
@@ -138,22 +155,13 @@ for (const engine of ENGINES) describe(`engine ${engine}`, () => {
 
     it(`takes the packed path on ${engine === 'chromium' ? 'WebGL2' : 'WebGL 1.0'} (a kernel map with three extra outputs, 2D pack outputs)`, async (t) => {
       if (!b) return t.skip(reason);
-      const sent: { src?: string; subs?: string[]; outs?: number[]; dims?: number[] }[] = [];
-      const spy = b as unknown as { send(c: object): void };
-      const send = spy.send.bind(b);
-      spy.send = (c: object) => {
-        sent.push(c);
-        send(c);
-      };
-      try {
-        const ta = b.write(randn(6 * 5), 'f32', [6, 5]);
-        const tb = b.write(randn(5 * 7), 'f32', [5, 7]);
-        const out = b.matmul(view(ta, [6, 5]), view(tb, [5, 7]), { transposeA: false, transposeB: false }, [6, 7]);
-        await b.read(view(out, [6, 7]));
-        for (const id of [ta, tb, out]) b.release(id);
-      } finally {
-        spy.send = send;
-      }
+      const sent = await sentDuring(b, async (g) => {
+        const ta = g.write(randn(6 * 5), 'f32', [6, 5]);
+        const tb = g.write(randn(5 * 7), 'f32', [5, 7]);
+        const out = g.matmul(view(ta, [6, 5]), view(tb, [5, 7]), { transposeA: false, transposeB: false }, [6, 7]);
+        await g.read(view(out, [6, 7]));
+        for (const id of [ta, tb, out]) g.release(id);
+      });
       expect(sent.filter((c) => c.dims?.length === 2).length).toBe(2);
       const maps = sent.filter((c) => c.subs?.length === 3 && c.outs?.length === 3);
       expect(maps.length).toBe(1);
@@ -210,26 +218,17 @@ for (const engine of ENGINES) describe(`engine ${engine}`, () => {
     ];
     it('takes the packed FP8 path (pack with decode, the FP8 kernel map)', async (t) => {
       if (!b) return t.skip(reason);
-      const sent: { src?: string; subs?: string[] }[] = [];
-      const spy = b as unknown as { send(c: object): void };
-      const send = spy.send.bind(b);
-      spy.send = (c: object) => {
-        sent.push(c);
-        send(c);
-      };
-      try {
+      const sent = await sentDuring(b, async (g) => {
         const [M, N, K] = [6, 5, 40];
-        const ids = [b.write(codes(M * K, 'e4m3', false), 'e4m3', [M, K]), b.write(new Float32Array(M).fill(0.5), 'f32', [M, 1]), b.write(codes(N * K, 'e4m3', false), 'e4m3', [N, K]), b.write(new Float32Array(1).fill(2), 'f32', [1, 1])];
-        const out = b.matmulFp8(
+        const ids = [g.write(codes(M * K, 'e4m3', false), 'e4m3', [M, K]), g.write(new Float32Array(M).fill(0.5), 'f32', [M, 1]), g.write(codes(N * K, 'e4m3', false), 'e4m3', [N, K]), g.write(new Float32Array(1).fill(2), 'f32', [1, 1])];
+        const out = g.matmulFp8(
           { codes: view(ids[0], [M, K], 'e4m3'), scales: view(ids[1], [M, 1]), block: [1, 128] },
           { codes: view(ids[2], [N, K], 'e4m3'), scales: view(ids[3], [1, 1]), block: [128, 128] },
           { promotionInterval: 128 },
         );
-        await b.read(view(out, [M, N]));
-        for (const id of [...ids, out]) b.release(id);
-      } finally {
-        spy.send = send;
-      }
+        await g.read(view(out, [M, N]));
+        for (const id of [...ids, out]) g.release(id);
+      });
       expect(sent.filter((c) => c.src?.includes('kilnPackA_e4m3')).length).toBe(1);
       expect(sent.filter((c) => c.src?.includes('kilnPackB_e4m3')).length).toBe(1);
       expect(sent.filter((c) => c.subs?.length === 3 && c.src?.includes('kilnGemm44Fp8')).length).toBe(1);
