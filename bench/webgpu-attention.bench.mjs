@@ -12,7 +12,7 @@
 // Two timings per shape: one call and its readback, and WEBGPU_ATTENTION_CHAIN (8) calls back
 // to back with one readback (per-call time). Medians after a warm-up.
 // Writes webgpu-attention.json and .md to bench/results (WEBGPU_ATTENTION_RESULTS overrides the dir).
-import { measurePair as measurePairShared, randomF32, tfjsOnDawn } from './lib/webgpu-peer.mjs';
+import { kilnWebGpuOrExit, measurePair as measurePairShared, randomF32, tfjsOnDawn } from './lib/webgpu-peer.mjs';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -54,13 +54,7 @@ process.env.EGL_PLATFORM ??= 'surfaceless';
 // ---------------------------------------------------------------------------------------
 // kiln
 const { WebGpuBackend, parseDawnFlags } = await import('@kiln/backend-webgpu');
-let kiln;
-try {
-  kiln = await WebGpuBackend.create();
-} catch (e) {
-  console.log(`webgpu-attention: skipped: ${e.message}`);
-  process.exit(0);
-}
+const kiln = await kilnWebGpuOrExit(WebGpuBackend, 'webgpu-attention');
 if (!kiln.fused.attention) {
   console.log('webgpu-attention: skipped: this build of @kiln/backend-webgpu has no fused attention (rebuild: npx turbo run build --filter=@kiln/backend-webgpu)');
   process.exit(0);

@@ -13,7 +13,7 @@
 // after a warm-up.
 // WEBGPU_GEMM_SHAPES='f32:4096x4096x4096,fp8:128x7168x2048' replaces the shape lists (tuning).
 // Writes bench/results/webgpu-gemm.json and .md and prints the table.
-import { measurePair as measurePairShared, randomF32, tfjsOnDawn } from './lib/webgpu-peer.mjs';
+import { kilnWebGpuOrExit, measurePair as measurePairShared, randomF32, tfjsOnDawn } from './lib/webgpu-peer.mjs';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -54,14 +54,7 @@ process.env.EGL_PLATFORM ??= 'surfaceless';
 // ---------------------------------------------------------------------------------------
 // kiln
 const { WebGpuBackend, parseDawnFlags } = await import('@kiln/backend-webgpu');
-let kiln;
-try {
-  kiln = await WebGpuBackend.create();
-} catch (e) {
-  // no adapter here (no GPU and no Mesa/EGL): nothing to compare, nothing written
-  console.log(`webgpu-gemm: skipped: ${e.message}`);
-  process.exit(0);
-}
+const kiln = await kilnWebGpuOrExit(WebGpuBackend, 'webgpu-gemm');
 const view = (dataId, shape, dtype = 'f32') => ({ dataId, shape, dtype });
 
 // tfjs-backend-webgpu on Dawn (bench/lib/webgpu-peer.mjs)

@@ -6,6 +6,19 @@ import { pathToFileURL } from 'node:url';
 const require = createRequire(import.meta.url);
 
 /**
+ * kiln's WebGPU backend (`WebGpuBackend` from @kiln/backend-webgpu), or exit(0) saying why when
+ * there is no adapter here (no GPU and no Mesa/EGL): nothing to compare, nothing written.
+ */
+export async function kilnWebGpuOrExit(WebGpuBackend, bench) {
+  try {
+    return await WebGpuBackend.create();
+  } catch (e) {
+    console.log(`${bench}: skipped: ${e.message}`);
+    process.exit(0);
+  }
+}
+
+/**
  * tfjs-core with tfjs-backend-webgpu initialised on Dawn (the `webgpu` package kiln's backend
  * depends on), with the same Dawn flags and feature level as `kiln` (a WebGpuBackend).
  * Returns { tf, version }.
