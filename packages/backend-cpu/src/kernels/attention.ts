@@ -36,6 +36,13 @@ export function attentionKernel(
   return attentionF32(q as Float32Array, qShape, k as Float32Array, kShape, v as Float32Array, vShape, scale, causalOffset);
 }
 
+/** The sizes both kernels work with: q [...lead, Tq, dk], k [..., S, dk], v [..., S, dv]; batch = prod(lead). */
+function attentionDims(qShape: Shape, kShape: Shape, vShape: Shape): { Tq: number; dk: number; S: number; dv: number; lead: Shape; batch: number } {
+  const rank = qShape.length;
+  const lead = qShape.slice(0, -2);
+  return { Tq: qShape[rank - 2], dk: qShape[rank - 1], S: kShape[rank - 2], dv: vShape[rank - 1], lead, batch: prod(lead) };
+}
+
 /** Most f32 scores held at once (4 MiB): query rows x visible keys x batch entries of a tile. */
 const TILE = 1 << 20;
 /** Query rows per tile under a causal mask, so a tile's GEMMs skip the keys none of its rows sees. */
@@ -51,13 +58,7 @@ function attentionF32(
   scale: number,
   causalOffset: number | null,
 ): { out: Float32Array; logSumExp: Float32Array } {
-  const rank = qShape.length;
-  const Tq = qShape[rank - 2];
-  const dk = qShape[rank - 1];
-  const S = kShape[rank - 2];
-  const dv = vShape[rank - 1];
-  const lead = qShape.slice(0, -2);
-  const batch = prod(lead);
+  const { Tq, dk, S, dv, lead, batch } = attentionDims(qShape, kShape, vShape);
   const out = newF32(batch * Tq * dv);
   const lse = newF32(batch * Tq);
   if (batch * Tq === 0) return { out, logSumExp: lse };
@@ -139,13 +140,7 @@ function attentionF64(
   scale: number,
   causalOffset: number | null,
 ): { out: Float64Array; logSumExp: Float64Array } {
-  const rank = qShape.length;
-  const Tq = qShape[rank - 2];
-  const dk = qShape[rank - 1];
-  const S = kShape[rank - 2];
-  const dv = vShape[rank - 1];
-  const lead = qShape.slice(0, -2);
-  const batch = prod(lead);
+  const { Tq, dk, S, dv, lead, batch } = attentionDims(qShape, kShape, vShape);
   const out = new Float64Array(batch * Tq * dv);
   const lse = new Float64Array(batch * Tq);
   if (batch * Tq === 0) return { out, logSumExp: lse };
