@@ -59,7 +59,7 @@ const view = (dataId, shape, dtype = 'f32') => ({ dataId, shape, dtype });
 
 // tfjs-backend-webgpu on Dawn (bench/lib/webgpu-peer.mjs)
 const { tf, version: tfVersion } = await tfjsOnDawn(kiln, parseDawnFlags);
-const measurePair = (fa, fb) => measurePairShared(fa, fb, { budgetMs: quick ? 1000 : 4000 });
+const measurePair = (fa, fb) => measurePairShared(fa, fb, { budgetMs: Number(process.env.WEBGPU_BENCH_BUDGET_MS ?? (quick ? 1000 : 4000)) });
 
 const rows = [];
 const gflops = (m, n, k, ms) => (2 * m * n * k) / ms / 1e6;

@@ -3,8 +3,9 @@
  * The GPU side of the backend: buffers by id (pooled by size class), pipelines by shader
  * source, one command encoder with one open compute pass that collects dispatches and is
  * submitted every `submitEvery` of them or when a read needs it, the dispatches' small
- * parameter blocks packed into one arena buffer per submission (one queue write instead of one
- * per dispatch), and GPU errors kept for the next read to report.
+ * parameter blocks packed into one arena buffer (one queue write per submission instead of one
+ * per dispatch; bound at a dynamic offset), bind groups cached by the buffers they bind, and GPU
+ * errors kept for the next read to report.
  *
  * `createExecutor` must stay self-contained (no imports, no module-level helpers): its source
  * text (`createExecutor.toString()`) is also what the Node worker thread runs, so the same
@@ -19,7 +20,8 @@ export interface Executor {
   alloc(id: number, bytes: number): void;
   free(id: number): void;
   write(id: number, data: Uint8Array): void;
-  dispatch(code: string, meta: Uint32Array, out: number, inputs: readonly number[], gx: number, gy: number, gz: number): void;
+  /** `codeId`: a number naming `code` for good (the worker's code ids): its pipelines are found by it, not by the text. */
+  dispatch(code: string, meta: Uint32Array, out: number, inputs: readonly number[], gx: number, gy: number, gz: number, codeId?: number): void;
   flush(): void;
   read(id: number, bytes: number): Promise<ArrayBuffer>;
   takeError(): ExecutorError | null;
@@ -42,14 +44,32 @@ export function createExecutor(device: any, submitEvery: number): Executor {
   let encoder: any = null;
   let pass: any = null;
   let encoded = 0;
-  // parameter arena of the open submission: slots aligned for storage-buffer binding offsets
+  // parameter arena: slots aligned for storage-buffer binding offsets. One buffer serves every
+  // submission (queue writes are ordered after the submissions before them), so the bind groups
+  // that bind it at a dynamic offset stay valid; it is replaced only to grow.
   const ALIGN = Math.max(256, device.limits?.minStorageBufferOffsetAlignment ?? 256);
   let arenaHost = new Uint8Array(ALIGN * Math.max(1, submitEvery));
   let arenaUsed = 0;
   let arena: any = null;
+  let arenaDirty = false;
+  // bind groups by (binding count, parameter slot size, buffers bound): creating one per
+  // dispatch was a large part of a small op's host cost on a real GPU. Buffers get a serial
+  // number the first time they are bound (pooled buffers keep theirs, so keys recur).
+  const bindGroups = new Map<string, any>();
+  const BIND_GROUPS_KEEP = 8192;
+  const serials = new WeakMap<object, number>();
+  let nextSerial = 1;
+  const serial = (b: any): number => {
+    let s = serials.get(b);
+    if (s === undefined) serials.set(b, (s = nextSerial++));
+    return s;
+  };
+  const cacheBindGroups = (globalThis as any).process?.env?.KILN_WEBGPU_BIND_CACHE !== '0';
+  let lastPipeline: any = null;
   // pipelines by shader text, then by binding count: the text is the key object itself (its
   // hash is cached), never a concatenation that would be flattened and rehashed per dispatch
   const pipelines = new Map<string, any[]>();
+  const pipelinesById: any[][] = [];
   const layouts = new Map<number, any>();
   const pipelineLayouts = new Map<number, any>();
   let error: ExecutorError | null = null;
@@ -105,16 +125,16 @@ export function createExecutor(device: any, submitEvery: number): Executor {
     if (pass) {
       pass.end();
       pass = null;
+      lastPipeline = null;
     }
   }
 
   function flush(): void {
     endPass();
-    if (arena) {
-      // queue writes run before the submission that follows them
+    if (arenaDirty) {
+      // queue writes run after the submissions before them and before the one that follows
       device.queue.writeBuffer(arena, 0, arenaHost, 0, arenaUsed);
-      pendingFree.push(arena);
-      arena = null;
+      arenaDirty = false;
       arenaUsed = 0;
     }
     if (encoder) {
@@ -132,22 +152,30 @@ export function createExecutor(device: any, submitEvery: number): Executor {
     const size = Math.max(16, Math.ceil(meta.byteLength / 16) * 16);
     const need = Math.ceil(size / ALIGN) * ALIGN;
     if (arena && arenaUsed + need > arena.size) flush();
-    if (!arena) {
+    if (!arena || need > arena.size) {
+      // (first use, or a parameter block larger than the whole arena: a larger one)
+      if (arena) {
+        flush();
+        arena.destroy(); // (freed once the submitted work that binds it is done)
+        bindGroups.clear();
+      }
       const bytes = Math.max(arenaHost.byteLength, need);
       if (bytes > arenaHost.byteLength) arenaHost = new Uint8Array(bytes);
-      arena = raw(bytes);
+      arena = device.createBuffer({ size: bytes, usage: STORAGE | COPY_DST });
     }
     const offset = arenaUsed;
     arenaHost.set(new Uint8Array(meta.buffer, meta.byteOffset, meta.byteLength), offset);
     arenaUsed += need;
-    return [offset, size];
+    arenaDirty = true;
+    return [offset, need];
   }
 
   function layout(n: number): any {
     let pl = pipelineLayouts.get(n);
     if (!pl) {
       const entries = [];
-      for (let i = 0; i < n; i++) entries.push({ binding: i, visibility: 4, buffer: { type: i === 1 ? 'storage' : 'read-only-storage' } });
+      // binding 0 (parameters) sits at a dynamic offset in the arena
+      for (let i = 0; i < n; i++) entries.push({ binding: i, visibility: 4, buffer: { type: i === 1 ? 'storage' : 'read-only-storage', hasDynamicOffset: i === 0 } });
       const bgl = device.createBindGroupLayout({ entries });
       layouts.set(n, bgl);
       pl = device.createPipelineLayout({ bindGroupLayouts: [bgl] });
@@ -156,9 +184,13 @@ export function createExecutor(device: any, submitEvery: number): Executor {
     return pl;
   }
 
-  function pipeline(code: string, n: number): any {
-    let byCount = pipelines.get(code);
-    if (!byCount) pipelines.set(code, (byCount = []));
+  function pipeline(code: string, n: number, codeId: number | undefined): any {
+    let byCount = codeId === undefined ? pipelines.get(code) : pipelinesById[codeId];
+    if (!byCount) {
+      byCount = codeId === undefined ? pipelines.get(code) : undefined;
+      if (!byCount) pipelines.set(code, (byCount = []));
+      if (codeId !== undefined) pipelinesById[codeId] = byCount;
+    }
     let p = byCount[n];
     if (!p) {
       device.pushErrorScope('validation');
@@ -186,20 +218,37 @@ export function createExecutor(device: any, submitEvery: number): Executor {
       // the buffer came from the pool, so no command in the open encoder uses it
       device.queue.writeBuffer(buffers.get(id), 0, data);
     },
-    dispatch(code: string, meta: Uint32Array, out: number, inputs: readonly number[], gx: number, gy: number, gz: number): void {
+    dispatch(code: string, meta: Uint32Array, out: number, inputs: readonly number[], gx: number, gy: number, gz: number, codeId?: number): void {
       if (gx === 0 || gy === 0 || gz === 0) return;
       const n = 2 + inputs.length;
-      const p = pipeline(code, n);
+      const p = pipeline(code, n, codeId);
       const [offset, size] = metaSlot(meta);
-      const entries: any[] = [{ binding: 0, resource: { buffer: arena, offset, size } }, { binding: 1, resource: { buffer: buffers.get(out) } }];
-      for (let i = 0; i < inputs.length; i++) entries.push({ binding: i + 2, resource: { buffer: buffers.get(inputs[i]) } });
-      const bg = device.createBindGroup({ layout: layouts.get(n), entries });
+      const ob = buffers.get(out);
+      let key = '';
+      let bg: any;
+      if (cacheBindGroups) {
+        key = n + ':' + size + ':' + serial(ob);
+        for (let i = 0; i < inputs.length; i++) key += ',' + serial(buffers.get(inputs[i]));
+        bg = bindGroups.get(key);
+      }
+      if (!bg) {
+        const entries: any[] = [{ binding: 0, resource: { buffer: arena, offset: 0, size } }, { binding: 1, resource: { buffer: ob } }];
+        for (let i = 0; i < inputs.length; i++) entries.push({ binding: i + 2, resource: { buffer: buffers.get(inputs[i]) } });
+        bg = device.createBindGroup({ layout: layouts.get(n), entries });
+        if (cacheBindGroups) {
+          if (bindGroups.size >= BIND_GROUPS_KEEP) bindGroups.clear();
+          bindGroups.set(key, bg);
+        }
+      }
       if (!encoder) encoder = device.createCommandEncoder();
       // one pass for the whole submission: WebGPU orders a compute pass's dispatches and makes
       // each one's writes visible to the next (each dispatch is its own usage scope)
       if (!pass) pass = encoder.beginComputePass();
-      pass.setPipeline(p);
-      pass.setBindGroup(0, bg);
+      if (p !== lastPipeline) {
+        pass.setPipeline(p);
+        lastPipeline = p;
+      }
+      pass.setBindGroup(0, bg, [offset]);
       pass.dispatchWorkgroups(gx, gy, gz);
       if (++encoded >= submitEvery) flush();
     },
@@ -240,6 +289,7 @@ export function createExecutor(device: any, submitEvery: number): Executor {
     },
     trim(): void {
       flush();
+      bindGroups.clear();
       for (const list of pool.values()) for (const b of list) b.destroy();
       pool.clear();
       for (const list of stagingPool.values()) for (const b of list) b.destroy();
@@ -254,6 +304,8 @@ export function createExecutor(device: any, submitEvery: number): Executor {
         /* nothing to report at teardown */
       }
       disposed = true;
+      bindGroups.clear();
+      if (arena) arena.destroy();
       for (const list of pool.values()) for (const b of list) b.destroy();
       pool.clear();
       for (const list of stagingPool.values()) for (const b of list) b.destroy();

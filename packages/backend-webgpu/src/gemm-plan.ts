@@ -30,6 +30,12 @@ export interface GemmChoice {
    * forces it on / off.
    */
   readonly veck4: boolean | 'auto';
+  /**
+   * K is split (a second, reducing dispatch) only where an unsplit tile would walk at least this
+   * many tile depths along K: below it the extra dispatch's host cost exceeds the GPU time it
+   * saves. $KILN_WEBGPU_GEMM_SPLIT_MIN_STEPS overrides it (tuning).
+   */
+  readonly splitMinSteps: number;
 }
 
 const env = (k: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[k];
@@ -52,24 +58,37 @@ export function chooseGemmKernels(
   const double = dv === '1' ? true : dv === '0' ? false : 'auto';
   const v4 = env('KILN_WEBGPU_GEMM_VECK4');
   const veck4 = v4 === '1' ? true : v4 === '0' ? false : 'auto';
-  if (!m[2]) return { family, workgroupBytes, unroll, double, veck4 };
+  const splitMinSteps = Number(env('KILN_WEBGPU_GEMM_SPLIT_MIN_STEPS') ?? SPLIT_MIN_STEPS);
+  if (!m[2]) return { family, workgroupBytes, unroll, double, veck4, splitMinSteps };
   const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]), ...(m[5] ? { double: m[5] === '2' } : {}) } as TiledGemmConfig;
   if (![1, 2].includes(pinned.ra) || ![1, 2].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk) || (m[5] && !['1', '2'].includes(m[5]))) {
     throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM tile ra,rb,bk[,stages] must be 1|2, 1|2, 8|16|32[, 1|2] (got ${spec.slice(spec.indexOf(':') + 1)})`);
   }
-  return { family, pinned, workgroupBytes, unroll, double, veck4 };
+  return { family, pinned, workgroupBytes, unroll, double, veck4, splitMinSteps };
 }
+
+/**
+ * 128 x 128 tiles from this many of them (about two per compute unit of a large GPU). H200, per
+ * product, bind groups cached: 2048³ (256 tiles) f32 34.1 TFLOP/s with 128 x 128 x 8 two-stage
+ * tiles vs 26.6 with 64 x 128 x 16; FP8 26.8 vs 25.6.
+ */
+const BIG_TILES = 256;
+
+/** See GemmChoice.splitMinSteps. */
+// H200, per product, bind groups cached, 16 / 48 / never: 512³ f32 0.06 / 0.04 / 0.05 ms,
+// 64 x 2048 x 1024 0.07 / 0.05 / 0.08, 32 x 1536 x 2048 0.07 / 0.07 / 0.14
+const SPLIT_MIN_STEPS = 48;
 
 /** Workgroups a GPU needs to be busy (a few per compute unit on large GPUs). */
 const BUSY_WORKGROUPS = 264;
 
 /**
  * The tile for an M x N product: 128 x 128 x 8 (8 x 8 outputs per invocation) when there are
- * enough such tiles to fill a large GPU a few times over, else 64 x 128 x 16 (4 x 8), 64 x 64
+ * enough such tiles to fill a large GPU about twice (BIG_TILES), else 64 x 128 x 16 (4 x 8), 64 x 64
  * when a side is small or there would be too few of them to fill a large GPU (then 64 x 64,
  * before splitting K); shrunk to fit the device's workgroup memory. Measured on an H200
  * (Dawn/Vulkan, docs/benchmarks.md), per product in a chain: 4096³ f32 28.3 TFLOP/s with
- * 64 x 128 x 16, 32.3-35.4 with 128 x 128 x 8; 2048³ best with 64 x 128 x 16; 1024³ f32
+ * 64 x 128 x 16, 32.3-35.4 with 128 x 128 x 8; 1024³ f32
  * 21.5 TFLOP/s with 64 x 64 x 16 tiles vs 17.8 with 64 x 128 and K split in 3.
  */
 function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
@@ -81,7 +100,7 @@ function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'):
 
 function tileSize(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
   const finite = Number.isFinite(M);
-  const big = finite && Math.ceil(M / 128) * Math.ceil(N / 128) >= 2 * BUSY_WORKGROUPS;
+  const big = finite && Math.ceil(M / 128) * Math.ceil(N / 128) >= BIG_TILES;
   // medium products: 64 x 64 tiles while 64 x 128 ones would leave the GPU short of workgroups
   const medium = finite && Math.ceil(M / 64) * Math.ceil(N / 128) < BUSY_WORKGROUPS;
   let t: TiledGemmConfig = choice.pinned ?? (big ? { ra: 2, rb: 2, bk: 8 } : { ra: 1, rb: M > 64 && N > 64 && !medium ? 2 : 1, bk: 16 });
@@ -132,7 +151,7 @@ export function planF32Gemm(choice: GemmChoice, M: number, N: number, K: number,
   const tiles = gx * gy * batch;
   // split K when the tiles alone leave the GPU idle, keeping each slice at least 8 tiles deep
   let slices = 1;
-  if (tiles < BUSY_WORKGROUPS / 2) slices = Math.max(1, Math.min(Math.ceil(BUSY_WORKGROUPS / tiles), Math.floor(K / (8 * t.bk)), 32));
+  if (tiles < BUSY_WORKGROUPS / 2 && K / t.bk >= choice.splitMinSteps) slices = Math.max(1, Math.min(Math.ceil(BUSY_WORKGROUPS / tiles), Math.floor(K / (8 * t.bk)), 32));
   const kPer = Math.ceil(K / slices / t.bk) * t.bk;
   slices = Math.ceil(K / kPer);
   if (batch * slices > 65535) return undefined;

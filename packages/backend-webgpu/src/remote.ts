@@ -135,7 +135,7 @@ function workerMain(make: typeof createExecutor, parentPort: any, workerData: an
           codes.set(m.cid, m.code);
           break;
         case 'dispatch':
-          ex.dispatch(codes.get(m.cid), m.meta, m.out, m.inputs, m.gx, m.gy, m.gz);
+          ex.dispatch(codes.get(m.cid), m.meta, m.out, m.inputs, m.gx, m.gy, m.gz, m.cid);
           break;
         case 'flush':
           ex.flush();

@@ -138,12 +138,16 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     expect(big.slices).toBe(1);
     expect(big.groups).toEqual([32, 32, 1]); // 128 x 128 tiles: enough of them to fill a large GPU
     expect(big.spec).toMatchObject({ ra: 2, rb: 2, bk: 8, double: true }); // two stages on 128 x 128 x 8 tiles
-    const mid = planF32Gemm(choice, 2048, 2048, 2048, 1, strides(2048, 2048, 2048))!;
+    expect(planF32Gemm(choice, 2048, 2048, 2048, 1, strides(2048, 2048, 2048))!.spec).toMatchObject({ ra: 2, rb: 2, bk: 8, double: true }); // 256 of them: enough
+    const mid = planF32Gemm(choice, 1536, 2048, 2048, 1, strides(1536, 2048, 2048))!;
     expect(mid.spec).toMatchObject({ ra: 1, rb: 2, bk: 16 });
     expect(mid.spec.double).toBeUndefined(); // one stage on the others
     const medium = planF32Gemm(choice, 1024, 1024, 1024, 1, strides(1024, 1024, 1024))!;
     expect(medium.spec).toMatchObject({ ra: 1, rb: 1, bk: 16 }); // 256 tiles of 64 x 64 instead of 128 of 64 x 128
     expect(medium.slices).toBe(1);
+    // too few tiles, but an unsplit tile is only 32 tile depths long: a second dispatch would cost more than it saves
+    expect(planF32Gemm(choice, 512, 512, 512, 1, strides(512, 512, 512))!.slices).toBe(1);
+    expect(planF32Gemm(choice, 64, 2048, 1024, 1, strides(64, 2048, 1024))!.slices).toBeGreaterThan(1); // 64 depths: split
     const two = chooseGemmKernels('tiled:1,2,16,2', false, { maxComputeWorkgroupStorageSize: 32768 });
     expect(planF32Gemm(two, 2048, 2048, 2048, 1, strides(2048, 2048, 2048))!.spec.double).toBe(true);
     const tooSmall = chooseGemmKernels('tiled:1,2,16,2', false, { maxComputeWorkgroupStorageSize: 16384 });
