@@ -158,12 +158,26 @@ export function planF32Gemm(choice: GemmChoice, M: number, N: number, K: number,
   return { spec: { kind: 'f32', ...t, a, b, vecOut: N % 4 === 0, unroll: choice.unroll }, slices, kPer, groups: [gx, gy, batch * slices] };
 }
 
-/** The tiled plan of a block-scaled FP8 product, or undefined where the other kernels run. */
-export function planFp8Gemm(choice: GemmChoice, M: number, N: number, K: number, promotionInterval: number): { spec: TiledGemmSpec; groups: [number, number, number] } | undefined {
+/** Partial buffers of a chunked FP8 product larger than this are not worth their memory. */
+const CHUNK_PARTIALS_MAX_BYTES = 256 * 1024 * 1024;
+
+/**
+ * The tiled plan of a block-scaled FP8 product, or undefined where the other kernels run.
+ * `chunks` > 1: one workgroup layer per promotion chunk (TiledGemmSpec.chunked), the chunks'
+ * products summed by splitKReduceShader; for skinny products whose tiles alone leave the GPU idle
+ * (the same rule as the f32 K split).
+ */
+export function planFp8Gemm(choice: GemmChoice, M: number, N: number, K: number, promotionInterval: number): { spec: TiledGemmSpec; groups: [number, number, number]; chunks: number } | undefined {
   if (choice.family !== 'tiled' || K % 4 !== 0) return undefined;
   const t = tileFor(choice, M, N, 'fp8');
   if (!t || !(promotionInterval % t.bk === 0 || promotionInterval >= K)) return undefined;
-  return { spec: { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0, unroll: choice.unroll }, groups: [Math.ceil(N / (64 * t.rb)), Math.ceil(M / (64 * t.ra)), 1] };
+  const gx = Math.ceil(N / (64 * t.rb));
+  const gy = Math.ceil(M / (64 * t.ra));
+  const chunks = Math.ceil(K / promotionInterval);
+  const chunked =
+    chunks > 1 && gx * gy < BUSY_WORKGROUPS / 2 && K / t.bk >= choice.splitMinSteps && chunks <= 65535 && M * N * chunks * 4 <= CHUNK_PARTIALS_MAX_BYTES;
+  const spec: TiledGemmSpec = { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0, unroll: choice.unroll, ...(chunked ? { chunked: true } : {}) };
+  return { spec, groups: [gx, gy, chunked ? chunks : 1], chunks: chunked ? chunks : 1 };
 }
 
 /** The tile of a grouped FP8 product (any device: the grouped kernel exists only in the tiled family). */

@@ -573,7 +573,7 @@ export class WebGpuBackend implements Backend {
     const partials = this.alloc('f32', n * plan.slices, 'matmul');
     try {
       this.dispatch(code, meta, partials.id, inputs, plan.groups);
-      this.dispatch(splitKReduceShader(), [n, plan.slices], out.id, [partials.id], groups1d(n));
+      this.dispatch(splitKReduceShader(), [n, plan.slices, 0], out.id, [partials.id], groups1d(n));
     } finally {
       this.release(partials);
     }
@@ -697,7 +697,15 @@ export class WebGpuBackend implements Backend {
         const meta = [M * N, M, N, K, nc, a.block[0], b.block[0], bk, Math.ceil(K / bk), Math.ceil(K / b.block[1]), 0, a.codes.dtype === 'e5m2' ? 1 : 0, b.codes.dtype === 'e5m2' ? 1 : 0];
         const inputs = [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)];
         const plan = planFp8Gemm(this.gemm, M, N, K, nc);
-        if (plan) this.dispatch(tiledGemmShader(plan.spec), meta, out.id, inputs, plan.groups);
+        if (plan && plan.chunks > 1) {
+          const partials = this.alloc('f32', M * N * plan.chunks, 'matmulFp8');
+          try {
+            this.dispatch(tiledGemmShader(plan.spec), meta, partials.id, inputs, plan.groups);
+            this.dispatch(splitKReduceShader(), [M * N, plan.chunks, 0], out.id, [partials.id], groups1d(M * N));
+          } finally {
+            this.release(partials);
+          }
+        } else if (plan) this.dispatch(tiledGemmShader(plan.spec), meta, out.id, inputs, plan.groups);
         else if (K % 4 === 0 && (nc % 4 === 0 || nc >= K)) {
           // codes loaded as whole u32 words: rows and chunk starts are 4-code aligned
           const rm = M <= 32 ? 4 : 8;

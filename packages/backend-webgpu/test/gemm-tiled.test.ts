@@ -66,7 +66,7 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     { batch: [], M: 33, N: 65, K: 37, tA: false, tB: false }, // scalar loads (odd K, odd N)
     { batch: [], M: 7, N: 96, K: 4096, tA: false, tB: true }, // skinny: split along K
     { batch: [3], M: 70, N: 20, K: 48, tA: true, tB: false }, // batched
-    { batch: [2, 2], M: 9, N: 12, K: 300, tA: false, tB: false }, // batched + split
+    { batch: [2, 2], M: 9, N: 12, K: 900, tA: false, tB: false }, // batched + split (56 tile depths: split)
     { batch: [], M: 1, N: 1, K: 1, tA: false, tB: false },
   ];
   for (const c of cases) {
@@ -85,7 +85,7 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     { batch: [], M: 7, N: 96, K: 4096, tA: false, tB: true }, // skinny: split along K
     { batch: [], M: 3, N: 257, K: 1028, tA: false, tB: false }, // skinny, odd N (scalar B), split
     { batch: [3], M: 70, N: 20, K: 48, tA: false, tB: true }, // batched
-    { batch: [2, 2], M: 9, N: 12, K: 300, tA: false, tB: false }, // batched + split
+    { batch: [2, 2], M: 9, N: 12, K: 900, tA: false, tB: false }, // batched + split (56 tile depths: split)
   ];
   for (const c of veck4Cases) {
     it(`4 x 4 block staging: [${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and three pinned ones)`, async (t) => {
@@ -157,6 +157,11 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     expect(mid.spec.veck4).toBe(true); // ... and faster on 64 x 128 x 16 ones (f32)
     expect(medium.spec.veck4).toBeUndefined();
     expect(planFp8Gemm(choice, 2048, 2048, 2048, 128)!.spec.veck4).toBeUndefined(); // no change for FP8: kept off
+    // FP8 skinny products: a workgroup layer per promotion chunk (16 of them), not for short K or big products
+    expect(planFp8Gemm(choice, 32, 1536, 2048, 128)).toMatchObject({ chunks: 16, groups: [24, 1, 16], spec: { chunked: true } });
+    expect(planFp8Gemm(choice, 32, 1536, 512, 128)!.chunks).toBe(1);
+    expect(planFp8Gemm(choice, 2048, 2048, 2048, 128)!.chunks).toBe(1);
+    expect(planFp8Gemm(choice, 32, 1536, 2048, Infinity)!.chunks).toBe(1);
   });
 
   it('stages 4 x 4 blocks everywhere with $KILN_WEBGPU_GEMM_VECK4=1 (f32, fp8, grouped fp8), nowhere with 0', () => {
@@ -194,6 +199,9 @@ describe('WebGPU tiled FP8 block GEMM is bit-exact with core fp8GemmReference', 
     { M: 5, N: 300, K: 512, ba: [1, 128], bb: [128, 128], nc: 128, fa: 'e4m3', fb: 'e4m3' },
     { M: 97, N: 66, K: 64, ba: [1, 32], bb: [32, 32], nc: 16, fa: 'e5m2', fb: 'e5m2' },
     { M: 64, N: 63, K: 100, ba: [1, 128], bb: [128, 128], nc: Infinity, fa: 'e5m2', fb: 'e4m3' },
+    // skinny: one workgroup layer per promotion chunk, chunks summed in K order (every tile but 128 x 64 x 32)
+    { M: 32, N: 260, K: 1024, ba: [1, 128], bb: [128, 128], nc: 128, fa: 'e4m3', fb: 'e4m3' },
+    { M: 3, N: 64, K: 1000, ba: [1, 128], bb: [128, 128], nc: 256, fa: 'e5m2', fb: 'e4m3' }, // a short last chunk
   ] as const;
   for (const c of cases) {
     it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile, four pinned ones, four with 4 x 4 block staging)`, async (t) => {

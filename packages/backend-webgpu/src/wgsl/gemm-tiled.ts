@@ -65,6 +65,13 @@ export interface TiledGemmSpec extends TiledGemmConfig {
    * group g has counts[g] valid rows (i32 [G]). The offsets/counts bind at 6; meta[13] = Mmax.
    */
   readonly grouped?: 'contiguous' | 'masked';
+  /**
+   * fp8 only, not grouped: workgroup z takes promotion chunk z alone (K from z * nc to
+   * (z + 1) * nc) and writes its promoted product (0 + partial * (sa * sb)) to out[z][M][N];
+   * splitKReduceShader then adds the chunks in K order from +0, which is the reference's
+   * accumulation step for step (bit-exact). Skinny products get workgroups to fill the GPU.
+   */
+  readonly chunked?: boolean;
 }
 
 /** Bytes of workgroup memory a tiled kernel needs. */
@@ -266,8 +273,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     src += `  let nc = prm[4]; let abr = prm[5]; let bbr = prm[6]; let bkq = prm[7]; let kbA = prm[8]; let kbB = prm[9]; let zero = prm[10];
   tabA[tid] = select(bitcast<f32>(e5m2_bits(tid)), bitcast<f32>(e4m3_bits(tid)), prm[11] == 0u);
   tabB[tid] = select(bitcast<f32>(e5m2_bits(tid)), bitcast<f32>(e4m3_bits(tid)), prm[12] == 0u);
-  let kStart = 0u; let kEnd = prm[3];
-  let obase = 0u;
+${
+  s.chunked
+    ? `  let kStart = wg.z * nc; let kEnd = min(prm[3], kStart + nc);
+  let obase = wg.z * M * N;`
+    : `  let kStart = 0u; let kEnd = prm[3];
+  let obase = 0u;`
+}
 ${
   s.grouped
     ? `  // group wg.z: its rows [rowStart, rowEnd) of A and of the output; B and its scales are b[wg.z]
@@ -281,7 +293,7 @@ ${
     : `  let m0 = wg.y * ${BM}u;
   let sbase = 0u;`
 }
-  var c0 = 0u;
+  var c0 = kStart;
   ${accDecl('p')}
   workgroupBarrier();
 `;
@@ -333,7 +345,11 @@ ${promote}      c0 = nk;
   return src;
 }
 
-/** Sums split-K partials [S][n] in slice order. meta [n, S]; one output per invocation. */
+/**
+ * Sums split-K partials [S][n] in slice order, from +0 (a run-time zero, prm[2], so that the
+ * first add is not folded away: it is the FP8 reference's first accumulation step). meta [n, S, 0];
+ * one output per invocation.
+ */
 export function splitKReduceShader(): string {
   return `@group(0) @binding(0) var<storage, read> prm: array<u32>;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
@@ -343,8 +359,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let i = gid.x + gid.y * nw.x * 256u;
   let n = prm[0];
   if (i >= n) { return; }
-  var s = bitcast<f32>(P[i]);
-  for (var k = 1u; k < prm[1]; k++) { s = s + bitcast<f32>(P[k * n + i]); }
+  var s = bitcast<f32>(prm[2]);
+  for (var k = 0u; k < prm[1]; k++) { s = s + bitcast<f32>(P[k * n + i]); }
   out[i] = bitcast<u32>(s);
 }
 `;
