@@ -5,7 +5,7 @@
  * loaded into one page. Nothing is downloaded: without a browser the backend is unavailable.
  */
 import { BackendError } from '@kiln/core';
-import { createEngine, installEngine, type EngineCommand, type EngineInfo } from './engine.js';
+import { createEngine, installEngine, type EngineCommand, type EngineInfo, type EngineStats } from './engine.js';
 import { HELPERS } from './kernels.js';
 
 export interface BrowserOptions {
@@ -55,7 +55,7 @@ export interface EnginePage {
    * Present when the engine runs in this process (headless-gl): the same calls, synchronous.
    * The backend then runs every command as it is issued and offers `readSync`.
    */
-  readonly sync?: { exec(batch: EngineCommand[]): void; read(id: number): string; readF32?(id: number): Float32Array; finish?(): void; shaders?(): { src: string; glsl: string }[] };
+  readonly sync?: { exec(batch: EngineCommand[]): void; read(id: number): string; readF32?(id: number): Float32Array; finish?(): void; shaders?(): { src: string; glsl: string }[]; stats?(): EngineStats };
 }
 
 type PwPage = {

@@ -62,7 +62,32 @@ export interface EngineApi {
   /** Every compiled kernel: its source (key) and the fragment shader gpu.js generated (debugging) */
   shaders(): { src: string; glsl: string }[];
   live(): number;
+  /** Output-texture counters (the headless-gl engine; see `EngineStats`) */
+  stats?(): EngineStats;
   dispose(): void;
+}
+
+/**
+ * The headless-gl engine's output-texture counters: `created`, GL textures created (gl.createTexture);
+ * `reused`, kernel outputs rendered into a texture taken from the pool; `pooled`, textures of freed
+ * tensors put in the pool; `evicted`, pooled textures deleted (pool over its cap); `idle`, textures
+ * in the pool now; `setOutput`, kernel resizes (calls whose output size differs from the kernel's last).
+ */
+export interface EngineStats {
+  readonly pool: boolean;
+  readonly created: number;
+  readonly reused: number;
+  readonly pooled: number;
+  readonly evicted: number;
+  readonly idle: number;
+  readonly setOutput: number;
+}
+
+/** Engine options: `texturePool` recycles freed tensors' textures as kernel outputs (headless-gl engine only). */
+export interface EngineCoreOptions {
+  readonly texturePool?: boolean;
+  /** the pool's cap in bytes (default 256 MiB); textures past it are deleted, oldest first */
+  readonly texturePoolBytes?: number;
 }
 
 /** base64 <-> f32 (the page uses atob/btoa, Node its Buffer). */
@@ -72,7 +97,14 @@ export interface EngineCodec {
 }
 
 /** The engine over a gpu.js `GPU` instance (any GL mode; gpu.js's CPU mode is refused by the callers). */
-export function createEngine(gpu: unknown, info: EngineInfo, helpers: readonly string[], codec: EngineCodec, onDispose?: () => void): EngineApi {
+export function createEngine(
+  gpu: unknown,
+  info: EngineInfo,
+  helpers: readonly string[],
+  codec: EngineCodec,
+  onDispose?: () => void,
+  options?: EngineCoreOptions,
+): EngineApi {
   /* eslint-disable @typescript-eslint/no-explicit-any */
   const G = gpu as any;
   for (const h of helpers) {
@@ -144,10 +176,170 @@ vec4 kilnRead4(float t, float n) {
     }
     return k;
   };
+  // Output textures. gpu.js (pipeline + immutable) gives every call a texture of its own: setOutput()
+  // always deletes the kernel's output texture and creates a new one (createTexture + texImage2D +
+  // a new framebuffer attachment), and a call whose previous result is still alive creates another
+  // (GLTexture.beforeMutate). Only the headless-gl engine (WebGL 1.0) does better: setOutput only
+  // when the size changes, and a pool of the textures of freed tensors (by texel size) that a call
+  // renders into instead of a new one. A pooled texture is one no Texture object refers to any more
+  // (its `_refs` count went to 0 with the freed tensor's), so it is neither live nor any call's input.
+  // This leans on gpu.js internals, checked against the installed gpu.js 2.24.1 (this repo's
+  // build): a kernel's `texture` (a GLTexture; `.texture` the GL texture, whose `_refs` counts the
+  // GLTexture objects sharing it: the kernel's own, the clones it returned, argument `prevArg`s),
+  // `mappedTextures` (kernel maps), `_textureSwitched` / `_mappedTextureSwitched` (run() attaches the
+  // texture again), `_setupOutputTexture` / `TextureConstructor` / `getInternalFormat` /
+  // `getTextureFormat`, `texSize`, `output`, `deleteTexture`; and that run() keeps a texture whose
+  // `_refs` is 1 (beforeMutate) and that setOutput keeps the viewport at the shared maxTexSize.
+  // KILN_GPUJS_TEXTURE_POOL=0 (option texturePool: false) turns all of it off.
+  const pooling = !!options?.texturePool && G.mode === 'headlessgl';
+  const poolCap = options?.texturePoolBytes ?? 256 * 1024 * 1024;
+  type Pooled = { key: string; tex: any; owner: any; bytes: number };
+  const pool = new Map<string, Pooled[]>();
+  const fifo: Pooled[] = [];
+  let poolBytes = 0;
+  const counts = { created: 0, reused: 0, pooled: 0, evicted: 0, setOutput: 0 };
+  const ctx = pooling ? G.context : undefined;
+  if (ctx && typeof ctx.createTexture === 'function') {
+    const create = ctx.createTexture;
+    ctx.createTexture = function (this: unknown, ...a: unknown[]) {
+      counts.created++;
+      return create.apply(this, a);
+    };
+  }
+  const texKey = (size: number[]): string => `${size[0]}x${size[1]}`;
+  const dropPooled = (e: Pooled): void => {
+    poolBytes -= e.bytes;
+    counts.evicted++;
+    if (e.owner && typeof e.owner.deleteTexture === 'function') e.owner.deleteTexture(e.tex);
+    else ctx?.deleteTexture(e.tex);
+  };
+  /** a GL texture no GLTexture refers to any more: into the pool (its owner kernel deletes it when evicted) */
+  const putPooled = (tex: any, size: number[], owner: any): void => {
+    const e: Pooled = { key: texKey(size), tex, owner, bytes: size[0] * size[1] * 16 };
+    if (e.bytes > poolCap) {
+      poolBytes += e.bytes;
+      dropPooled(e);
+      return;
+    }
+    let list = pool.get(e.key);
+    if (!list) pool.set(e.key, (list = []));
+    list.push(e);
+    fifo.push(e);
+    poolBytes += e.bytes;
+    counts.pooled++;
+    while (poolBytes > poolCap && fifo.length) {
+      const old = fifo.shift()!;
+      const l = pool.get(old.key)!;
+      l.splice(l.indexOf(old), 1);
+      dropPooled(old);
+    }
+  };
+  const takePooled = (size: number[]): any => {
+    const list = pool.get(texKey(size));
+    const e = list?.pop();
+    if (!e) return undefined;
+    fifo.splice(fifo.lastIndexOf(e), 1);
+    poolBytes -= e.bytes;
+    counts.reused++;
+    return e.tex;
+  };
+  /** gives up a GLTexture (a freed tensor's, or one a call made for itself): its GL texture goes to the pool when nothing else shares it */
+  const release = (t: any): void => {
+    if (!t || typeof t.delete !== 'function') return;
+    const tex = t.texture;
+    const gl = ctx;
+    if (!pooling || t._deleted || !tex || tex._refs !== 1 || t.internalFormat !== gl.RGBA || t.textureType !== gl.FLOAT || !t.size) {
+      t.delete();
+      return;
+    }
+    t._deleted = true;
+    tex._refs = 0;
+    putPooled(tex, t.size, t.kernel);
+  };
+  const HOOKED = '__kilnPool';
+  /** this kernel's output texture setup takes a pooled texture of its size when there is one */
+  const hook = (ki: any): void => {
+    if (ki[HOOKED] || typeof ki._setupOutputTexture !== 'function') return;
+    ki[HOOKED] = true;
+    const setup = ki._setupOutputTexture;
+    ki._setupOutputTexture = function (this: any) {
+      const tex = this.texture ? undefined : takePooled(this.texSize);
+      if (!tex) return setup.call(this);
+      // as gpu.js's own, less the texImage2D: the framebuffer is bound (build, setOutput), the
+      // texture has its parameters (every gpu.js texture gets the same) and this texSize
+      const gl = this.context;
+      gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, tex, 0);
+      this.texture = new this.TextureConstructor({
+        texture: tex,
+        size: this.texSize,
+        dimensions: this.threadDim,
+        output: this.output,
+        context: gl,
+        internalFormat: this.getInternalFormat(),
+        textureFormat: this.getTextureFormat(),
+        kernel: this,
+      });
+    };
+  };
+  const sameOutput = (a: ArrayLike<number> | undefined, b: number[]): boolean => {
+    if (!a || a.length !== b.length) return false;
+    for (let i = 0; i < b.length; i++) if (a[i] !== b[i]) return false;
+    return true;
+  };
+  /** a texture run() would replace (a returned clone still shares it) is swapped for a pooled one */
+  const swapIn = (t: any): any => {
+    if (!t || !t.texture || t.texture._refs <= 1) return undefined;
+    const tex = takePooled(t.size);
+    if (!tex) return undefined;
+    t.texture._refs--;
+    t.texture = tex;
+    tex._refs = 1;
+    return tex;
+  };
   const run = (src: string, n: number, args: unknown[], dims?: number[], subs?: string[]): any => {
     const k = kernel(src, subs);
-    k.setOutput(dims ?? [n]);
-    return k(...args);
+    const out = dims ?? [n];
+    if (!pooling) {
+      k.setOutput(out);
+      return k(...args);
+    }
+    const ki = k.kernel;
+    hook(ki);
+    if (!sameOutput(ki.output, out)) {
+      counts.setOutput++;
+      // setOutput deletes the output textures: keep them (a count of ours) and pool those nothing else holds
+      const olds: { tex: any; size: number[]; owner: any }[] = [];
+      for (const t of [ki.texture, ...(ki.mappedTextures ?? [])]) {
+        if (t && t.texture && !t._deleted) {
+          t.texture._refs++;
+          olds.push({ tex: t.texture, size: t.size, owner: ki });
+        }
+      }
+      k.setOutput(out);
+      for (const o of olds) if (--o.tex._refs === 0) putPooled(o.tex, o.size, o.owner);
+    } else if (ki.texture) {
+      // what setOutput would have done that a call needs: the viewport (the size of this
+      // kernel's own canvas, gpu.js's headless-gl kernels have one each; run() does the rest)
+      const gl = ki.context;
+      if (ki.maxTexSize) gl.viewport(0, 0, ki.maxTexSize[0], ki.maxTexSize[1]);
+      if (swapIn(ki.texture)) ki._textureSwitched = true;
+      if (ki.mappedTextures && ki._mappedTextureSwitched) {
+        for (let i = 0; i < ki.mappedTextures.length; i++) if (swapIn(ki.mappedTextures[i])) ki._mappedTextureSwitched[i] = true;
+      }
+    }
+    const r = k(...args);
+    // a call that reads the kernel's own output texture leaves a clone of it in that argument's
+    // `prevArg`, which a later call would make the kernel's output texture again, whatever its size
+    // by then (gpu.js's updateTextureArgumentRefs; only reachable now that setOutput does not give
+    // every call a new texture): give those back at once
+    for (const kv of k.kernel?.kernelArguments ?? []) {
+      if (kv && kv.prevArg) {
+        const p = kv.prevArg;
+        kv.prevArg = null;
+        release(p);
+      }
+    }
+    return r;
   };
   let zero: any;
   const get = (id: number): any => {
@@ -160,7 +352,7 @@ vec4 kilnRead4(float t, float n) {
   const free = (id: number): void => {
     const v = store.get(id);
     store.delete(id);
-    if (v && typeof v.delete === 'function') v.delete();
+    if (v && v !== EMPTY) release(v);
   };
   return {
     info: () => info,
@@ -202,7 +394,7 @@ vec4 kilnRead4(float t, float n) {
           const raw = t.renderRawOutput() as Float32Array;
           return raw.length === n ? raw : raw.slice(0, n);
         } finally {
-          t.delete();
+          release(t);
         }
       }
       if (typeof v.renderRawOutput === 'function' && v.type === 'ArrayTexture(1)' && !(v.output?.[1] > 1)) {
@@ -226,8 +418,11 @@ vec4 kilnRead4(float t, float n) {
       return out;
     },
     live: () => store.size,
+    stats: () => ({ pool: pooling, ...counts, idle: fifo.length }),
     dispose() {
       for (const id of [...store.keys()]) free(id);
+      for (const e of fifo.splice(0)) dropPooled(e);
+      pool.clear();
       if (zero && typeof zero.delete === 'function') zero.delete();
       zero = undefined;
       for (const k of kernels.values()) k.destroy?.(true);

@@ -14,7 +14,7 @@ import { GpujsBackend, type GpujsBackendOptions } from './gpujs-backend.js';
 
 export { GpujsBackend, GpujsStorage, HOST_FALLBACKS, MAX_ELEMENTS, type GpujsBackendOptions } from './gpujs-backend.js';
 export { findChromium, CHROMIUM_PATHS, type BrowserOptions } from './browser.js';
-export { createEngine, installEngine, type EngineApi, type EngineCodec, type EngineCommand, type EngineInfo } from './engine.js';
+export { createEngine, installEngine, type EngineApi, type EngineCodec, type EngineCommand, type EngineCoreOptions, type EngineInfo, type EngineStats } from './engine.js';
 export { openEngine, openHeadlessGlEngine, type EngineOptions, type GpujsEngineKind, type HeadlessGlOptions } from './node-engine.js';
 export { GEMM_VARIANTS, type GemmVariant } from './gemm.js';
 export { GpujsCollective, createGpujsGroup, type GpujsGroupOptions } from './collective.js';

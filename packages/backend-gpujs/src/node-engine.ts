@@ -181,7 +181,9 @@ export async function openHeadlessGlEngine(options: HeadlessGlOptions = {}): Pro
       maxDrawBuffers: drawBuffers(gl),
     };
     // gpu.destroy() tears its kernels (and the context) down on a timer; the context goes after it
-    const api = createEngine(gpu, info, HELPERS, codec, () => setTimeout(destroy, 0));
+    // KILN_GPUJS_TEXTURE_POOL=0: every kernel call gets a new output texture, as gpu.js does by itself
+    const texturePool = proc.env.KILN_GPUJS_TEXTURE_POOL !== '0';
+    const api = createEngine(gpu, info, HELPERS, codec, () => setTimeout(destroy, 0), { texturePool });
     let closed = false;
     return {
       info,
@@ -196,7 +198,7 @@ export async function openHeadlessGlEngine(options: HeadlessGlOptions = {}): Pro
         return api.read(id);
       },
       live: async () => api.live(),
-      sync: { exec: (batch: EngineCommand[]) => api.exec(batch), read: (id: number) => api.read(id), readF32: (id: number) => api.readF32(id), finish: () => api.finish(), shaders: () => api.shaders() },
+      sync: { exec: (batch: EngineCommand[]) => api.exec(batch), read: (id: number) => api.read(id), readF32: (id: number) => api.readF32(id), finish: () => api.finish(), shaders: () => api.shaders(), stats: () => api.stats!() },
       close: async () => {
         if (closed) return;
         closed = true;
