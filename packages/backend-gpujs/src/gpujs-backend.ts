@@ -133,6 +133,10 @@ export class GpujsBackend implements Backend {
     const info = page.info;
     const software = SOFTWARE.test(info.renderer);
     if (software) this.notPreferred = `software WebGL (${info.renderer}): the CPU backend is faster`;
+    else if (envNumber('KILN_GPUJS_SMALL_GEMM', -1) < 0) {
+      this.smallGemmWork = 256 ** 3;
+      this.smallFp8GemmWork = 128 ** 3;
+    }
     this.device = {
       backend: 'gpujs',
       name: info.renderer,
@@ -437,9 +441,18 @@ export class GpujsBackend implements Backend {
    * GEMMs of at most this much work (batch * M * N * K) take the one-pass one-output-per-thread
    * kernel even where the packed path fits: the packed path is four passes (pack A, pack B,
    * GEMM, unpack), and for a tiny product their fixed cost is all there is (bit-identical: the
-   * same per-output K order). Default: $KILN_GPUJS_SMALL_GEMM or 32768 (32^3); 0: always packed.
+   * same per-output K order). Default: $KILN_GPUJS_SMALL_GEMM, else 32768 (32^3) on a software
+   * rasteriser (llvmpipe, SwiftShader: measured there) and 16777216 (256^3) on a GPU (an H200
+   * through headless-gl: the one-pass kernel was the faster up to 256^3); 0: always packed.
    */
   smallGemmWork = envNumber('KILN_GPUJS_SMALL_GEMM', 32768);
+
+  /**
+   * The same for the FP8 block GEMM, which takes the one-pass kernel up to the smaller of the two.
+   * Default: $KILN_GPUJS_SMALL_GEMM, else 32768 on a software rasteriser and 2097152 (128^3) on a
+   * GPU (the H200 measurement's crossover for FP8).
+   */
+  smallFp8GemmWork = envNumber('KILN_GPUJS_SMALL_GEMM', 32768);
 
   /**
    * The packed f32 GEMM's kernel variant (gemm.ts, `GEMM_VARIANTS`): $KILN_GPUJS_GEMM or
@@ -596,7 +609,7 @@ export class GpujsBackend implements Backend {
       const fb = b.codes.dtype as 'e4m3' | 'e5m2';
       const [as, bs] = [this.storageOf(a.scales), this.storageOf(b.scales)];
       // the packed kernel promotes at texel boundaries: chunks of a multiple of 4 along K (or one chunk)
-      const lim = this.packedGemms && n * K > this.smallGemmWork && (nc >= K || nc % 4 === 0) ? this.gemmLimits() : undefined;
+      const lim = this.packedGemms && n * K > Math.min(this.smallGemmWork, this.smallFp8GemmWork) && (nc >= K || nc % 4 === 0) ? this.gemmLimits() : undefined;
       const plan = lim && gemmPlan(1, M, N, K, 1, 1, lim);
       if (lim && plan) {
         const gk = lim.kernels;
