@@ -71,7 +71,8 @@ export interface EngineApi {
  * The headless-gl engine's output-texture counters: `created`, GL textures created (gl.createTexture);
  * `reused`, kernel outputs rendered into a texture taken from the pool; `pooled`, textures of freed
  * tensors put in the pool; `evicted`, pooled textures deleted (pool over its cap); `idle`, textures
- * in the pool now; `setOutput`, kernel resizes (calls whose output size differs from the kernel's last).
+ * in the pool now; `setOutput`, kernel setOutput() calls (without the pool, one per call).
+ * Counted by the headless-gl engine, with or without the pool.
  */
 export interface EngineStats {
   readonly pool: boolean;
@@ -198,7 +199,8 @@ vec4 kilnRead4(float t, float n) {
   const fifo: Pooled[] = [];
   let poolBytes = 0;
   const counts = { created: 0, reused: 0, pooled: 0, evicted: 0, setOutput: 0 };
-  const ctx = pooling ? G.context : undefined;
+  // counted on the headless-gl engine with or without the pool
+  const ctx = G.mode === 'headlessgl' ? G.context : undefined;
   if (ctx && typeof ctx.createTexture === 'function') {
     const create = ctx.createTexture;
     ctx.createTexture = function (this: unknown, ...a: unknown[]) {
@@ -281,6 +283,35 @@ vec4 kilnRead4(float t, float n) {
       });
     };
   };
+  /**
+   * A small Float32Array argument (every kernel's `meta`) is uploaded by gpu.js with a texImage2D
+   * on every call; this kernel value skips the upload when the values are those of its last one
+   * (bit for bit) and only binds its texture again (pinned: WebGLKernelValue(Dynamic)SingleArray's
+   * updateValue, `texture`, `contextHandle`, `id`, `index`). Nothing else writes that texture.
+   */
+  const hookArg = (kv: any): void => {
+    kv[HOOKED] = true;
+    if (!/^WebGLKernelValue(Dynamic)?SingleArray$/.test(String(kv.constructor?.name)) || typeof kv.updateValue !== 'function') return;
+    const update = kv.updateValue;
+    let last: Int32Array | undefined;
+    kv.updateValue = function (this: any, value: unknown) {
+      if (last && value instanceof Float32Array && value.length === last.length && this.texture) {
+        const bits = new Int32Array(value.buffer, value.byteOffset, value.length);
+        let same = true;
+        for (let i = 0; i < bits.length && same; i++) same = bits[i] === last[i];
+        if (same) {
+          const gl = this.context;
+          gl.activeTexture(this.contextHandle);
+          gl.bindTexture(gl.TEXTURE_2D, this.texture);
+          this.kernel.setUniform1i(this.id, this.index);
+          return;
+        }
+      }
+      last = undefined;
+      update.call(this, value);
+      if (value instanceof Float32Array && value.length <= 64 && !this.kernel.switchingKernels) last = new Int32Array(value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength));
+    };
+  };
   const sameOutput = (a: ArrayLike<number> | undefined, b: number[]): boolean => {
     if (!a || a.length !== b.length) return false;
     for (let i = 0; i < b.length; i++) if (a[i] !== b[i]) return false;
@@ -300,6 +331,7 @@ vec4 kilnRead4(float t, float n) {
     const k = kernel(src, subs);
     const out = dims ?? [n];
     if (!pooling) {
+      counts.setOutput++;
       k.setOutput(out);
       return k(...args);
     }
@@ -328,6 +360,7 @@ vec4 kilnRead4(float t, float n) {
       }
     }
     const r = k(...args);
+    for (const kv of k.kernel?.kernelArguments ?? []) if (kv && !kv[HOOKED]) hookArg(kv);
     // a call that reads the kernel's own output texture leaves a clone of it in that argument's
     // `prevArg`, which a later call would make the kernel's output texture again, whatever its size
     // by then (gpu.js's updateTextureArgumentRefs; only reachable now that setOutput does not give

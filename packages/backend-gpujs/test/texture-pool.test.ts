@@ -144,6 +144,26 @@ describe('@kiln/backend-gpujs texture pool (headless-gl)', () => {
     }
   });
 
+  it('a meta argument equal to the last call\'s is not uploaded again, and one that differs is', async (t) => {
+    const e = await headlessGl(t);
+    if (!e) return;
+    const { b, sp } = e;
+    try {
+      const K = 'function (a, m) { return a[this.thread.x] * m[0] + m[1];   }';
+      const n = 9;
+      sp.exec([{ t: 'up', id: 1, n, f32: Float32Array.from({ length: n }, (_, i) => i + 1) }]);
+      const metas = [[2, 1], [2, 1], [3, 0], [3, 0.5], [3, 0.5], [2, 1], [0, 7], [0, 7], [0, 8]];
+      metas.forEach((meta, j) => sp.exec([{ t: 'k', id: 10 + j, n, src: K, ins: [1], meta }]));
+      metas.forEach((meta, j) => {
+        const got = sp.readF32(10 + j);
+        for (let i = 0; i < n; i++) expect(got[i], `call ${j} element ${i}`).toBe(Math.fround((i + 1) * meta[0] + meta[1]));
+      });
+      sp.exec([1, ...metas.map((_, j) => 10 + j)].map((id) => ({ t: 'free' as const, id })));
+    } finally {
+      b.dispose();
+    }
+  });
+
   it('kernel calls take the textures of freed tensors: a chain of calls whose results are freed creates no texture, and KILN_GPUJS_TEXTURE_POOL=0 turns the pool off', async (t) => {
     for (const pool of [true, false]) {
       const e = await headlessGl(t, pool ? undefined : { KILN_GPUJS_TEXTURE_POOL: '0' });
@@ -176,6 +196,8 @@ describe('@kiln/backend-gpujs texture pool (headless-gl)', () => {
           expect(after.created - before.created).toBe(0);
           expect(after.reused - before.reused).toBeGreaterThanOrEqual(40);
         } else {
+          // gpu.js alone: a new output texture per call (two calls a step)
+          expect(after.created - before.created).toBeGreaterThanOrEqual(80);
           expect(after.reused).toBe(0);
         }
         sp.exec([{ t: 'free', id: y }, { t: 'free', id: 1 }]);
