@@ -4,7 +4,7 @@
 // stage timed with gl.finish() after it (so the GL work is inside its stage), against
 // tfjs-backend-webgl's matMul + dataSync on its own headless-gl context in the same process.
 //   xvfb-run -a node scripts/profile-gemm-overhead.mjs [sizes...]   (default 16 64 256)
-//   PROFILE_REPS (default 30)
+//   PROFILE_REPS (default 30); KILN_GPUJS_TEXTURE_POOL=0 for the engine without its texture pool
 import { createRequire } from 'node:module';
 import { GpujsBackend } from '../dist/index.js';
 
@@ -85,9 +85,12 @@ for (const n of sizes) {
     return d;
   };
   for (let i = 0; i < 3; i++) await runAsync();
+  const st0 = sp.stats?.();
   let t0 = performance.now();
   for (let i = 0; i < R; i++) await runAsync();
   const tAsync = (performance.now() - t0) / R;
+  const st1 = sp.stats?.();
+  const made = st0 && st1 ? `; per matmul + read (texture pool ${st1.pool ? 'on' : 'off'}): ${((st1.created - st0.created) / R).toFixed(2)} textures created, ${((st1.reused - st0.reused) / R).toFixed(2)} pooled reused, ${((st1.setOutput - st0.setOutput) / R).toFixed(2)} setOutput` : '';
   t0 = performance.now();
   for (let i = 0; i < R; i++) runSync();
   const tSync = (performance.now() - t0) / R;
@@ -114,7 +117,7 @@ for (const n of sizes) {
     xb.dispose();
   }
   console.log(`${n}^3: matmul + await read ${tAsync.toFixed(3)} ms, matmul + readSync ${tSync.toFixed(3)} ms${tfl}`);
-  console.log(`  stages (median ms, gl.finish after each): ${st}`);
+  console.log(`  stages (median ms, gl.finish after each): ${st}${made}`);
   b.release(va.dataId);
   b.release(vb.dataId);
 }
