@@ -10,7 +10,7 @@ import type { BackendFactory } from '@kiln/core';
 import { registerBackend } from '@kiln/core';
 import { WebGpuBackend, type WebGpuBackendOptions } from './webgpu-backend.js';
 
-export { WebGpuBackend, WebGpuStorage, type WebGpuBackendOptions } from './webgpu-backend.js';
+export { WebGpuBackend, WebGpuStorage, type WebGpuBackendOptions, type RowKernels } from './webgpu-backend.js';
 export { acquireDevice, parseDawnFlags, limitsShortfall, softwareAdapterName, REQUIRED_LIMITS, type AcquiredDevice, type AcquireOptions, type KernelLimits } from './gpu.js';
 export { WebGpuCollective, createWebGpuGroup, type WebGpuGroupOptions } from './collective/index.js';
 export { elementBytes, perWord, wordsFor, bufferBytesFor, packToWords, unpackWords, replicateCode, sizeClass } from './packing.js';

@@ -39,10 +39,12 @@ export function rowShader(kind: 'softmax' | 'logSoftmax' | 'rmsNorm'): string {
     comp = (t - s) - y;
     s = t;
   }
+  // the compensated total (Kahan: the running sum s is short by comp)
+  let total = s - comp;
   ${
     kind === 'softmax'
-      ? `for (var j = 0u; j < len; j++) { out[base + j] = bitcast<u32>(select(k_nan(), k_exp(${ld('base + j')} - m), finite) / s); }`
-      : `let ls = k_log(s);
+      ? `for (var j = 0u; j < len; j++) { out[base + j] = bitcast<u32>(select(k_nan(), k_exp(${ld('base + j')} - m), finite) / total); }`
+      : `let ls = k_log(total);
   for (var j = 0u; j < len; j++) { out[base + j] = bitcast<u32>(select(k_nan(), (${ld('base + j')} - m) - ls, finite)); }`
   }
 `;

@@ -6,6 +6,7 @@
  */
 import { rotaryShader as rotaryKernel, rowShader as row, swigluShader as swiglu } from './fused.js';
 import { splitKReduceShader as splitK, tiledGemmShader as tiled } from './gemm-tiled.js';
+import { rowWideShader as rowWide } from './rows-wide.js';
 import * as gemm from './gemm.js';
 import * as k from './kernels.js';
 
@@ -20,6 +21,7 @@ function memo<A extends readonly unknown[]>(generate: (...args: A) => string): (
 }
 
 export const rowShader = memo(row);
+export const rowWideShader = memo(rowWide);
 export const swigluShader = memo(swiglu);
 export const rotaryShader = memo(rotaryKernel);
 export const tiledGemmShader = memo(tiled);
