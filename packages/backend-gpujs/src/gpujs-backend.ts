@@ -134,8 +134,8 @@ export class GpujsBackend implements Backend {
     const software = SOFTWARE.test(info.renderer);
     if (software) this.notPreferred = `software WebGL (${info.renderer}): the CPU backend is faster`;
     else if (envNumber('KILN_GPUJS_SMALL_GEMM', -1) < 0) {
-      this.smallGemmWork = 256 ** 3;
-      this.smallFp8GemmWork = 128 ** 3;
+      this.smallGemmWork = 64 ** 3;
+      this.smallFp8GemmWork = 64 ** 3;
     }
     this.device = {
       backend: 'gpujs',
@@ -442,15 +442,16 @@ export class GpujsBackend implements Backend {
    * kernel even where the packed path fits: the packed path is four passes (pack A, pack B,
    * GEMM, unpack), and for a tiny product their fixed cost is all there is (bit-identical: the
    * same per-output K order). Default: $KILN_GPUJS_SMALL_GEMM, else 32768 (32^3) on a software
-   * rasteriser (llvmpipe, SwiftShader: measured there) and 16777216 (256^3) on a GPU (an H200
-   * through headless-gl: the one-pass kernel was the faster up to 256^3); 0: always packed.
+   * rasteriser (llvmpipe, SwiftShader: measured there) and 262144 (64^3) on a GPU (an H200
+   * through headless-gl with the texture pool: f32 64^3 one-pass 0.4 ms vs packed 0.7; 128^3 0.7
+   * vs 0.5; 256^3 2.1 vs 0.7 — before the pool the one-pass kernel won up to 256^3); 0: always packed.
    */
   smallGemmWork = envNumber('KILN_GPUJS_SMALL_GEMM', 32768);
 
   /**
    * The same for the FP8 block GEMM, which takes the one-pass kernel up to the smaller of the two.
-   * Default: $KILN_GPUJS_SMALL_GEMM, else 32768 on a software rasteriser and 2097152 (128^3) on a
-   * GPU (the H200 measurement's crossover for FP8).
+   * Default: $KILN_GPUJS_SMALL_GEMM, else 32768 on a software rasteriser and 262144 (64^3) on a
+   * GPU (H200 with the texture pool: FP8 128^3 one-pass 1.1 ms vs packed 0.5).
    */
   smallFp8GemmWork = envNumber('KILN_GPUJS_SMALL_GEMM', 32768);
 
