@@ -185,9 +185,10 @@ export function createExecutor(device: any, submitEvery: number): Executor {
   }
 
   function pipeline(code: string, n: number, codeId: number | undefined): any {
-    let byCount = codeId === undefined ? pipelines.get(code) : pipelinesById[codeId];
+    // (by code id where the caller names the text by one: an array index, no string hashing)
+    let byCount = codeId === undefined ? undefined : pipelinesById[codeId];
     if (!byCount) {
-      byCount = codeId === undefined ? pipelines.get(code) : undefined;
+      byCount = pipelines.get(code);
       if (!byCount) pipelines.set(code, (byCount = []));
       if (codeId !== undefined) pipelinesById[codeId] = byCount;
     }
