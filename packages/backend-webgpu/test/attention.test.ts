@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendError, type AttentionKernelArgs } from '@kiln/core';
 import { WebGpuBackend } from '@kiln/backend-webgpu';
 import { attentionBatchMeta, attentionWorkgroupBytes, parseAttentionConfig, parseAttentionSplits, planAttention, planAttentionSplits } from '../src/wgsl/attention.js';
+import { seededUniform } from './seeded.js';
 
 process.env.EGL_PLATFORM ??= 'surfaceless';
 
@@ -26,15 +27,6 @@ beforeAll(async () => {
 });
 afterAll(() => backend?.dispose());
 
-function rand(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 32) * 2 - 1;
-  }
-  return out;
-}
 
 const prod = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
 
@@ -101,9 +93,9 @@ async function check(b: WebGpuBackend, c: Case, seed = 1): Promise<void> {
   const qs = [...c.lead, c.Tq, c.dk];
   const ks = [...kLead, c.S, c.dk];
   const vs = [...vLead, c.S, c.dv];
-  const q = rand(prod(qs), seed);
-  const k = rand(prod(ks), seed + 1);
-  const v = rand(prod(vs), seed + 2);
+  const q = seededUniform(prod(qs), seed);
+  const k = seededUniform(prod(ks), seed + 1);
+  const v = seededUniform(prod(vs), seed + 2);
   const args: AttentionKernelArgs = { scale: c.scale ?? 1 / Math.sqrt(c.dk), causalOffset: c.causalOffset };
   const qi = b.write(q, 'f32', qs);
   const ki = b.write(k, 'f32', ks);
@@ -186,7 +178,7 @@ describe('WebGPU fused attention against float64', () => {
     if (!backend) return t.skip(reason);
     const b = backend;
     const view = (dataId: object, shape: number[]) => ({ dataId, shape, dtype: 'f32' as const });
-    const q = b.write(rand(2 * 3 * 4, 1), 'f32', [2, 3, 4]);
+    const q = b.write(seededUniform(2 * 3 * 4, 1), 'f32', [2, 3, 4]);
     const k = b.write(new Float32Array(0), 'f32', [2, 0, 4]);
     const v = b.write(new Float32Array(0), 'f32', [2, 0, 5]);
     const r = b.fused.attention!(view(q, [2, 3, 4]), view(k, [2, 0, 4]), view(v, [2, 0, 5]), { scale: 1, causalOffset: null });

@@ -10,6 +10,7 @@ import { WebGpuBackend } from '@kiln/backend-webgpu';
 import { planF32Gemm, planFp8Gemm, planGroupedFp8, chooseGemmKernels, type GemmOption } from '../src/gemm-plan.js';
 import { tiledGemmShader } from '../src/wgsl/gemm-tiled.js';
 import { expectFp8GemmMatchesReference } from './fp8-gemm-check.js';
+import { seededUniform } from './seeded.js';
 
 process.env.EGL_PLATFORM ??= 'surfaceless';
 
@@ -46,15 +47,6 @@ afterAll(() => {
   for (const b of [...pinned, ...veck4]) b.dispose();
 });
 
-function rand(n: number, seed: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = ((s / 2 ** 32) * 2 - 1) * scale;
-  }
-  return out;
-}
 
 type V = { dataId: object; shape: number[]; dtype: 'f32' | 'e4m3' | 'e5m2' };
 const v = (dataId: object, shape: number[], dtype: V['dtype'] = 'f32'): V => ({ dataId, shape, dtype });
@@ -98,8 +90,8 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     const nb = c.batch.reduce((x, y) => x * y, 1);
     const aShape = [...c.batch, ...(c.tA ? [c.K, c.M] : [c.M, c.K])];
     const bShape = [...c.batch, ...(c.tB ? [c.N, c.K] : [c.K, c.N])];
-    const a = rand(nb * c.M * c.K, 11 + c.M);
-    const w = rand(nb * c.N * c.K, 13 + c.N);
+    const a = seededUniform(nb * c.M * c.K, 11 + c.M);
+    const w = seededUniform(nb * c.N * c.K, 13 + c.N);
     const ia = b.write(a, 'f32', aShape);
     const iw = b.write(w, 'f32', bShape);
     const outShape = [...c.batch, c.M, c.N];
@@ -206,7 +198,7 @@ describe('WebGPU tiled FP8 block GEMM is bit-exact with core fp8GemmReference', 
   for (const c of cases) {
     it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile, four pinned ones, four with 4 x 4 block staging)`, async (t) => {
       if (!backend) return t.skip(reason);
-      for (const b of [backend, ...pinned, ...veck4]) await expectFp8GemmMatchesReference(b, c, (n, seed) => rand(n, seed, 4));
+      for (const b of [backend, ...pinned, ...veck4]) await expectFp8GemmMatchesReference(b, c, (n, seed) => seededUniform(n, seed, 4));
     });
   }
 });
@@ -218,7 +210,7 @@ describe('WebGPU grouped FP8 GEMM (one dispatch for every expert) is bit-exact p
   const N = 70;
   const G = 3;
   function experts(seed: number) {
-    const w = rand(G * N * K, seed, 4);
+    const w = seededUniform(G * N * K, seed, 4);
     const qs = Array.from({ length: G }, (_, g) => quantizeBlockwise(w.subarray(g * N * K, (g + 1) * N * K), [N, K], [128, 128], { format: 'e4m3' }));
     const codes = new Uint8Array(G * N * K);
     const scales = new Float32Array(G * qs[0].scales.length);
@@ -241,7 +233,7 @@ describe('WebGPU grouped FP8 GEMM (one dispatch for every expert) is bit-exact p
     for (const b of [backend, ...veck4]) {
       const offsets = [0, 70, 70, 101]; // group 1 empty; rows 101..104 belong to no group
       const rows = 105;
-      const a = rand(rows * K, 7, 4);
+      const a = seededUniform(rows * K, 7, 4);
       const qa = quantizeBlockwise(a, [rows, K], [1, 128], { format: 'e4m3' });
       const e = experts(8);
       const T = onBackend(b);
@@ -266,7 +258,7 @@ describe('WebGPU grouped FP8 GEMM (one dispatch for every expert) is bit-exact p
     for (const b of [backend, ...veck4]) {
       const Mmax = 66;
       const counts = [66, 0, 33];
-      const a = rand(G * Mmax * K, 9, 4);
+      const a = seededUniform(G * Mmax * K, 9, 4);
       const parts = Array.from({ length: G }, (_, g) => quantizeBlockwise(a.subarray(g * Mmax * K, (g + 1) * Mmax * K), [Mmax, K], [1, 128], { format: 'e4m3' }));
       const codes = new Uint8Array(G * Mmax * K);
       const scales = new Float32Array(G * Mmax * 3);

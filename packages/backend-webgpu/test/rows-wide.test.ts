@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError, BackendError } from '@kiln/core';
 import { WebGpuBackend, type RowKernels } from '@kiln/backend-webgpu';
+import { seededUniform } from './seeded.js';
 
 process.env.EGL_PLATFORM ??= 'surfaceless';
 
@@ -28,15 +29,6 @@ afterAll(() => {
   for (const b of backends.values()) b.dispose();
 });
 
-function rand(n: number, seed: number, scale: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = ((s / 2 ** 32) * 2 - 1) * scale;
-  }
-  return out;
-}
 
 type Kind = 'softmax' | 'logSoftmax' | 'rmsNorm';
 
@@ -73,7 +65,7 @@ function reference(kind: Kind, x: Float32Array, len: number, w: Float32Array, ep
 
 async function check(b: WebGpuBackend, kind: Kind, rows: number, len: number, special = false): Promise<void> {
   const name = b.rowKernels;
-  const x = rand(rows * len, 7 + len + rows, kind === 'rmsNorm' ? 3 : 20);
+  const x = seededUniform(rows * len, 7 + len + rows, kind === 'rmsNorm' ? 3 : 20);
   if (special) {
     // row 0: some -inf; row 1: a NaN; row 2: a +inf; row 3: all -inf (softmax kinds only)
     x[3] = -Infinity;
@@ -82,7 +74,7 @@ async function check(b: WebGpuBackend, kind: Kind, rows: number, len: number, sp
     x[2 * len + 7] = Infinity;
     x.fill(-Infinity, 3 * len, 4 * len);
   }
-  const w = rand(len, 99, 2);
+  const w = seededUniform(len, 99, 2);
   const eps = 1e-6;
   const shape = [rows, len];
   const xi = b.write(x, 'f32', shape);
