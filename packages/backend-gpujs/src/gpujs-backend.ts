@@ -26,7 +26,8 @@ import {
 } from '@kiln/core';
 import type { EnginePage } from './browser.js';
 import type { EngineCommand } from './engine.js';
-import { openEngine, type EngineOptions } from './node-engine.js';
+import { openEngine, type EngineOptions, type GpujsEngineKind as NodeEngineKind } from './node-engine.js';
+import { macrotask, openPageEngine, type PageEngine, type PageEngineOptions } from './page-engine.js';
 import {
   CONCAT2,
   COPY,
@@ -66,8 +67,20 @@ export class GpujsStorage {
   ) {}
 }
 
-/** Engine choice (`engine`, KILN_GPUJS_ENGINE), Chromium's and headless-gl's settings. */
-export interface GpujsBackendOptions extends EngineOptions {}
+/**
+ * Which engine runs the kernels: in Node 'headless-gl' or 'chromium' ('auto' picks, see
+ * `openEngine`); in a browser page or worker 'page' (gpu.js's browser build in that page, on
+ * WebGL2 or WebGL 1.0), which 'auto' picks there.
+ */
+export type GpujsEngineKind = NodeEngineKind | 'page';
+
+/**
+ * Engine choice (`engine`, KILN_GPUJS_ENGINE in Node), Chromium's and headless-gl's settings
+ * (Node), the page engine's canvas / context / WebGL version / gpu.js (browser).
+ */
+export interface GpujsBackendOptions extends Omit<EngineOptions, 'engine'>, PageEngineOptions {
+  readonly engine?: GpujsEngineKind;
+}
 
 /** Primitives that run on the host (the CPU backend) instead of as gpu.js kernels; see docs/backend-gpujs.md. */
 export const HOST_FALLBACKS = ['random', 'cast to f16/bf16/e4m3/e5m2', 'quantizeBlockwise', 'matmulFp8 with accumulatorMantissaBits (the accumulator-model study)'] as const;
@@ -104,13 +117,20 @@ export class GpujsBackend implements Backend {
   readonly readSync?: (view: TensorView) => StorageArray;
 
   static async create(options: GpujsBackendOptions = {}): Promise<GpujsBackend> {
-    const inNode = typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === 'string';
-    if (!inNode) throw new BackendError('gpujs', 'in a browser, load gpu.js and use the page engine directly (not implemented yet); this build drives headless-gl or a headless Chromium from Node');
-    const page = await openEngine(options);
+    const proc = (globalThis as { process?: { versions?: { node?: string }; env?: Record<string, string | undefined> } }).process;
+    const inNode = typeof proc?.versions?.node === 'string';
+    const kind = options.engine ?? ((inNode && proc?.env?.KILN_GPUJS_ENGINE) || 'auto');
+    if (!inNode) {
+      // a browser page or worker: gpu.js's browser build in this realm (no Node engine exists here)
+      if (kind !== 'auto' && kind !== 'page') throw new BackendError('gpujs', `engine ${JSON.stringify(kind)} runs only in Node; in a browser the engine is 'page' (or 'auto')`);
+      return new GpujsBackend(await openPageEngine(options));
+    }
+    if (kind === 'page') throw new BackendError('gpujs', "the page engine runs in a browser page or worker; in Node use 'headless-gl' or 'chromium' (or 'auto')");
+    const page = await openEngine(options as EngineOptions);
     return new GpujsBackend(page);
   }
 
-  private constructor(private readonly page: EnginePage) {
+  private constructor(private readonly page: EnginePage | PageEngine) {
     this.syncPage = page.sync;
     if (this.syncPage) {
       const sp = this.syncPage;
@@ -238,8 +258,9 @@ export class GpujsBackend implements Backend {
   private async readCodes(s: GpujsStorage, dtype: DType): Promise<StorageArray> {
     if (this.readSync) {
       // one event-loop turn per async read, so a long synchronous run still lets I/O through
-      // (setImmediate: after the I/O poll; a setTimeout(0) cost ~1.4 ms per read, see docs/backend-gpujs.md)
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      // (setImmediate: after the I/O poll; a setTimeout(0) cost ~1.4 ms per read, see docs/backend-gpujs.md;
+      // in a browser, where there is no setImmediate, a MessageChannel message)
+      await new Promise<void>((resolve) => macrotask(resolve));
       return this.readSync({ dataId: s, shape: [s.size], dtype });
     }
     this.flush();
