@@ -359,6 +359,11 @@ export class GpujsBackend implements Backend {
     this.liveBytes -= s.size * 4;
     this.liveBuffers -= 1;
     if (!this.disposed) this.send({ t: 'free', id: s.id });
+    const packs = this.packCache.get(s);
+    if (packs) {
+      this.packCache.delete(s);
+      for (const p of packs.values()) this.release(p);
+    }
   }
 
   memory(): BackendMemory {
@@ -442,10 +447,8 @@ export class GpujsBackend implements Backend {
       if (!lim || !plan) return this.k('matmul', MATMUL, n, [sa, sb], [0, M, N, K, na, nb, sam, sak, sbk, sbn]);
       const gk = lim.kernels;
       // A as [batchA * MB rows, Kp texels], B as [batchB * NB rows, Kp texels] (gemm.ts, packKernel)
-      const pa = this.pack(gk.pack('a'), sa, plan.Kp, (na ? batch : 1) * plan.MB, [M, plan.MB, plan.Kq, K, na, sam, sak]);
-      temps.push(pa);
-      const pb = this.pack(gk.pack('b'), sb, plan.Kp, (nb ? batch : 1) * plan.NB, [K, plan.MB, plan.NB, N, nb, sbk, sbn]);
-      temps.push(pb);
+      const pa = this.packOperand(gk.pack('a'), sa, plan.Kp, (na ? batch : 1) * plan.MB, [M, plan.MB, plan.Kq, K, na, sam, sak], temps);
+      const pb = this.packOperand(gk.pack('b'), sb, plan.Kp, (nb ? batch : 1) * plan.NB, [K, plan.MB, plan.NB, N, nb, sbk, sbn], temps);
       return this.gemm44(gk.variants[this.gemmVariant], gk.unpack, plan, [pa, pb], [plan.Kq, na ? plan.MB : 0, nb ? plan.NB : 0], temps);
     } finally {
       for (const t of temps) this.release(t);
@@ -493,6 +496,34 @@ export class GpujsBackend implements Backend {
     if (info.mode === 'webgl2') return { ...base, kernels: GEMM_KERNELS_WEBGL2 };
     if (info.mode === 'headlessgl' && (info.maxDrawBuffers ?? 0) >= 4) return { ...base, kernels: GEMM_KERNELS_WEBGL1 };
     return undefined;
+  }
+
+  /**
+   * Packed forms of GEMM operands, by source tensor, then by pack kernel and geometry: tensors
+   * are immutable, so a weight multiplied again (the next layer call, the backward pass) reuses
+   * its packed texture instead of a pack pass; released with the source (tfjs-webgl likewise
+   * keeps a tensor packed once it was packed). Counted in `memory()`. $KILN_GPUJS_PACK_CACHE=0: off.
+   */
+  private readonly packCache = new Map<GpujsStorage, Map<string, GpujsStorage>>();
+  packCacheEnabled = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.KILN_GPUJS_PACK_CACHE !== '0';
+
+  /**
+   * The packed form of GEMM operand x (a pack pass, or the cached one). A new, uncached pack
+   * (caching off, or x is one of this call's temporaries) joins `temps`, released by the caller.
+   */
+  private packOperand(src: string, x: GpujsStorage, w: number, h: number, meta: number[], temps: GpujsStorage[]): GpujsStorage {
+    if (!this.packCacheEnabled || temps.includes(x)) {
+      const p = this.pack(src, x, w, h, meta);
+      temps.push(p);
+      return p;
+    }
+    let forX = this.packCache.get(x);
+    if (!forX) this.packCache.set(x, (forX = new Map()));
+    // (the whole kernel text in the key: a few KB hashed per GEMM, nothing next to a GL pass)
+    const key = `${w},${h},${meta.join(',')}|${src}`;
+    let p = forX.get(key);
+    if (!p || p.released) forX.set(key, (p = this.pack(src, x, w, h, meta)));
+    return p;
   }
 
   /** A pack kernel (gemm.ts) into a 2D [w, h]-texel RGBA texture; m = [n, ...meta]. */
@@ -637,10 +668,8 @@ export class GpujsBackend implements Backend {
         const gk = lim.kernels;
         const temps: GpujsStorage[] = [];
         try {
-          const pa = this.pack(gk.pack('a', fa), this.storageOf(a.codes), plan.Kp, plan.MB, [M, plan.MB, plan.Kq, K, 0, K, 1]);
-          temps.push(pa);
-          const pb = this.pack(gk.pack('b', fb), this.storageOf(b.codes), plan.Kp, plan.NB, [K, plan.MB, plan.NB, N, 0, 1, K]);
-          temps.push(pb);
+          const pa = this.packOperand(gk.pack('a', fa), this.storageOf(a.codes), plan.Kp, plan.MB, [M, plan.MB, plan.Kq, K, 0, K, 1], temps);
+          const pb = this.packOperand(gk.pack('b', fb), this.storageOf(b.codes), plan.Kp, plan.NB, [K, plan.MB, plan.NB, N, 0, 1, K], temps);
           const ncq = nc >= K ? plan.Kq : nc / 4;
           const meta = [plan.Kq, ncq, M, N, a.block[0], b.block[0], a.block[1], b.block[1], Math.ceil(K / a.block[1]), Math.ceil(K / b.block[1])];
           return this.gemm44(gk.gemmFp8, gk.unpack, plan, [pa, pb, as, bs], meta, temps);

@@ -299,4 +299,73 @@ for (const engine of ENGINES) describe(`engine ${engine}`, () => {
       }
     });
   });
+
+  describe(`gpujs packed-operand cache on ${engine}`, () => {
+    const packs = (sent: { src?: string }[]): number => sent.filter((c) => /@glsl kilnPack/.test(c.src ?? '')).length;
+
+    it('a tensor multiplied again reuses its packed form (no pack pass), same bits; released with it', async (t) => {
+      if (!b) return t.skip(reason);
+      const [M, K, N] = [33, 70, 21];
+      const A = randn(M * K);
+      const B = randn(K * N);
+      const ia = b.write(A, 'f32', [M, K]);
+      const ib = b.write(B, 'f32', [K, N]);
+      const mm = (x: object, tA = false): object => b!.matmul(tA ? view(x, [K, M]) : view(x, [M, K]), view(ib, [K, N]), { transposeA: tA, transposeB: false }, [M, N]);
+      let first: object = {};
+      const s1 = await sentDuring(b, async () => {
+        first = mm(ia);
+      });
+      expect(packs(s1)).toBe(2);
+      let second: object = {};
+      const s2 = await sentDuring(b, async () => {
+        second = mm(ia);
+      });
+      expect(packs(s2)).toBe(0);
+      const g1 = (await b.read(view(first, [M, N]))) as Float32Array;
+      const g2 = (await b.read(view(second, [M, N]))) as Float32Array;
+      expect(Array.from(g2)).toEqual(Array.from(g1));
+      const ref = refMatmul(A, [M, K], B, [K, N], false, false, [M, N]);
+      for (let i = 0; i < M * N; i++) expect(Math.abs(g1[i] - ref.v[i])).toBeLessThanOrEqual(K * 2 ** -24 * ref.mag[i] + 1e-30);
+      // the same tensor read as Aᵀ (another layout): its own pack, right values
+      const at = b.write(A, 'f32', [K, M]); // A's values seen as [K, M], multiplied transposed
+      const s3 = await sentDuring(b, async () => {
+        b!.release(mm(at, true));
+      });
+      expect(packs(s3)).toBe(1); // B's pack is reused, Aᵀ's is new
+      // releasing A releases its packed form too; a new tensor (new storage) is packed afresh and right
+      const before = b.memory().buffers;
+      b.release(ia);
+      expect(b.memory().buffers).toBe(before - 2);
+      const A2 = randn(M * K);
+      const ia2 = b.write(A2, 'f32', [M, K]);
+      let third: object = {};
+      const s4 = await sentDuring(b, async () => {
+        third = mm(ia2);
+      });
+      expect(packs(s4)).toBe(1);
+      const g3 = (await b.read(view(third, [M, N]))) as Float32Array;
+      const ref2 = refMatmul(A2, [M, K], B, [K, N], false, false, [M, N]);
+      for (let i = 0; i < M * N; i++) expect(Math.abs(g3[i] - ref2.v[i])).toBeLessThanOrEqual(K * 2 ** -24 * ref2.mag[i] + 1e-30);
+      for (const id of [ib, at, ia2, first, second, third]) b.release(id);
+    });
+
+    it('with the cache off every product packs its operands', async (t) => {
+      if (!b) return t.skip(reason);
+      b.packCacheEnabled = false;
+      try {
+        const ia = b.write(randn(20 * 30), 'f32', [20, 30]);
+        const ib = b.write(randn(30 * 10), 'f32', [30, 10]);
+        for (let r = 0; r < 2; r++) {
+          const sent = await sentDuring(b, async () => {
+            b!.release(b!.matmul(view(ia, [20, 30]), view(ib, [30, 10]), { transposeA: false, transposeB: false }, [20, 10]));
+          });
+          expect(packs(sent)).toBe(2);
+        }
+        b.release(ia);
+        b.release(ib);
+      } finally {
+        b.packCacheEnabled = true;
+      }
+    });
+  });
 });
