@@ -9,7 +9,9 @@
 //
 // Per size, for every f32 GEMM variant in GPUJS_GEMM_VARIANTS (src/gemm.ts GEMM_VARIANTS, e.g.
 // packed,unroll2; 'onepass' = the one-output-per-thread kernel) and for the FP8 GEMM:
-// - e2e: compute + readback (matmul then read), median (fastest) of BENCH_REPS after a warm-up;
+// - e2e: compute + readback (matmul then read), median (fastest) of BENCH_REPS after a warm-up,
+//   timed in alternation with tfjs's matMul + dataSync (one call of each per round, so a change of
+//   machine load is shared; the small sizes moved by ±30% between runs when timed apart);
 // - chain: BENCH_CHAIN GEMMs issued back to back, then one gl.finish(): GPU time per GEMM (plus
 //   the submission cost, no readback);
 // - stages: one GEMM with gl.finish() after every engine command (pack A, pack B, GEMM, unpack)
@@ -22,7 +24,7 @@
 // Needs an X display (DISPLAY) and the built `gl` addon.
 //   node scripts/bench-gemm-headless-gl.mjs [sizes...]          (default 256 512 1024)
 //   GPUJS_GEMM_VARIANTS=packed,unroll2,onepass   (default: packed; onepass is run up to BENCH_OLD_MAX)
-//   BENCH_REPS (5), BENCH_CHAIN (5), BENCH_OLD_MAX (512), BENCH_FP8 (1; 0 skips the FP8 rows)
+//   BENCH_REPS (11), BENCH_CHAIN (5), BENCH_OLD_MAX (512), BENCH_FP8 (1; 0 skips the FP8 rows)
 //   GPUJS_BENCH_RESULTS=dir   writes dir/gemm-headless-gl.json and dir/gemm-headless-gl.md
 //   (GPUJS_BENCH_JSON=file / GPUJS_BENCH_MD=file: the same two files by name)
 //   KILN_GPUJS_SMALL_GEMM: the backend's one-pass threshold (batch*M*N*K; default 32768)
@@ -35,7 +37,7 @@ import { GEMM_VARIANTS, GpujsBackend } from '../dist/index.js';
 const require = createRequire(import.meta.url);
 const sizes = process.argv.slice(2).map(Number).filter(Boolean);
 if (sizes.length === 0) sizes.push(256, 512, 1024);
-const REPS = Number(process.env.BENCH_REPS ?? 5);
+const REPS = Number(process.env.BENCH_REPS ?? 11);
 const CHAIN = Number(process.env.BENCH_CHAIN ?? 5);
 const OLD_MAX = Number(process.env.BENCH_OLD_MAX ?? 512);
 const FP8 = process.env.BENCH_FP8 !== '0';
@@ -52,6 +54,23 @@ async function time(f, reps = REPS) {
     if (r > 0) ts.push(performance.now() - t0);
   }
   return { ms: median(ts), fastestMs: Math.min(...ts), times: ts, last };
+}
+/** time() of fa and fb in alternation (one call each per round, after one warm-up call of each) */
+async function timePair(fa, fb, reps = REPS) {
+  const ta = [];
+  const tb = [];
+  let la;
+  let lb;
+  for (let r = 0; r <= reps; r++) {
+    let t0 = performance.now();
+    la = await fa();
+    if (r > 0) ta.push(performance.now() - t0);
+    t0 = performance.now();
+    lb = await fb();
+    if (r > 0) tb.push(performance.now() - t0);
+  }
+  const stat = (ts, last) => ({ ms: median(ts), fastestMs: Math.min(...ts), times: ts, last });
+  return [stat(ta, la), stat(tb, lb)];
 }
 const load0 = loadavg();
 const t00 = performance.now();
@@ -117,14 +136,19 @@ const lines = [
 console.log(`${lines[0]}\n${lines[1]}`);
 
 /** e2e, chain and stage timings of one GEMM issued by `issue` (returns its DataId) */
-async function measure(issue, shape) {
+/** kiln's e2e (in alternation with `peer`'s, when given: returned as peerE2e), chain and stages */
+async function measure(issue, shape, peer) {
   const v = (id) => ({ dataId: id, shape, dtype: 'f32' });
-  const e2e = await time(async () => {
+  const kilnE2e = async () => {
     const c = issue();
     const d = await b.read(v(c));
     b.release(c);
     return d;
-  });
+  };
+  let e2e;
+  let peerE2e;
+  if (peer) [e2e, peerE2e] = await timePair(kilnE2e, peer);
+  else e2e = await time(kilnE2e);
   const chain = await time(() => {
     const ids = [];
     for (let i = 0; i < CHAIN; i++) ids.push(issue());
@@ -147,7 +171,7 @@ async function measure(issue, shape) {
   }
   const keys = Object.keys(stages[0]);
   const stage = Object.fromEntries(keys.map((k) => [k, median(stages.map((s) => s[k] ?? 0))]));
-  return { e2e, chainMs: chain.ms / CHAIN, stage };
+  return { e2e, peerE2e, chainMs: chain.ms / CHAIN, stage };
 }
 const stageText = (s) => Object.entries(s).map(([k, x]) => `${k.replace(/^kiln/, '').replace(/Gl1$/, '')} ${f(x)}`).join(', ');
 const strip = (t) => ({ ms: t.ms, fastestMs: t.fastestMs, times: t.times });
@@ -162,6 +186,9 @@ for (const n of sizes) {
   let tt8;
   let tchain;
   let tchain8;
+  let tfE2e;
+  let tfE2e8;
+  let tfDispose = () => {};
   if (tfGl) {
     const xa = tf.tensor2d(A, [n, n]);
     const xb = tf.tensor2d(B, [n, n]);
@@ -177,21 +204,23 @@ for (const n of sizes) {
       tfGl.finish();
       for (const c of cs) c.dispose();
     };
-    tt = await time(mm(false));
     tchain = (await time(chain(false), 2)).ms / CHAIN;
-    if (FP8) {
-      tt8 = await time(mm(true));
-      tchain8 = (await time(chain(true), 2)).ms / CHAIN;
-    }
-    xa.dispose();
-    xb.dispose();
+    if (FP8) tchain8 = (await time(chain(true), 2)).ms / CHAIN;
+    // e2e: timed in alternation with kiln's below
+    tfE2e = mm(false);
+    tfE2e8 = mm(true);
+    tfDispose = () => {
+      xa.dispose();
+      xb.dispose();
+    };
   }
   let first;
   for (const variant of variants) {
     if (variant === 'onepass' && n > OLD_MAX) continue;
     b.packedGemms = variant !== 'onepass';
     if (variant !== 'onepass') b.gemmVariant = variant;
-    const m = await measure(() => b.matmul(va, vb, { transposeA: false, transposeB: false }, [n, n]), [n, n]);
+    const m = await measure(() => b.matmul(va, vb, { transposeA: false, transposeB: false }, [n, n]), [n, n], tfE2e);
+    if (m.peerE2e) tt = m.peerE2e;
     b.packedGemms = true;
     b.gemmVariant = 'packed';
     let bits = '-';
@@ -215,7 +244,8 @@ for (const n of sizes) {
     const vc = { dataId: b.write(codes, 'e4m3', [n, n]), shape: [n, n], dtype: 'e4m3' };
     const sa = { dataId: b.write(new Float32Array(n * kb).fill(0.5), 'f32', [n, kb]), shape: [n, kb], dtype: 'f32' };
     const sb = { dataId: b.write(new Float32Array(kb * kb).fill(0.25), 'f32', [kb, kb]), shape: [kb, kb], dtype: 'f32' };
-    const m = await measure(() => b.matmulFp8({ codes: vc, scales: sa, block: [1, 128] }, { codes: vc, scales: sb, block: [128, 128] }, { promotionInterval: 128 }), [n, n]);
+    const m = await measure(() => b.matmulFp8({ codes: vc, scales: sa, block: [1, 128] }, { codes: vc, scales: sb, block: [128, 128] }, { promotionInterval: 128 }), [n, n], tfE2e8);
+    if (m.peerE2e) tt8 = m.peerE2e;
     rows.push({ gemm: 'fp8', n, variant: 'packed', e2e: strip(m.e2e), chainMs: m.chainMs, stagesMs: m.stage, tfjsF32ABt: tt8 && { e2e: strip(tt8), chainMs: tchain8 } });
     const l = `| FP8 | ${n} | packed | ${both(m.e2e)} | ${f(m.chainMs)} | ${stageText(m.stage)} | ${both(tt8)} | ${f(tchain8)} | ${ratio(tt8?.ms, m.e2e.ms)} | ${ratio(tchain8, m.chainMs)} | - |`;
     lines.push(l);
@@ -223,6 +253,7 @@ for (const n of sizes) {
     for (const v of [vc, sa, sb]) b.release(v.dataId);
   }
   for (const v of [va, vb]) b.release(v.dataId);
+  tfDispose();
 }
 const load1 = loadavg();
 const meta = {
@@ -239,7 +270,7 @@ const meta = {
 };
 const la = (l) => l.map((x) => x.toFixed(2)).join(' ');
 console.log(`load average (1/5/15 min) before ${la(load0)}, after ${la(load1)}; ${meta.cpus} x ${meta.cpu}; ${meta.wallS.toFixed(1)} s`);
-const head = `gpujs (headless-gl: ${b.device.name}) vs tfjs-backend-webgl (WebGL 1 on its own headless-gl context, same process); ${meta.date}; e2e = compute + readback, median (fastest) of ${REPS} after a warm-up; chain = ${CHAIN} GEMMs then one gl.finish(), per GEMM; stages = one GEMM with gl.finish() after each pass, then the readback; one-pass threshold (batch*M*N*K) ${b.smallGemmWork}; load average before ${la(load0)}, after ${la(load1)}; ${meta.cpus} x ${meta.cpu}; ${meta.wallS.toFixed(1)} s. FP8 rows: kiln's FP8 block GEMM (e4m3, 1x128 / 128x128 scales, promotion 128) vs tfjs f32 matMul(a, b, false, true).`;
+const head = `gpujs (headless-gl: ${b.device.name}) vs tfjs-backend-webgl (WebGL 1 on its own headless-gl context, same process); ${meta.date}; e2e = compute + readback, median (fastest) of ${REPS} after a warm-up, kiln and tfjs in alternation; chain = ${CHAIN} GEMMs then one gl.finish(), per GEMM; stages = one GEMM with gl.finish() after each pass, then the readback; one-pass threshold (batch*M*N*K) ${b.smallGemmWork}; load average before ${la(load0)}, after ${la(load1)}; ${meta.cpus} x ${meta.cpu}; ${meta.wallS.toFixed(1)} s. FP8 rows: kiln's FP8 block GEMM (e4m3, 1x128 / 128x128 scales, promotion 128) vs tfjs f32 matMul(a, b, false, true).`;
 const md = `${head}\n\n${lines.join('\n')}\n`;
 const json = JSON.stringify({ ...meta, device: b.device, rows }, null, 2);
 const dir = process.env.GPUJS_BENCH_RESULTS;
