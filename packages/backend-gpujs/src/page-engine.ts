@@ -233,20 +233,46 @@ export async function openPageEngine(options: PageEngineOptions = {}): Promise<P
     // gpu.destroy() tears its kernels down on a timer; a context created here is lost after it
     const api = createEngine(gpu, info, HELPERS, codec, () => setTimeout(lose, 0));
     let closed = false;
+    // A lost context (the browser or the driver reset the GPU) renders nothing and reads back
+    // zeros: every call checks before and after it runs, so a loss is a BackendError, never a
+    // silent wrong answer. (No restore: the textures are gone; a new backend is needed.)
+    let lostEvent = false;
+    canvas?.addEventListener?.('webglcontextlost', () => {
+      lostEvent = true;
+    });
+    const alive = (): void => {
+      if (closed) return;
+      if (lostEvent || (typeof gl.isContextLost === 'function' && gl.isContextLost())) {
+        throw new BackendError('gpujs', `page engine: the WebGL context was lost (${renderer}); its tensors are gone: create a new backend`);
+      }
+    };
+    const guarded = <A extends unknown[], R>(f: (...a: A) => R) => (...a: A): R => {
+      alive();
+      const r = f(...a);
+      alive();
+      return r;
+    };
     return {
       info,
       engine: 'page',
       via: `gpu.js ${gpu.mode} in this page (${webgl2 ? 'WebGL2' : 'WebGL 1.0'}${owned ? '' : ', a context given by the caller'})`,
       exec: async (batch: EngineCommand[]) => {
         await turn();
-        api.exec(batch);
+        guarded(api.exec)(batch);
       },
       read: async (id: number) => {
         await turn();
-        return api.read(id);
+        return guarded(api.read)(id);
       },
       live: async () => api.live(),
-      sync: { exec: (batch) => api.exec(batch), read: (id) => api.read(id), readF32: (id) => api.readF32(id), finish: () => api.finish(), shaders: () => api.shaders(), stats: () => api.stats!() },
+      sync: {
+        exec: guarded((batch: EngineCommand[]) => api.exec(batch)),
+        read: guarded((id: number) => api.read(id)),
+        readF32: guarded((id: number) => api.readF32(id)),
+        finish: () => api.finish(),
+        shaders: () => api.shaders(),
+        stats: () => api.stats!(),
+      },
       close: async () => {
         if (closed) return;
         closed = true;

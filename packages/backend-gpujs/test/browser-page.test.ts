@@ -135,6 +135,9 @@ describe.skipIf(skipReason)(`page engine in a browser page${skipReason ? ` (skip
     // unavailable: typed, with the reason; never gpu.js's CPU mode
     expect(r.noContext).toMatch(/^BackendError: .*no WebGL context/);
     expect(r.wrongEngine).toMatch(/^BackendError: .*runs only in Node/);
+    // a lost WebGL context: typed errors naming it, never data
+    expect(r.lostRead).toMatch(/^BackendError: .*context was lost/);
+    expect(r.lostOp).toMatch(/^BackendError: .*context was lost/);
   });
 
   it('WebGL 1.0 (option webgl: \'webgl\'): gpu.js webgl mode on the same page, or unavailable with the reason', async () => {

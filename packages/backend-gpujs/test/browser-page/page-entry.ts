@@ -57,6 +57,8 @@ export interface PageResult {
   liveAfter: number;
   noContext: string;
   wrongEngine: string;
+  lostRead: string;
+  lostOp: string;
 }
 
 async function run(options: GpujsBackendOptions = {}): Promise<PageResult> {
@@ -221,6 +223,29 @@ async function run(options: GpujsBackendOptions = {}): Promise<PageResult> {
       (e: Error) => `${e.name}: ${e.message}`,
     );
   out.noContext = await reason({ canvas: { getContext: () => null } });
+  // a lost context: the next read and the next op are BackendErrors naming the loss, never zeros
+  {
+    type Gl = { getExtension(name: string): { loseContext(): void } | null };
+    const doc = (globalThis as unknown as { document: { createElement(tag: string): { getContext(kind: string): Gl } } }).document;
+    const gl = doc.createElement('canvas').getContext('webgl2');
+    const lb = await GpujsBackend.create({ context: gl });
+    const x = K.tensor(randF32(64), [8, 8], 'f32', { backend: lb });
+    const y = K.matmul(x, x);
+    await y.data();
+    gl.getExtension('WEBGL_lose_context')?.loseContext();
+    const z = K.matmul(y, x);
+    out.lostRead = await z.data().then(
+      () => 'read returned data',
+      (e: Error) => `${e.name}: ${e.message}`,
+    );
+    out.lostOp = await Promise.resolve()
+      .then(() => K.add(x, x).data())
+      .then(
+        () => 'op returned data',
+        (e: Error) => `${e.name}: ${e.message}`,
+      );
+    lb.dispose();
+  }
   out.wrongEngine = await reason({ engine: 'headless-gl' });
   return out;
 }
