@@ -9,7 +9,8 @@
 //
 // Per size, for every f32 GEMM variant in GPUJS_GEMM_VARIANTS (src/gemm.ts GEMM_VARIANTS, e.g.
 // packed,unroll2; 'onepass' = the one-output-per-thread kernel) and for the FP8 GEMM:
-// - e2e: compute + readback (matmul then read), median (fastest) of BENCH_REPS after a warm-up,
+// - e2e: compute + readback (matmul then readSync, as tfjs's dataSync; read() where there is no
+//   readSync), median (fastest) of BENCH_REPS after a warm-up,
 //   timed in alternation with tfjs's matMul + dataSync (one call of each per round, so a change of
 //   machine load is shared; the small sizes moved by ±30% between runs when timed apart);
 // - chain: BENCH_CHAIN GEMMs issued back to back, then one gl.finish(): GPU time per GEMM (plus
@@ -141,7 +142,9 @@ async function measure(issue, shape, peer) {
   const v = (id) => ({ dataId: id, shape, dtype: 'f32' });
   const kilnE2e = async () => {
     const c = issue();
-    const d = await b.read(v(c));
+    // a synchronous read where the engine runs in process, like tfjs's dataSync() (an awaited
+    // read() first yields one event-loop turn: ~0.25 ms on the H200 host)
+    const d = b.readSync ? b.readSync(v(c)) : await b.read(v(c));
     b.release(c);
     return d;
   };
@@ -270,7 +273,7 @@ const meta = {
 };
 const la = (l) => l.map((x) => x.toFixed(2)).join(' ');
 console.log(`load average (1/5/15 min) before ${la(load0)}, after ${la(load1)}; ${meta.cpus} x ${meta.cpu}; ${meta.wallS.toFixed(1)} s`);
-const head = `gpujs (headless-gl: ${b.device.name}) vs tfjs-backend-webgl (WebGL 1 on its own headless-gl context, same process); ${meta.date}; e2e = compute + readback, median (fastest) of ${REPS} after a warm-up, kiln and tfjs in alternation; chain = ${CHAIN} GEMMs then one gl.finish(), per GEMM; stages = one GEMM with gl.finish() after each pass, then the readback; one-pass threshold (batch*M*N*K) ${b.smallGemmWork}; load average before ${la(load0)}, after ${la(load1)}; ${meta.cpus} x ${meta.cpu}; ${meta.wallS.toFixed(1)} s. FP8 rows: kiln's FP8 block GEMM (e4m3, 1x128 / 128x128 scales, promotion 128) vs tfjs f32 matMul(a, b, false, true).`;
+const head = `gpujs (headless-gl: ${b.device.name}) vs tfjs-backend-webgl (WebGL 1 on its own headless-gl context, same process); ${meta.date}; e2e = compute + synchronous readback (readSync / dataSync), median (fastest) of ${REPS} after a warm-up, kiln and tfjs in alternation; chain = ${CHAIN} GEMMs then one gl.finish(), per GEMM; stages = one GEMM with gl.finish() after each pass, then the readback; one-pass threshold (batch*M*N*K) ${b.smallGemmWork}; load average before ${la(load0)}, after ${la(load1)}; ${meta.cpus} x ${meta.cpu}; ${meta.wallS.toFixed(1)} s. FP8 rows: kiln's FP8 block GEMM (e4m3, 1x128 / 128x128 scales, promotion 128) vs tfjs f32 matMul(a, b, false, true).`;
 const md = `${head}\n\n${lines.join('\n')}\n`;
 const json = JSON.stringify({ ...meta, device: b.device, rows }, null, 2);
 const dir = process.env.GPUJS_BENCH_RESULTS;

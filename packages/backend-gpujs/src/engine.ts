@@ -37,6 +37,12 @@ export type EngineCommand =
       /** sub-kernel sources: the kernel is a gpu.js kernel map; sub-kernel i's output goes to outs[i] */
       subs?: string[];
       outs?: number[];
+      /**
+       * headless-gl engine: the kernel (n = ceil(flat4 / 4) threads, 'Array(4)') returns a
+       * tensor of `flat4` elements four per texel in flat order. It is stored so: read back as is
+       * (no gather pass), and expanded to one value per texel when a kernel first takes it.
+       */
+      flat4?: number;
     }
   | { t: 'free'; id: number };
 
@@ -141,6 +147,29 @@ vec4 kilnRead4(float t, float n) {
   return v;
 }
 /*@end*/function (x, m) { return kilnRead4(this.thread.x, m[0]); }`;
+  // a flat4 tensor (EngineCommand flat4) expanded to one value per texel: value i is component
+  // i % 4 of texel floor(i / 4); m = [n]
+  const EXPAND4 = `/*@glsl kilnExpand4 Number*/vec2 kilnDivModE(float a, float b) {
+  float q = floor(a / b);
+  float r = a - q * b;
+  if (r < 0.0) { q -= 1.0; r += b; } else if (r >= b) { q += 1.0; r -= b; }
+  if (r < 0.0) { q -= 1.0; r += b; } else if (r >= b) { q += 1.0; r -= b; }
+  return vec2(q, r);
+}
+float kilnExpand4(float i) {
+  vec2 s = vec2(user_xSize);
+  vec2 d = kilnDivModE(i, 4.0);
+  vec2 g = kilnDivModE(d.x, s.x);
+  vec4 v = texture2D(user_x, (vec2(g.y, g.x) + 0.5) / s);
+  if (d.y == 0.0) { return v.x; }
+  if (d.y == 1.0) { return v.y; }
+  if (d.y == 2.0) { return v.z; }
+  return v.w;
+}
+/*@end*/function (x, m) { return kilnExpand4(this.thread.x); }`;
+  /** a flat4 tensor as stored: its texture (four values per texel) and its element count */
+  type Flat4 = { flat4: any; n: number };
+  const isFlat4 = (v: any): v is Flat4 => v !== null && typeof v === 'object' && 'flat4' in v && !('output' in v);
   const NATIVE = /^\s*\/\*@glsl (\w+) ([\w()]+)\*\/([\s\S]*?)\/\*@end\*\//;
   const kernel = (src: string, subs?: string[]): any => {
     const key = subs ? `${src}\n${subs.join('\n')}` : src;
@@ -380,12 +409,19 @@ vec4 kilnRead4(float t, float n) {
     if (v === undefined) throw new Error(`gpujs engine: no storage ${id}`);
     // an empty operand is never indexed; kernels take a one-texel stand-in
     if (v === EMPTY) return (zero ??= run(COPY, 1, [new Float32Array(1)]));
+    if (isFlat4(v)) {
+      // first use by a kernel: one value per texel from now on
+      const t = run(EXPAND4, v.n, [v.flat4, new Float32Array([v.n])]);
+      store.set(id, t);
+      release(v.flat4);
+      return t;
+    }
     return v;
   };
   const free = (id: number): void => {
     const v = store.get(id);
     store.delete(id);
-    if (v && v !== EMPTY) release(v);
+    if (v && v !== EMPTY) release(isFlat4(v) ? v.flat4 : v);
   };
   return {
     info: () => info,
@@ -401,13 +437,14 @@ vec4 kilnRead4(float t, float n) {
           if (c.subs) {
             store.set(c.id, r.result);
             (c.outs ?? []).forEach((o, i) => store.set(o, r[i]));
-          } else store.set(c.id, r);
+          } else if (c.flat4 !== undefined) store.set(c.id, { flat4: r, n: c.flat4 });
+          else store.set(c.id, r);
         }
       }
     },
     read(id) {
-      const v = store.get(id);
-      if (v === undefined) throw new Error(`gpujs engine: no storage ${id}`);
+      if (store.get(id) === undefined) throw new Error(`gpujs engine: no storage ${id}`);
+      const v = store.get(id) === EMPTY ? EMPTY : get(id);
       if (v === EMPTY) return '';
       const arr = v.toArray() as Float32Array;
       return codec.toB64(arr instanceof Float32Array ? arr : Float32Array.from(arr));
@@ -416,6 +453,11 @@ vec4 kilnRead4(float t, float n) {
       const v = store.get(id);
       if (v === undefined) throw new Error(`gpujs engine: no storage ${id}`);
       if (v === EMPTY) return EMPTY;
+      if (isFlat4(v)) {
+        // already four values per texel in order: read as is
+        const raw = v.flat4.renderRawOutput() as Float32Array;
+        return raw.length === v.n ? raw : raw.slice(0, v.n);
+      }
       const n = Number(v.output?.[0] ?? 0);
       // a storage texture holds one float per RGBA texel: reading it back moves 4x the bytes. On
       // WebGL 1.0 (headless-gl) larger tensors first go through a copy pass that gathers 4

@@ -576,6 +576,51 @@ float kilnUnpack44Gl1(float o, float M, float N, float MB, float NB) {
 )}function (p0, p1, p2, p3, m) { return kilnUnpack44Gl1(this.thread.x, m[1], m[2], m[3], m[4]); }`;
 
 /**
+ * A 1x4 output block per fragment, for WebGL 1.0 (the headless-gl engine): fragment t is row m
+ * of batch b and columns 4 bj .. 4 bj + 3 (t = (b M + m) NB + bj), returned as one vec4, so with
+ * N % 4 == 0 the output texture holds the result's values in flat row-major order, four per
+ * texel: the backend stores it as is (engine `flat4`) and a read needs no unpack and no gather
+ * pass. Same packed operands and meta as GEMM44_GL1, and per output the same K order and
+ * operations (row r of GEMM44's block): bit-identical. Four times the fragments of GEMM44 with a
+ * quarter of its reuse per fetch: for small products, where fragments are few.
+ * meta [n4, M, NB, Kq, aStep, bStep].
+ */
+export const GEMM14_GL1 = `${glsl(
+  'kilnGemm14Gl1',
+  'Array(4)',
+  `${GL1_DIVMOD}vec4 kilnGemm14Gl1(float t, float M, float NB, float Kq, float aStep, float bStep) {
+  vec2 d = kilnDivMod(t, NB);
+  vec2 e = kilnDivMod(d.x, M);
+  vec2 f = kilnDivMod(e.y, 4.0);
+  float bj = d.y;
+  float bt = e.x;
+  float bi = f.x;
+  float r = f.y;
+  vec2 sa = vec2(user_aSize);
+  vec2 sb = vec2(user_bSize);
+  float ua = (bt * aStep + bi + 0.5) / sa.y;
+  float ub = (bt * bStep + bj + 0.5) / sb.y;
+  float ia = 1.0 / sa.x;
+  float ib = 1.0 / sb.x;
+  int kq = int(Kq);
+  vec4 c = vec4(0.0);
+  float kx = 0.5;
+  for (int q = 0; q < ${GL1_LOOP_MAX}; q++) {
+    if (q >= kq) { break; }
+    vec4 x = texture2D(user_a, vec2((kx + r) * ia, ua));
+    vec4 y0 = texture2D(user_b, vec2(kx * ib, ub));
+    vec4 y1 = texture2D(user_b, vec2((kx + 1.0) * ib, ub));
+    vec4 y2 = texture2D(user_b, vec2((kx + 2.0) * ib, ub));
+    vec4 y3 = texture2D(user_b, vec2((kx + 3.0) * ib, ub));
+    c = c + x.x * y0; c = c + x.y * y1; c = c + x.z * y2; c = c + x.w * y3;
+    kx += 4.0;
+  }
+  return c;
+}
+`,
+)}function (a, b, m) { return kilnGemm14Gl1(this.thread.x, m[1], m[2], m[3], m[4], m[5]); }`;
+
+/**
  * Selectable f32 GEMM kernels (env KILN_GPUJS_GEMM, `GpujsBackend.gemmVariant`), all
  * bit-identical: 'packed' (GEMM44: one 4-value K step per loop iteration) and 'unroll2'
  * (GEMM44_U2: two steps per iteration).
@@ -591,9 +636,11 @@ export interface GemmKernels {
   readonly variants: Record<GemmVariant, string>;
   readonly gemmFp8: string;
   readonly unpack: string;
+  /** the 1x4-block f32 GEMM whose output is the flat result (WebGL 1.0 only) */
+  readonly gemm14?: string;
 }
 
 /** GLSL ES 3.00 (WebGL2: the Chromium engine). */
 export const GEMM_KERNELS_WEBGL2: GemmKernels = { pack: packKernel, gemm: GEMM44, variants: { packed: GEMM44, unroll2: GEMM44_U2 }, gemmFp8: GEMM44_FP8, unpack: UNPACK44 };
 /** GLSL ES 1.00 (WebGL 1.0 with WEBGL_draw_buffers: the headless-gl engine). */
-export const GEMM_KERNELS_WEBGL1: GemmKernels = { pack: packKernelGl1, gemm: GEMM44_GL1, variants: { packed: GEMM44_GL1, unroll2: GEMM44_U2_GL1 }, gemmFp8: GEMM44_FP8_GL1, unpack: UNPACK44_GL1 };
+export const GEMM_KERNELS_WEBGL1: GemmKernels = { pack: packKernelGl1, gemm: GEMM44_GL1, variants: { packed: GEMM44_GL1, unroll2: GEMM44_U2_GL1 }, gemmFp8: GEMM44_FP8_GL1, unpack: UNPACK44_GL1, gemm14: GEMM14_GL1 };

@@ -449,6 +449,13 @@ export class GpujsBackend implements Backend {
       // A as [batchA * MB rows, Kp texels], B as [batchB * NB rows, Kp texels] (gemm.ts, packKernel)
       const pa = this.packOperand(gk.pack('a'), sa, plan.Kp, (na ? batch : 1) * plan.MB, [M, plan.MB, plan.Kq, K, na, sam, sak], temps);
       const pb = this.packOperand(gk.pack('b'), sb, plan.Kp, (nb ? batch : 1) * plan.NB, [K, plan.MB, plan.NB, N, nb, sbk, sbn], temps);
+      if (gk.gemm14 && N % 4 === 0 && n <= this.flatGemmMax) {
+        // 1x4 blocks whose output is the flat result, four values per texel (gemm.ts GEMM14_GL1):
+        // no unpack pass, and a read takes the texture as is
+        const out = this.alloc(n, 'matmul');
+        this.send({ t: 'k', id: out.id, n: n / 4, src: finalize(gk.gemm14), ins: [pa.id, pb.id], meta: [n / 4, M, plan.NB, plan.Kq, na ? plan.MB : 0, nb ? plan.NB : 0], flat4: n });
+        return out;
+      }
       return this.gemm44(gk.variants[this.gemmVariant], gk.unpack, plan, [pa, pb], [plan.Kq, na ? plan.MB : 0, nb ? plan.NB : 0], temps);
     } finally {
       for (const t of temps) this.release(t);
@@ -497,6 +504,16 @@ export class GpujsBackend implements Backend {
     if (info.mode === 'headlessgl' && (info.maxDrawBuffers ?? 0) >= 4) return { ...base, kernels: GEMM_KERNELS_WEBGL1 };
     return undefined;
   }
+
+  /**
+   * f32 GEMMs with at most this many outputs (batch * M * N, N % 4 == 0) take the 1x4-block
+   * kernel whose output is the flat result (WebGL 1.0 / headless-gl only: GEMM14_GL1): one pass
+   * fewer than the 4x4 blocks + unpack, and a read with no gather pass, at a quarter of the 4x4
+   * kernel's reuse per fetch. Default: $KILN_GPUJS_FLAT_GEMM, else 65536 (256 x 256; H200: 256³
+   * GEMM pass 0.25 ms vs 0.26 + 0.15 unpack, 128³ 0.5 vs 1.0 ms with the read; at 512³ the flat
+   * pass took 1.5 ms vs 0.7); 0: never.
+   */
+  flatGemmMax = envNumber('KILN_GPUJS_FLAT_GEMM', 256 * 256);
 
   /**
    * Packed forms of GEMM operands, by source tensor, then by pack kernel and geometry: tensors

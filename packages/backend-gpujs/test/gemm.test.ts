@@ -300,6 +300,84 @@ for (const engine of ENGINES) describe(`engine ${engine}`, () => {
     });
   });
 
+  describe(`gpujs flat 1x4-block GEMM on ${engine}`, () => {
+    // shapes with N % 4 == 0 (the flat kernel's condition): odd M and K, transposes, batches, broadcasts
+    const flatCases: { as: number[]; bs: number[]; tA?: boolean; tB?: boolean; out: number[] }[] = [
+      { as: [5, 7], bs: [7, 8], out: [5, 8] },
+      { as: [17, 33], bs: [33, 20], out: [17, 20] },
+      { as: [21, 13], bs: [12, 21], tA: true, tB: true, out: [13, 12] },
+      { as: [3, 6, 10], bs: [3, 10, 12], out: [3, 6, 12] },
+      { as: [7, 9], bs: [4, 9, 8], out: [4, 7, 8] },
+      { as: [2, 1, 5, 8], bs: [1, 3, 8, 4], out: [2, 3, 5, 4] },
+    ];
+    const flatSent = (sent: { src?: string }[]): number => sent.filter((c) => /@glsl kilnGemm14Gl1/.test(c.src ?? '')).length;
+
+    it('gives the 4x4-block path bits (same K order per output) and float64 within bounds; used only on headless-gl', async (t) => {
+      if (!b) return t.skip(reason);
+      for (const c of flatCases) {
+        const A = randn(size(c.as));
+        const B = randn(size(c.bs));
+        const ta = b.write(A, 'f32', c.as);
+        const tb = b.write(B, 'f32', c.bs);
+        const run = async (flat: boolean): Promise<{ got: Float32Array; flats: number }> => {
+          b!.flatGemmMax = flat ? 1 << 20 : 0;
+          let out: object = {};
+          const sent = await sentDuring(b!, async (g) => {
+            out = g.matmul(view(ta, c.as), view(tb, c.bs), { transposeA: !!c.tA, transposeB: !!c.tB }, c.out);
+          });
+          const got = (await b!.read(view(out, c.out))) as Float32Array;
+          b!.release(out);
+          return { got, flats: flatSent(sent) };
+        };
+        try {
+          const flat = await run(true);
+          const blocks = await run(false);
+          expect(flat.flats, JSON.stringify(c)).toBe(engine === 'headless-gl' ? 1 : 0);
+          expect(blocks.flats).toBe(0);
+          let differ = 0;
+          for (let i = 0; i < flat.got.length; i++) if (!Object.is(flat.got[i], blocks.got[i])) differ++;
+          expect(differ, JSON.stringify(c)).toBe(0);
+          const ref = refMatmul(A, c.as, B, c.bs, !!c.tA, !!c.tB, c.out);
+          const K = c.tA ? c.as[c.as.length - 2] : c.as[c.as.length - 1];
+          for (let i = 0; i < flat.got.length; i++) expect(Math.abs(flat.got[i] - ref.v[i])).toBeLessThanOrEqual(4 * K * 2 ** -24 * ref.mag[i] + 1e-30);
+        } finally {
+          b.flatGemmMax = 256 * 256;
+          b.release(ta);
+          b.release(tb);
+        }
+      }
+    });
+
+    it('a flat result is read as is, expanded when a kernel takes it, and freed unused without a leak', async (t) => {
+      if (!b) return t.skip(reason);
+      const [M, K, N] = [9, 20, 12];
+      const A = randn(M * K);
+      const B = randn(K * N);
+      const ta = b.write(A, 'f32', [M, K]);
+      const tb = b.write(B, 'f32', [K, N]);
+      const mm = (): object => b!.matmul(view(ta, [M, K]), view(tb, [K, N]), { transposeA: false, transposeB: false }, [M, N]);
+      const c1 = mm();
+      const first = Float32Array.from((await b.read(view(c1, [M, N]))) as Float32Array);
+      // consumed by a kernel (expanded), then read again: the same values; the sum is right
+      const ones = b.fill([M, N], 'f32', 1);
+      const sum = b.binary('add', view(c1, [M, N]), view(ones, [M, N]), [M, N], 'f32');
+      const again = (await b.read(view(c1, [M, N]))) as Float32Array;
+      const plus = (await b.read(view(sum, [M, N]))) as Float32Array;
+      for (let i = 0; i < M * N; i++) {
+        expect(Object.is(again[i], first[i])).toBe(true);
+        expect(plus[i]).toBe(Math.fround(first[i] + 1));
+      }
+      // readSync of a fresh flat result (headless-gl runs in process)
+      const c2 = mm();
+      if (b.readSync) expect(Array.from(b.readSync(view(c2, [M, N])) as Float32Array)).toEqual(Array.from(first));
+      // a flat result freed without ever being read or used
+      const before = b.memory().buffers;
+      b.release(mm());
+      expect(b.memory().buffers).toBe(before);
+      for (const id of [ta, tb, c1, c2, ones, sum]) b.release(id);
+    });
+  });
+
   describe(`gpujs packed-operand cache on ${engine}`, () => {
     const packs = (sent: { src?: string }[]): number => sent.filter((c) => /@glsl kilnPack/.test(c.src ?? '')).length;
 
