@@ -58,13 +58,14 @@ export interface EnginePage {
   readonly sync?: { exec(batch: EngineCommand[]): void; read(id: number): string; readF32?(id: number): Float32Array; finish?(): void; shaders?(): { src: string; glsl: string }[]; stats?(): EngineStats };
 }
 
-type PwPage = {
+/** The parts of a playwright-core Page this package uses (also the browser-page test's). */
+export type PwPage = {
   evaluate<R, A>(fn: (arg: A) => R | Promise<R>, arg: A): Promise<R>;
   addScriptTag(o: { path?: string; content?: string }): Promise<unknown>;
   setContent(html: string): Promise<void>;
   on(ev: string, cb: (x: unknown) => void): void;
 };
-type PwBrowser = { newPage(): Promise<PwPage>; close(): Promise<void> };
+export type PwBrowser = { newPage(): Promise<PwPage>; close(): Promise<void> };
 
 export async function openEnginePage(options: BrowserOptions = {}): Promise<EnginePage> {
   const found = await findChromium(options.executablePath);

@@ -436,17 +436,20 @@ function stepGl1(acc: string): string {
     ${ROWS.map((r) => `${acc}${r} = ${acc}${r} + x${r}.x * y0; ${acc}${r} = ${acc}${r} + x${r}.y * y1; ${acc}${r} = ${acc}${r} + x${r}.z * y2; ${acc}${r} = ${acc}${r} + x${r}.w * y3;`).join('\n    ')}`;
 }
 
+/** GLSL ES 1.00: the texture rows (ua, ub: centres, normalised) and texel widths (ia, ib) of block (bt, bi, bj)'s A and B rows. */
+const OPERAND_ROWS_GL1 = `vec2 sa = vec2(user_aSize);
+  vec2 sb = vec2(user_bSize);
+  float ua = (bt * aStep + bi + 0.5) / sa.y;
+  float ub = (bt * bStep + bj + 0.5) / sb.y;
+  float ia = 1.0 / sa.x;
+  float ib = 1.0 / sb.x;`;
+
 const BLOCK_INDEX_GL1 = `vec2 d = kilnDivMod(t, NB);
   vec2 e = kilnDivMod(d.x, MB);
   float bj = d.y;
   float bt = e.x;
   float bi = e.y;
-  vec2 sa = vec2(user_aSize);
-  vec2 sb = vec2(user_bSize);
-  float ua = (bt * aStep + bi + 0.5) / sa.y;
-  float ub = (bt * bStep + bj + 0.5) / sb.y;
-  float ia = 1.0 / sa.x;
-  float ib = 1.0 / sb.x;
+  ${OPERAND_ROWS_GL1}
   float a0 = 4.0 * bi;
   int kq = int(Kq);`;
 
@@ -596,12 +599,7 @@ export const GEMM14_GL1 = `${glsl(
   float bt = e.x;
   float bi = f.x;
   float r = f.y;
-  vec2 sa = vec2(user_aSize);
-  vec2 sb = vec2(user_bSize);
-  float ua = (bt * aStep + bi + 0.5) / sa.y;
-  float ub = (bt * bStep + bj + 0.5) / sb.y;
-  float ia = 1.0 / sa.x;
-  float ib = 1.0 / sb.x;
+  ${OPERAND_ROWS_GL1}
   int kq = int(Kq);
   vec4 c = vec4(0.0);
   float kx = 0.5;

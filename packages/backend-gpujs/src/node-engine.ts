@@ -14,6 +14,7 @@ import { BackendError } from '@kiln/core';
 import { openEnginePage, type BrowserOptions, type EnginePage } from './browser.js';
 import { createEngine, type EngineCodec, type EngineCommand, type EngineInfo } from './engine.js';
 import { HELPERS } from './kernels.js';
+import { rendersToFloatTextures } from './float-targets.js';
 
 export interface HeadlessGlOptions {
   /** X display for GLX (default: $DISPLAY). */
@@ -88,24 +89,6 @@ function context(createGL: (w: number, h: number, o?: object) => GlCtx | null, d
   return gl;
 }
 
-/** Whether `gl` renders to an RGBA float texture (OES_texture_float, framebuffer complete). */
-function floatTargets(gl: GlCtx): boolean {
-  if (!gl.getExtension('OES_texture_float')) return false;
-  const g = gl as unknown as Record<string, (...a: unknown[]) => unknown> & Record<string, number>;
-  const tex = g.createTexture();
-  g.bindTexture(g.TEXTURE_2D, tex);
-  g.texImage2D(g.TEXTURE_2D, 0, g.RGBA, 2, 2, 0, g.RGBA, g.FLOAT, null);
-  const fb = g.createFramebuffer();
-  g.bindFramebuffer(g.FRAMEBUFFER, fb);
-  g.framebufferTexture2D(g.FRAMEBUFFER, g.COLOR_ATTACHMENT0, g.TEXTURE_2D, tex, 0);
-  const ok = g.checkFramebufferStatus(g.FRAMEBUFFER) === g.FRAMEBUFFER_COMPLETE;
-  g.bindFramebuffer(g.FRAMEBUFFER, null);
-  g.bindTexture(g.TEXTURE_2D, null);
-  g.deleteFramebuffer(fb);
-  g.deleteTexture(tex);
-  return ok;
-}
-
 /** MAX_DRAW_BUFFERS_WEBGL, or 0 without WEBGL_draw_buffers (gpu.js's WebGL1 kernel maps need it). */
 function drawBuffers(gl: GlCtx): number {
   const ext = gl.getExtension('WEBGL_draw_buffers') as { MAX_DRAW_BUFFERS_WEBGL: number } | null;
@@ -162,7 +145,7 @@ export async function openHeadlessGlEngine(options: HeadlessGlOptions = {}): Pro
   try {
     const direct = (p: number): string => String(gl._getParameterDirect ? gl._getParameterDirect(p) : gl.getParameter(p));
     const renderer = direct(gl.RENDERER as number);
-    const colorBufferFloat = floatTargets(gl);
+    const colorBufferFloat = rendersToFloatTextures(gl);
     if (!colorBufferFloat) throw new BackendError('gpujs', `headless-gl engine: ${renderer} cannot render to float textures (OES_texture_float missing or a float framebuffer is incomplete)`);
     let gpu: { mode: string };
     try {

@@ -15,6 +15,7 @@ import { BackendError } from '@kiln/core';
 import type { EnginePage } from './browser.js';
 import { createEngine, type EngineCodec, type EngineCommand, type EngineInfo } from './engine.js';
 import { HELPERS } from './kernels.js';
+import { rendersToFloatTextures } from './float-targets.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
@@ -96,24 +97,6 @@ function newCanvas(): any {
 }
 
 const ATTRS = { antialias: false, depth: false, stencil: false, preserveDrawingBuffer: false, failIfMajorPerformanceCaveat: false, powerPreference: 'high-performance' };
-
-/** Whether a WebGL 1.0 context renders to an RGBA float texture (OES_texture_float, framebuffer complete). */
-function floatTargetsWebgl1(gl: any): boolean {
-  if (!gl.getExtension('OES_texture_float')) return false;
-  gl.getExtension('WEBGL_color_buffer_float');
-  const tex = gl.createTexture();
-  gl.bindTexture(gl.TEXTURE_2D, tex);
-  gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, 2, 2, 0, gl.RGBA, gl.FLOAT, null);
-  const fb = gl.createFramebuffer();
-  gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
-  gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, tex, 0);
-  const ok = gl.checkFramebufferStatus(gl.FRAMEBUFFER) === gl.FRAMEBUFFER_COMPLETE;
-  gl.bindFramebuffer(gl.FRAMEBUFFER, null);
-  gl.bindTexture(gl.TEXTURE_2D, null);
-  gl.deleteFramebuffer(fb);
-  gl.deleteTexture(tex);
-  return ok;
-}
 
 const isWebgl2 = (gl: any): boolean => {
   const W2 = (globalThis as any).WebGL2RenderingContext;
@@ -208,7 +191,7 @@ export async function openPageEngine(options: PageEngineOptions = {}): Promise<P
     const dbg = gl.getExtension('WEBGL_debug_renderer_info');
     const renderer = String(dbg ? gl.getParameter(dbg.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER));
     const vendor = String(dbg ? gl.getParameter(dbg.UNMASKED_VENDOR_WEBGL) : gl.getParameter(gl.VENDOR));
-    const colorBufferFloat = webgl2 ? !!gl.getExtension('EXT_color_buffer_float') : floatTargetsWebgl1(gl);
+    const colorBufferFloat = webgl2 ? !!gl.getExtension('EXT_color_buffer_float') : rendersToFloatTextures(gl);
     if (!colorBufferFloat) {
       throw new BackendError('gpujs', webgl2 ? `page engine: WebGL2 on ${renderer} cannot render to float textures (no EXT_color_buffer_float)` : `page engine: WebGL 1.0 on ${renderer} cannot render to float textures (OES_texture_float missing or a float framebuffer is incomplete)`);
     }

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GpujsBackend, findChromium } from '@kiln/backend-gpujs';
 import type { PageResult } from './browser-page/page-entry.js';
+import type { PwBrowser, PwPage } from '../src/browser.js';
 
 const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url));
 const ENTRY = here('./browser-page/page-entry.ts');
@@ -23,13 +24,6 @@ const ALIAS = {
 type Esbuild = {
   build(o: object): Promise<{ outputFiles: { text: string }[]; metafile: { inputs: Record<string, { imports: { path: string; external?: boolean }[] }> } }>;
 };
-type PwPage = {
-  evaluate<R, A>(fn: (arg: A) => R | Promise<R>, arg: A): Promise<R>;
-  addScriptTag(o: { path?: string; content?: string }): Promise<unknown>;
-  setContent(html: string): Promise<void>;
-  on(ev: string, cb: (x: unknown) => void): void;
-};
-type PwBrowser = { newPage(): Promise<PwPage>; close(): Promise<void> };
 
 /** esbuild, as the workspace has it (tsup's dependency; no devDependency of its own). */
 function loadEsbuild(): Esbuild {
