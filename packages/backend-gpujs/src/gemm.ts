@@ -551,6 +551,67 @@ vec4 kilnGemm44Fp8Gl1(float t, float MB, float NB, float Kq, float ncq, float M,
 `,
 )}function (a, b, as, bs, m) { const r = kilnGemm44Fp8Gl1(this.thread.x, m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11], m[12]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
 
+/**
+ * The FP8 block GEMM as 1x4 blocks whose output is the flat result (see GEMM14_GL1): row m's
+ * columns 4 bj .. 4 bj + 3 per fragment (t = m NB + bj), the chunk partials and promotions of
+ * GEMM44_FP8_GL1's row m % 4 in the same order (bit-identical). Same meta as GEMM44_FP8_GL1 with
+ * n4 first (MB unused).
+ */
+export const GEMM14_FP8_GL1 = `${glsl(
+  'kilnGemm14Fp8Gl1',
+  'Array(4)',
+  `${GL1_DIVMOD}${GL1_AT}float kilnScaleA(float row, float k0, float br, float bk, float kb) {
+  float p = kilnDivMod(row, br).x * kb + kilnDivMod(k0, bk).x;
+  return texture2D(user_as, kilnAt(p, vec2(user_asSize))).r;
+}
+float kilnScaleB(float row, float k0, float br, float bk, float kb) {
+  float p = kilnDivMod(row, br).x * kb + kilnDivMod(k0, bk).x;
+  return texture2D(user_bs, kilnAt(p, vec2(user_bsSize))).r;
+}
+vec4 kilnGemm14Fp8Gl1(float t, float NB, float Kq, float ncq, float M, float N, float brA, float brB, float bkA, float bkB, float kbA, float kbB) {
+  float aStep = 0.0;
+  float bStep = 0.0;
+  float bt = 0.0;
+  vec2 d = kilnDivMod(t, NB);
+  float bj = d.y;
+  float m = d.x;
+  vec2 f = kilnDivMod(m, 4.0);
+  float bi = f.x;
+  float r = f.y;
+  ${OPERAND_ROWS_GL1}
+  int kq = int(Kq);
+  int nq = int(ncq);
+  float im = M - 1.0;
+  // a run-time zero: see GEMM44_FP8
+  vec4 zero = vec4(min(M, 0.0));
+  float jn = N - 1.0;
+  float j0 = 4.0 * bj;
+  vec4 c = vec4(0.0);
+  float kx = 0.5;
+  int q = 0;
+  for (int ch = 0; ch < ${GL1_LOOP_MAX}; ch++) {
+    if (q >= kq) { break; }
+    float k0 = kx - 0.5;
+    vec4 p = vec4(0.0);
+    for (int s = 0; s < ${GL1_LOOP_MAX}; s++) {
+      if (s >= nq || q >= kq) { break; }
+      vec4 x = texture2D(user_a, vec2((kx + r) * ia, ua));
+      vec4 y0 = texture2D(user_b, vec2(kx * ib, ub));
+      vec4 y1 = texture2D(user_b, vec2((kx + 1.0) * ib, ub));
+      vec4 y2 = texture2D(user_b, vec2((kx + 2.0) * ib, ub));
+      vec4 y3 = texture2D(user_b, vec2((kx + 3.0) * ib, ub));
+      p = p + x.x * y0; p = p + x.y * y1; p = p + x.z * y2; p = p + x.w * y3;
+      kx += 4.0;
+      q += 1;
+    }
+    vec4 sb = vec4(kilnScaleB(min(j0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 1.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 2.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 3.0, jn), k0, brB, bkB, kbB));
+    c = c + (p * (kilnScaleA(min(m, im), k0, brA, bkA, kbA) * sb) + zero);
+  }
+  return c;
+}
+`,
+)}function (a, b, as, bs, m) { return kilnGemm14Fp8Gl1(this.thread.x, m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11], m[12]); }`;
+
 /** `UNPACK44` for WebGL 1.0 (same meta). */
 export const UNPACK44_GL1 = `${glsl(
   'kilnUnpack44Gl1',
@@ -634,11 +695,12 @@ export interface GemmKernels {
   readonly variants: Record<GemmVariant, string>;
   readonly gemmFp8: string;
   readonly unpack: string;
-  /** the 1x4-block f32 GEMM whose output is the flat result (WebGL 1.0 only) */
+  /** the 1x4-block f32 / FP8 GEMMs whose output is the flat result (WebGL 1.0 only) */
   readonly gemm14?: string;
+  readonly gemm14Fp8?: string;
 }
 
 /** GLSL ES 3.00 (WebGL2: the Chromium engine). */
 export const GEMM_KERNELS_WEBGL2: GemmKernels = { pack: packKernel, gemm: GEMM44, variants: { packed: GEMM44, unroll2: GEMM44_U2 }, gemmFp8: GEMM44_FP8, unpack: UNPACK44 };
 /** GLSL ES 1.00 (WebGL 1.0 with WEBGL_draw_buffers: the headless-gl engine). */
-export const GEMM_KERNELS_WEBGL1: GemmKernels = { pack: packKernelGl1, gemm: GEMM44_GL1, variants: { packed: GEMM44_GL1, unroll2: GEMM44_U2_GL1 }, gemmFp8: GEMM44_FP8_GL1, unpack: UNPACK44_GL1, gemm14: GEMM14_GL1 };
+export const GEMM_KERNELS_WEBGL1: GemmKernels = { pack: packKernelGl1, gemm: GEMM44_GL1, variants: { packed: GEMM44_GL1, unroll2: GEMM44_U2_GL1 }, gemmFp8: GEMM44_FP8_GL1, unpack: UNPACK44_GL1, gemm14: GEMM14_GL1, gemm14Fp8: GEMM14_FP8_GL1 };

@@ -506,8 +506,8 @@ export class GpujsBackend implements Backend {
   }
 
   /**
-   * f32 GEMMs with at most this many outputs (batch * M * N, N % 4 == 0) take the 1x4-block
-   * kernel whose output is the flat result (WebGL 1.0 / headless-gl only: GEMM14_GL1): one pass
+   * f32 and FP8 GEMMs with at most this many outputs (batch * M * N, N % 4 == 0) take the 1x4-block
+   * kernels whose output is the flat result (WebGL 1.0 / headless-gl only: GEMM14_GL1, GEMM14_FP8_GL1): one pass
    * fewer than the 4x4 blocks + unpack, and a read with no gather pass, at a quarter of the 4x4
    * kernel's reuse per fetch. Default: $KILN_GPUJS_FLAT_GEMM, else 65536 (256 x 256; H200: 256³
    * GEMM pass 0.25 ms vs 0.26 + 0.15 unpack, 128³ 0.5 vs 1.0 ms with the read; at 512³ the flat
@@ -689,6 +689,12 @@ export class GpujsBackend implements Backend {
           const pb = this.packOperand(gk.pack('b', fb), this.storageOf(b.codes), plan.Kp, plan.NB, [K, plan.MB, plan.NB, N, 0, 1, K], temps);
           const ncq = nc >= K ? plan.Kq : nc / 4;
           const meta = [plan.Kq, ncq, M, N, a.block[0], b.block[0], a.block[1], b.block[1], Math.ceil(K / a.block[1]), Math.ceil(K / b.block[1])];
+          if (gk.gemm14Fp8 && N % 4 === 0 && n <= this.flatGemmMax) {
+            // the flat result, four values per texel (GEMM14_FP8_GL1; see the f32 matmul)
+            const out = this.alloc(n, 'matmulFp8');
+            this.send({ t: 'k', id: out.id, n: n / 4, src: finalize(gk.gemm14Fp8), ins: [pa.id, pb.id, as.id, bs.id], meta: [n / 4, plan.MB, plan.NB, ...meta], flat4: n });
+            return out;
+          }
           return this.gemm44(gk.gemmFp8, gk.unpack, plan, [pa, pb, as, bs], meta, temps);
         } finally {
           for (const t of temps) this.release(t);

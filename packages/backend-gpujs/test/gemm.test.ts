@@ -348,6 +348,57 @@ for (const engine of ENGINES) describe(`engine ${engine}`, () => {
       }
     });
 
+    it('FP8: the flat kernel is bit-exact with fp8GemmReference and the 4x4 blocks (promotion 128, 16 and one chunk)', async (t) => {
+      if (!b) return t.skip(reason);
+      for (const [M, N, K, nc, fa, fb] of [
+        [7, 12, 300, 128, 'e4m3', 'e4m3'],
+        [33, 20, 96, 16, 'e5m2', 'e4m3'],
+        [5, 8, 40, Infinity, 'e4m3', 'e5m2'],
+      ] as const) {
+        const kb = Math.ceil(K / 128);
+        const ac = Uint8Array.from({ length: M * K }, () => Math.floor(rnd() * 126) | (rnd() < 0.5 ? 0x80 : 0));
+        const bc = Uint8Array.from({ length: N * K }, () => Math.floor(rnd() * 123) | (rnd() < 0.5 ? 0x80 : 0));
+        const as = Float32Array.from({ length: M * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
+        const bsc = Float32Array.from({ length: Math.ceil(N / 128) * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
+        const ref = fp8GemmReference(
+          { codes: ac, scales: as, shape: [M, K], block: [1, 128], format: fa },
+          { codes: bc, scales: bsc, shape: [N, K], block: [128, 128], format: fb },
+          { promotionInterval: nc },
+        );
+        const ids = [b.write(ac, fa, [M, K]), b.write(as, 'f32', [M, kb]), b.write(bc, fb, [N, K]), b.write(bsc, 'f32', [Math.ceil(N / 128), kb])];
+        const run = async (flat: boolean): Promise<{ got: Float32Array; flats: number }> => {
+          b!.flatGemmMax = flat ? 1 << 20 : 0;
+          let out: object = {};
+          const sent = await sentDuring(b!, async (g) => {
+            out = g.matmulFp8(
+              { codes: view(ids[0], [M, K], fa), scales: view(ids[1], [M, kb]), block: [1, 128] },
+              { codes: view(ids[2], [N, K], fb), scales: view(ids[3], [Math.ceil(N / 128), kb]), block: [128, 128] },
+              { promotionInterval: nc },
+            );
+          });
+          const got = (await b!.read(view(out, [M, N]))) as Float32Array;
+          b!.release(out);
+          return { got, flats: sent.filter((c) => /@glsl kilnGemm14Fp8Gl1/.test(c.src ?? '')).length };
+        };
+        try {
+          const flat = await run(true);
+          const blocks = await run(false);
+          expect(flat.flats).toBe(engine === 'headless-gl' ? 1 : 0);
+          let vsRef = 0;
+          let vsBlocks = 0;
+          for (let i = 0; i < M * N; i++) {
+            if (!Object.is(flat.got[i], ref[i])) vsRef++;
+            if (!Object.is(flat.got[i], blocks.got[i])) vsBlocks++;
+          }
+          expect(vsRef, `${M}x${N}x${K} ${fa} x ${fb}, promotion ${nc}`).toBe(0);
+          expect(vsBlocks).toBe(0);
+        } finally {
+          b.flatGemmMax = 256 * 256;
+          for (const id of ids) b.release(id);
+        }
+      }
+    });
+
     it('a flat result is read as is, expanded when a kernel takes it, and freed unused without a leak', async (t) => {
       if (!b) return t.skip(reason);
       const [M, K, N] = [9, 20, 12];
