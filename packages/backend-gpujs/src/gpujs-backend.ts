@@ -506,14 +506,22 @@ export class GpujsBackend implements Backend {
   }
 
   /**
-   * f32 and FP8 GEMMs with at most this many outputs (batch * M * N, N % 4 == 0) take the 1x4-block
-   * kernels whose output is the flat result (WebGL 1.0 / headless-gl only: GEMM14_GL1, GEMM14_FP8_GL1): one pass
+   * f32 GEMMs with at most this many outputs (batch * M * N, N % 4 == 0) take the 1x4-block
+   * kernel whose output is the flat result (WebGL 1.0 / headless-gl only: GEMM14_GL1): one pass
    * fewer than the 4x4 blocks + unpack, and a read with no gather pass, at a quarter of the 4x4
    * kernel's reuse per fetch. Default: $KILN_GPUJS_FLAT_GEMM, else 65536 (256 x 256; H200: 256³
    * GEMM pass 0.25 ms vs 0.26 + 0.15 unpack, 128³ 0.5 vs 1.0 ms with the read; at 512³ the flat
    * pass took 1.5 ms vs 0.7); 0: never.
    */
   flatGemmMax = envNumber('KILN_GPUJS_FLAT_GEMM', 256 * 256);
+
+  /**
+   * The same for the FP8 block GEMM (GEMM14_FP8_GL1, whose fragments also fetch their block
+   * scales: four times the scale fetches of the 4x4 blocks). Default: $KILN_GPUJS_FLAT_FP8_GEMM,
+   * else 16384 (128 x 128; H200: 128³ 1.37-1.51x tfjs-webgl with it vs 0.93-1.05x without, 256³
+   * 0.59-0.65x vs 0.72x).
+   */
+  flatFp8GemmMax = envNumber('KILN_GPUJS_FLAT_FP8_GEMM', 128 * 128);
 
   /**
    * Packed forms of GEMM operands, by source tensor, then by pack kernel and geometry: tensors
@@ -689,7 +697,7 @@ export class GpujsBackend implements Backend {
           const pb = this.packOperand(gk.pack('b', fb), this.storageOf(b.codes), plan.Kp, plan.NB, [K, plan.MB, plan.NB, N, 0, 1, K], temps);
           const ncq = nc >= K ? plan.Kq : nc / 4;
           const meta = [plan.Kq, ncq, M, N, a.block[0], b.block[0], a.block[1], b.block[1], Math.ceil(K / a.block[1]), Math.ceil(K / b.block[1])];
-          if (gk.gemm14Fp8 && N % 4 === 0 && n <= this.flatGemmMax) {
+          if (gk.gemm14Fp8 && N % 4 === 0 && n <= this.flatFp8GemmMax) {
             // the flat result, four values per texel (GEMM14_FP8_GL1; see the f32 matmul)
             const out = this.alloc(n, 'matmulFp8');
             this.send({ t: 'k', id: out.id, n: n / 4, src: finalize(gk.gemm14Fp8), ins: [pa.id, pb.id, as.id, bs.id], meta: [n / 4, plan.MB, plan.NB, ...meta], flat4: n });

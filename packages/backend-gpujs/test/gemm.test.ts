@@ -367,7 +367,7 @@ for (const engine of ENGINES) describe(`engine ${engine}`, () => {
         );
         const ids = [b.write(ac, fa, [M, K]), b.write(as, 'f32', [M, kb]), b.write(bc, fb, [N, K]), b.write(bsc, 'f32', [Math.ceil(N / 128), kb])];
         const run = async (flat: boolean): Promise<{ got: Float32Array; flats: number }> => {
-          b!.flatGemmMax = flat ? 1 << 20 : 0;
+          b!.flatFp8GemmMax = flat ? 1 << 20 : 0;
           let out: object = {};
           const sent = await sentDuring(b!, async (g) => {
             out = g.matmulFp8(
@@ -393,7 +393,7 @@ for (const engine of ENGINES) describe(`engine ${engine}`, () => {
           expect(vsRef, `${M}x${N}x${K} ${fa} x ${fb}, promotion ${nc}`).toBe(0);
           expect(vsBlocks).toBe(0);
         } finally {
-          b.flatGemmMax = 256 * 256;
+          b.flatFp8GemmMax = 128 * 128;
           for (const id of ids) b.release(id);
         }
       }
