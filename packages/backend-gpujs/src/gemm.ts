@@ -501,6 +501,19 @@ export const GEMM44_U2_GL1 = `${ROW_NATIVES}${glsl(
 `,
 )}function (a, b, m) { const r = kilnGemm44U2Gl1(this.thread.x, m[1], m[2], m[3], m[4], m[5]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
 
+/** GLSL ES 1.00: the block scale of A's / B's row at K position k0 (scales by [row / br][k0 / bk], kb blocks per row). */
+const SCALES_GL1 = `float kilnScaleA(float row, float k0, float br, float bk, float kb) {
+  float p = kilnDivMod(row, br).x * kb + kilnDivMod(k0, bk).x;
+  return texture2D(user_as, kilnAt(p, vec2(user_asSize))).r;
+}
+float kilnScaleB(float row, float k0, float br, float bk, float kb) {
+  float p = kilnDivMod(row, br).x * kb + kilnDivMod(k0, bk).x;
+  return texture2D(user_bs, kilnAt(p, vec2(user_bsSize))).r;
+}
+`;
+/** GLSL ES 1.00: B's scales for output columns j0 .. j0 + 3 (clamped to N - 1) at k0. */
+const SCALE_B4_GL1 = `vec4 sb = vec4(kilnScaleB(min(j0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 1.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 2.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 3.0, jn), k0, brB, bkB, kbB));`;
+
 /**
  * `GEMM44_FP8` for WebGL 1.0 (same meta): a loop over chunks (of ncq steps, the last one
  * shorter) around a loop over the chunk's steps, both with constant bounds and a `break`; the
@@ -511,15 +524,7 @@ export const GEMM44_U2_GL1 = `${ROW_NATIVES}${glsl(
 export const GEMM44_FP8_GL1 = `${ROW_NATIVES}${glsl(
   'kilnGemm44Fp8Gl1',
   'Array(4)',
-  `${GL1_DIVMOD}${GL1_AT}float kilnScaleA(float row, float k0, float br, float bk, float kb) {
-  float p = kilnDivMod(row, br).x * kb + kilnDivMod(k0, bk).x;
-  return texture2D(user_as, kilnAt(p, vec2(user_asSize))).r;
-}
-float kilnScaleB(float row, float k0, float br, float bk, float kb) {
-  float p = kilnDivMod(row, br).x * kb + kilnDivMod(k0, bk).x;
-  return texture2D(user_bs, kilnAt(p, vec2(user_bsSize))).r;
-}
-vec4 kilnGemm44Fp8Gl1(float t, float MB, float NB, float Kq, float ncq, float M, float N, float brA, float brB, float bkA, float bkB, float kbA, float kbB) {
+  `${GL1_DIVMOD}${GL1_AT}${SCALES_GL1}vec4 kilnGemm44Fp8Gl1(float t, float MB, float NB, float Kq, float ncq, float M, float N, float brA, float brB, float bkA, float bkB, float kbA, float kbB) {
   float aStep = 0.0;
   float bStep = 0.0;
   ${BLOCK_INDEX_GL1}
@@ -542,7 +547,7 @@ vec4 kilnGemm44Fp8Gl1(float t, float MB, float NB, float Kq, float ncq, float M,
       kx += 4.0;
       q += 1;
     }
-    vec4 sb = vec4(kilnScaleB(min(j0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 1.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 2.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 3.0, jn), k0, brB, bkB, kbB));
+    ${SCALE_B4_GL1}
     ${ROWS.map((r) => `c${r} = c${r} + (p${r} * (kilnScaleA(min(a0 + ${r}.0, im), k0, brA, bkA, kbA) * sb) + zero);`).join('\n    ')}
   }
   subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
@@ -560,15 +565,7 @@ vec4 kilnGemm44Fp8Gl1(float t, float MB, float NB, float Kq, float ncq, float M,
 export const GEMM14_FP8_GL1 = `${glsl(
   'kilnGemm14Fp8Gl1',
   'Array(4)',
-  `${GL1_DIVMOD}${GL1_AT}float kilnScaleA(float row, float k0, float br, float bk, float kb) {
-  float p = kilnDivMod(row, br).x * kb + kilnDivMod(k0, bk).x;
-  return texture2D(user_as, kilnAt(p, vec2(user_asSize))).r;
-}
-float kilnScaleB(float row, float k0, float br, float bk, float kb) {
-  float p = kilnDivMod(row, br).x * kb + kilnDivMod(k0, bk).x;
-  return texture2D(user_bs, kilnAt(p, vec2(user_bsSize))).r;
-}
-vec4 kilnGemm14Fp8Gl1(float t, float NB, float Kq, float ncq, float M, float N, float brA, float brB, float bkA, float bkB, float kbA, float kbB) {
+  `${GL1_DIVMOD}${GL1_AT}${SCALES_GL1}vec4 kilnGemm14Fp8Gl1(float t, float NB, float Kq, float ncq, float M, float N, float brA, float brB, float bkA, float bkB, float kbA, float kbB) {
   float aStep = 0.0;
   float bStep = 0.0;
   float bt = 0.0;
@@ -604,7 +601,7 @@ vec4 kilnGemm14Fp8Gl1(float t, float NB, float Kq, float ncq, float M, float N, 
       kx += 4.0;
       q += 1;
     }
-    vec4 sb = vec4(kilnScaleB(min(j0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 1.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 2.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 3.0, jn), k0, brB, bkB, kbB));
+    ${SCALE_B4_GL1}
     c = c + (p * (kilnScaleA(min(m, im), k0, brA, bkA, kbA) * sb) + zero);
   }
   return c;

@@ -105,6 +105,29 @@ async function sentDuring(b: GpujsBackend, run: (b: GpujsBackend) => Promise<voi
   return sent;
 }
 
+/**
+ * An FP8 block-GEMM problem on `b` (1x128 / 128x128 scales, random scales of a few powers of
+ * two): the operands written, core's reference result, and the product as a thunk.
+ */
+function fp8Problem(b: GpujsBackend, M: number, N: number, K: number, nc: number, fa: 'e4m3' | 'e5m2', fb: 'e4m3' | 'e5m2', ac: Uint8Array, bc: Uint8Array) {
+  const kb = Math.ceil(K / 128);
+  const as = Float32Array.from({ length: M * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
+  const bsc = Float32Array.from({ length: Math.ceil(N / 128) * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
+  const ref = fp8GemmReference(
+    { codes: ac, scales: as, shape: [M, K], block: [1, 128], format: fa },
+    { codes: bc, scales: bsc, shape: [N, K], block: [128, 128], format: fb },
+    { promotionInterval: nc },
+  );
+  const ids = [b.write(ac, fa, [M, K]), b.write(as, 'f32', [M, kb]), b.write(bc, fb, [N, K]), b.write(bsc, 'f32', [Math.ceil(N / 128), kb])];
+  const product = (g: GpujsBackend = b): object =>
+    g.matmulFp8(
+      { codes: view(ids[0], [M, K], fa), scales: view(ids[1], [M, kb]), block: [1, 128] },
+      { codes: view(ids[2], [N, K], fb), scales: view(ids[3], [Math.ceil(N / 128), kb]), block: [128, 128] },
+      { promotionInterval: nc },
+    );
+  return { ref, ids, product };
+}
+
 for (const engine of ENGINES) describe(`engine ${engine}`, () => {
   let b: GpujsBackend | undefined;
   let reason = '';
@@ -274,22 +297,8 @@ for (const engine of ENGINES) describe(`engine ${engine}`, () => {
           ['e4m3', 'e5m2', 2, false], // not a multiple of 4: the one-output-per-thread kernel
           ['e5m2', 'e5m2', 128, true],
         ] as const) {
-          const kb = Math.ceil(K / 128);
-          const ac = codes(M * K, fa, specials);
-          const bc = codes(N * K, fb, specials);
-          const as = Float32Array.from({ length: M * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
-          const bsc = Float32Array.from({ length: Math.ceil(N / 128) * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
-          const ref = fp8GemmReference(
-            { codes: ac, scales: as, shape: [M, K], block: [1, 128], format: fa },
-            { codes: bc, scales: bsc, shape: [N, K], block: [128, 128], format: fb },
-            { promotionInterval: nc },
-          );
-          const ids = [b.write(ac, fa, [M, K]), b.write(as, 'f32', [M, kb]), b.write(bc, fb, [N, K]), b.write(bsc, 'f32', [Math.ceil(N / 128), kb])];
-          const out = b.matmulFp8(
-            { codes: view(ids[0], [M, K], fa), scales: view(ids[1], [M, kb]), block: [1, 128] },
-            { codes: view(ids[2], [N, K], fb), scales: view(ids[3], [Math.ceil(N / 128), kb]), block: [128, 128] },
-            { promotionInterval: nc },
-          );
+          const { ref, ids, product } = fp8Problem(b, M, N, K, nc, fa, fb, codes(M * K, fa, specials), codes(N * K, fb, specials));
+          const out = product();
           const got = (await b.read(view(out, [M, N]))) as Float32Array;
           let diff = 0;
           for (let i = 0; i < M * N; i++) if (!Object.is(got[i], ref[i])) diff++;
@@ -355,26 +364,14 @@ for (const engine of ENGINES) describe(`engine ${engine}`, () => {
         [33, 20, 96, 16, 'e5m2', 'e4m3'],
         [5, 8, 40, Infinity, 'e4m3', 'e5m2'],
       ] as const) {
-        const kb = Math.ceil(K / 128);
         const ac = Uint8Array.from({ length: M * K }, () => Math.floor(rnd() * 126) | (rnd() < 0.5 ? 0x80 : 0));
         const bc = Uint8Array.from({ length: N * K }, () => Math.floor(rnd() * 123) | (rnd() < 0.5 ? 0x80 : 0));
-        const as = Float32Array.from({ length: M * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
-        const bsc = Float32Array.from({ length: Math.ceil(N / 128) * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
-        const ref = fp8GemmReference(
-          { codes: ac, scales: as, shape: [M, K], block: [1, 128], format: fa },
-          { codes: bc, scales: bsc, shape: [N, K], block: [128, 128], format: fb },
-          { promotionInterval: nc },
-        );
-        const ids = [b.write(ac, fa, [M, K]), b.write(as, 'f32', [M, kb]), b.write(bc, fb, [N, K]), b.write(bsc, 'f32', [Math.ceil(N / 128), kb])];
+        const { ref, ids, product } = fp8Problem(b, M, N, K, nc, fa, fb, ac, bc);
         const run = async (flat: boolean): Promise<{ got: Float32Array; flats: number }> => {
           b!.flatFp8GemmMax = flat ? 1 << 20 : 0;
           let out: object = {};
           const sent = await sentDuring(b!, async (g) => {
-            out = g.matmulFp8(
-              { codes: view(ids[0], [M, K], fa), scales: view(ids[1], [M, kb]), block: [1, 128] },
-              { codes: view(ids[2], [N, K], fb), scales: view(ids[3], [Math.ceil(N / 128), kb]), block: [128, 128] },
-              { promotionInterval: nc },
-            );
+            out = product(g);
           });
           const got = (await b!.read(view(out, [M, N]))) as Float32Array;
           b!.release(out);
