@@ -444,6 +444,16 @@ const OPERAND_ROWS_GL1 = `vec2 sa = vec2(user_aSize);
   float ia = 1.0 / sa.x;
   float ib = 1.0 / sb.x;`;
 
+/** One step of 4 along K for a 1x4 block in GLSL ES 1.00: A's texel of row r (kx + r), B's 4 texels, into `acc` (the order of stepGl1's row r). */
+function step14Gl1(acc: string): string {
+  return `vec4 x = texture2D(user_a, vec2((kx + r) * ia, ua));
+    vec4 y0 = texture2D(user_b, vec2(kx * ib, ub));
+    vec4 y1 = texture2D(user_b, vec2((kx + 1.0) * ib, ub));
+    vec4 y2 = texture2D(user_b, vec2((kx + 2.0) * ib, ub));
+    vec4 y3 = texture2D(user_b, vec2((kx + 3.0) * ib, ub));
+    ${acc} = ${acc} + x.x * y0; ${acc} = ${acc} + x.y * y1; ${acc} = ${acc} + x.z * y2; ${acc} = ${acc} + x.w * y3;`;
+}
+
 const BLOCK_INDEX_GL1 = `vec2 d = kilnDivMod(t, NB);
   vec2 e = kilnDivMod(d.x, MB);
   float bj = d.y;
@@ -592,12 +602,7 @@ export const GEMM14_FP8_GL1 = `${glsl(
     vec4 p = vec4(0.0);
     for (int s = 0; s < ${GL1_LOOP_MAX}; s++) {
       if (s >= nq || q >= kq) { break; }
-      vec4 x = texture2D(user_a, vec2((kx + r) * ia, ua));
-      vec4 y0 = texture2D(user_b, vec2(kx * ib, ub));
-      vec4 y1 = texture2D(user_b, vec2((kx + 1.0) * ib, ub));
-      vec4 y2 = texture2D(user_b, vec2((kx + 2.0) * ib, ub));
-      vec4 y3 = texture2D(user_b, vec2((kx + 3.0) * ib, ub));
-      p = p + x.x * y0; p = p + x.y * y1; p = p + x.z * y2; p = p + x.w * y3;
+      ${step14Gl1('p')}
       kx += 4.0;
       q += 1;
     }
@@ -663,12 +668,7 @@ export const GEMM14_GL1 = `${glsl(
   float kx = 0.5;
   for (int q = 0; q < ${GL1_LOOP_MAX}; q++) {
     if (q >= kq) { break; }
-    vec4 x = texture2D(user_a, vec2((kx + r) * ia, ua));
-    vec4 y0 = texture2D(user_b, vec2(kx * ib, ub));
-    vec4 y1 = texture2D(user_b, vec2((kx + 1.0) * ib, ub));
-    vec4 y2 = texture2D(user_b, vec2((kx + 2.0) * ib, ub));
-    vec4 y3 = texture2D(user_b, vec2((kx + 3.0) * ib, ub));
-    c = c + x.x * y0; c = c + x.y * y1; c = c + x.z * y2; c = c + x.w * y3;
+    ${step14Gl1('c')}
     kx += 4.0;
   }
   return c;
