@@ -1,6 +1,9 @@
 import { CpuBackend } from '@kiln/backend-cpu';
 import {
+  AMAX_FLOOR,
   BackendError,
+  E4M3_MAX,
+  E5M2_MAX,
   allocStorage,
   sizeOf,
   stridesOf,
@@ -41,7 +44,11 @@ import {
   WHERE,
   binaryKernel,
   castKernel,
+  encodeCastKernel,
   finalize,
+  gpuEncodeEnabled,
+  QUANT_SCALES,
+  quantCodesKernel,
   reduceKernel,
   rowKernel,
   fp8GemmKernel,
@@ -83,7 +90,7 @@ export interface GpujsBackendOptions extends Omit<EngineOptions, 'engine'>, Page
 }
 
 /** Primitives that run on the host (the CPU backend) instead of as gpu.js kernels; see docs/backend-gpujs.md. */
-export const HOST_FALLBACKS = ['random', 'cast to f16/bf16/e4m3/e5m2', 'quantizeBlockwise', 'matmulFp8 with accumulatorMantissaBits (the accumulator-model study)'] as const;
+export const HOST_FALLBACKS = ['random', 'matmulFp8 with accumulatorMantissaBits (the accumulator-model study)'] as const;
 
 const SOFTWARE = /swiftshader|llvmpipe|softpipe|lavapipe|software/i;
 
@@ -661,6 +668,9 @@ export class GpujsBackend implements Backend {
     if (x.dtype === dtype) return this.k('cast', COPY, n, [this.storageOf(x)], [0, 0]);
     const src = castKernel(x.dtype, dtype);
     if (src) return this.k('cast', src, n, [this.storageOf(x)], [0]);
+    // to f16/bf16/FP8: the GPU encoder (core's bits); KILN_GPUJS_GPU_ENCODE=0 keeps the host path
+    const enc = gpuEncodeEnabled() ? encodeCastKernel(x.dtype, dtype, options.saturate) : undefined;
+    if (enc) return this.k('cast', enc, n, [this.storageOf(x)], [0]);
     return this.host([x], [{ dtype, shape: x.shape }], 'cast', (cpu, [v]) => [cpu.cast(v, dtype, options)])[0];
   }
 
@@ -669,6 +679,17 @@ export class GpujsBackend implements Backend {
   quantizeBlockwise(x: TensorView, block: readonly [number, number], options: PrimitiveQuantizeOptions): { codes: DataId; scales: DataId } {
     const [rows, cols] = x.shape;
     const scalesShape = [Math.ceil(rows / block[0]), Math.ceil(cols / block[1])];
+    const [br, bc] = block;
+    const { format, scaleFormat } = options;
+    // on the GPU: one thread per block for the scales, then one per element for the codes
+    // (bad arguments go to the host path, where the CPU backend reports them)
+    if (gpuEncodeEnabled() && x.dtype === 'f32' && (format === 'e4m3' || format === 'e5m2') && (scaleFormat === 'fp32' || scaleFormat === 'ue8m0') && x.shape.length === 2 && Number.isInteger(br) && Number.isInteger(bc) && br > 0 && bc > 0) {
+      const nb = scalesShape[0] * scalesShape[1];
+      const invMax = Math.fround(1 / (format === 'e4m3' ? E4M3_MAX : E5M2_MAX));
+      const scales = this.k('quantizeBlockwise', QUANT_SCALES, nb, [this.storageOf(x)], [0, rows, cols, br, bc, scalesShape[1], invMax, scaleFormat === 'ue8m0' ? 1 : 0, AMAX_FLOOR]);
+      const codes = this.k('quantizeBlockwise', quantCodesKernel(format), rows * cols, [this.storageOf(x), scales], [0, cols, br, bc, scalesShape[1]]);
+      return { codes, scales };
+    }
     const [codes, scales] = this.host([x], [{ dtype: options.format, shape: x.shape }, { dtype: 'f32', shape: scalesShape }], 'quantizeBlockwise', (cpu, [v]) => {
       const r = cpu.quantizeBlockwise(v, block, options);
       return [r.codes, r.scales];

@@ -649,3 +649,127 @@ export function fp8GemmKernel(fa: 'e4m3' | 'e5m2', fb: 'e4m3' | 'e5m2'): string 
   return acc;
 }`;
 }
+
+/** The float formats a cast can encode to on the GPU, as core's encoders define them. */
+const ENCODE_FORMATS = {
+  e4m3: { mb: 3, bias: 7, maxFinite: 0x7e, overflow: 0x7f, inf: 0x7f, nan: 0x7f, sign: 0x80, satOverflow: 0x7e, satInf: 0x7e },
+  e5m2: { mb: 2, bias: 15, maxFinite: 0x7b, overflow: 0x7c, inf: 0x7c, nan: 0x7f, sign: 0x80, satOverflow: 0x7b, satInf: 0x7b },
+  f16: { mb: 10, bias: 15, maxFinite: 0x7bff, overflow: 0x7c00, inf: 0x7c00, nan: 0x7e00, sign: 0x8000, satOverflow: 0x7bff, satInf: 0x7bff },
+  // bf16 shares f32's range and ignores saturate (as core's f32ToBf16Bits / the CPU backend)
+  bf16: { mb: 7, bias: 127, maxFinite: 0x7f7f, overflow: 0x7f80, inf: 0x7f80, nan: 0x7fc0, sign: 0x8000, satOverflow: 0x7f80, satInf: 0x7f80 },
+} as const;
+export type EncodeTarget = keyof typeof ENCODE_FORMATS;
+
+/**
+ * f32 value -> code of `to` as statements writing `out` (names prefixed `p`), bit for bit
+ * core's encodeMinifloat (f16, FP8) / f32ToBf16Bits (bf16): round half to even, overflow to
+ * the format's inf/NaN code (or its largest finite with `saturate`), subnormal targets, signed
+ * zero. `mag` is the value (its magnitude and NaN-ness are used), `sgn` the expression whose
+ * sign (including -0) the code gets. Only exact f32 operations: the exponent is
+ * floor(log2 |x|) corrected by comparisons against exact powers of two (pow2i), the scaled
+ * magnitude |x| * 2^(mb - e) is a product by powers of two (exact), and the rounding uses
+ * floor and comparisons on it. A NaN gets the sign `nanNeg` (1.0: negative) says: a decoded
+ * code's sign; for f32 values positive (GLSL cannot see a NaN's sign). bf16 NaN is always
+ * 0x7fc0. f32 subnormals encode as the GPU holds them (flushed to zero on most).
+ */
+export function encodeStmts(to: EncodeTarget, mag: string, sgn: string, out: string, p: string, saturate: boolean, nanNeg = '0.0'): string {
+  const f = ENCODE_FORMATS[to];
+  const emin = 1 - f.bias;
+  return `let ${p}v = ${mag};
+  let ${p}s = ${sgn};
+  let ${p}a = Math.abs(${p}v);
+  let ${p}neg = ${p}s < 0.0 || (${p}s == 0.0 && 1.0 / ${p}s < 0.0) ? 1.0 : 0.0;
+  let ${p}c = 0.0;
+  if (${isNan(`${p}v`)}) { ${p}c = ${f.nan}.0; ${p}neg = ${to === 'bf16' ? '0.0' : nanNeg}; } else if (${p}a > 3.4028234663852886e38) { ${p}c = ${saturate ? f.satInf : f.inf}.0; } else if (${p}a >= 1.1754943508222875e-38) {
+    let ${p}e = Math.min(Math.max(Math.floor(Math.log(${p}a) * 1.4426950408889634), -126.0), 127.0);
+    for (let ${p}t = 0; ${p}t < 2; ${p}t++) {
+      if (pow2i(${p}e) > ${p}a) { ${p}e = ${p}e - 1.0; } else if (pow2i(${p}e) * 2.0 <= ${p}a) { ${p}e = ${p}e + 1.0; }
+    }
+    let ${p}te = Math.max(${p}e, ${emin}.0);
+    let ${p}k = ${f.mb}.0 - ${p}te;
+    let ${p}h = Math.floor(${p}k * 0.5);
+    let ${p}q = ${p}a * pow2i(${p}h) * pow2i(${p}k - ${p}h);
+    let ${p}fl = Math.floor(${p}q);
+    let ${p}r = ${p}q - ${p}fl;
+    if (${p}r > 0.5 || (${p}r == 0.5 && ${p}fl - 2.0 * Math.floor(${p}fl * 0.5) == 1.0)) { ${p}fl = ${p}fl + 1.0; }
+    ${p}c = (${p}te + ${f.bias - 1}.0) * ${2 ** f.mb}.0 + ${p}fl;
+    if (${p}c > ${f.maxFinite}.0) { ${p}c = ${saturate ? f.satOverflow : f.overflow}.0; }
+  }
+  let ${out} = ${p}c + ${p}neg * ${f.sign}.0;`;
+}
+
+/** Cast to a float code dtype (f16, bf16, e4m3, e5m2) on the GPU, through the exact f32 value of the source. */
+export function encodeCastKernel(from: DType, to: DType, saturate: boolean): string | undefined {
+  if (!(to in ENCODE_FORMATS) || from === to) return undefined;
+  const decode = DECODE[from];
+  const pre = `let x = x0[this.thread.x];${decode ? ` ${decode}` : ''}`;
+  const v = decode ? 'f' : 'x';
+  return `function (x0, m) { ${pre}
+  ${encodeStmts(to as EncodeTarget, v, v, 'code', 'en_', saturate, decode ? '(s < 0.0 ? 1.0 : 0.0)' : '0.0')}
+  return code; }`;
+}
+
+/**
+ * quantizeBlockwise's scales, as core's quantizeBlockwise: per block amax = max |x| (NaN if the
+ * block has one), at least AMAX_FLOOR; scale = amax * f32(1 / max_fp8) (one rounded product);
+ * ue8m0: rounded up to 2^k (finite scales). One thread per block.
+ * m = [n, rows, cols, blockRows, blockCols, blocks per row, f32(1/max), ue8m0 (0/1), AMAX_FLOOR].
+ */
+export const QUANT_SCALES = `function (x, m) {
+  let o = this.thread.x;
+  let cols = m[2];
+  let bi = floorDiv(o, m[5]);
+  let bj = o - bi * m[5];
+  let r0 = bi * m[3];
+  let c0 = bj * m[4];
+  let h = Math.min(m[1] - r0, m[3]);
+  let w = Math.min(cols - c0, m[4]);
+  let amax = 0.0;
+  let nan = 0.0;
+  for (let i = 0; i < h; i++) {
+    let row = (r0 + i) * cols + c0;
+    for (let j = 0; j < w; j++) {
+      let v = x[row + j];
+      // the NaN test on the value itself, not on |v| (Mesa folds !(|v| <= 0 || |v| > 0) to false)
+      if (${isNan('v')}) { nan = 1.0; }
+      let a = Math.abs(v);
+      if (a > amax) { amax = a; }
+    }
+  }
+  if (nan > 0.5) { return NAN_; }
+  if (amax < m[8]) { amax = m[8]; }
+  let s = amax * m[6];
+  if (m[7] > 0.5 && s <= 3.4028234663852886e38) {
+    let e = Math.min(Math.max(Math.floor(Math.log(s) * 1.4426950408889634), -126.0), 126.0);
+    for (let t = 0; t < 2; t++) {
+      if (pow2i(e) > s) { e = e - 1.0; } else if (pow2i(e) * 2.0 <= s) { e = e + 1.0; }
+    }
+    if (pow2i(e) < s) { s = pow2i(e + 1.0); }
+  }
+  return s;
+}`;
+
+/**
+ * quantizeBlockwise's codes: fp8(f32(x / scale)) with the correctly rounded quotient (divRN),
+ * the code's sign from x (the scale is positive). m = [n, cols, blockRows, blockCols, blocks per row].
+ */
+export function quantCodesKernel(format: 'e4m3' | 'e5m2'): string {
+  return `function (x, sc, m) {
+  let o = this.thread.x;
+  let cols = m[1];
+  let r = floorDiv(o, cols);
+  let c = o - r * cols;
+  let s = sc[floorDiv(r, m[2]) * m[4] + floorDiv(c, m[3])];
+  let v = x[o];
+  let q = divRN(v, s);
+  ${encodeStmts(format, 'q', 'v', 'code', 'en_', false)}
+  // +-inf / inf (a block whose amax is inf): core's quotient is the CPU's default NaN, negative on x86
+  if (Math.abs(v) > 3.4028234663852886e38 && s > 3.4028234663852886e38) { code = 255.0; }
+  return code;
+}`;
+}
+
+/** Casts to f16/bf16/FP8 and quantizeBlockwise as GPU kernels (default) or, with KILN_GPUJS_GPU_ENCODE=0, on the host. */
+export function gpuEncodeEnabled(): boolean {
+  return (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.KILN_GPUJS_GPU_ENCODE !== '0';
+}
