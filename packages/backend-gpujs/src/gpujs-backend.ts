@@ -46,6 +46,7 @@ import {
   castKernel,
   encodeCastKernel,
   finalize,
+  gpuCastEnabled,
   gpuEncodeEnabled,
   QUANT_SCALES,
   quantCodesKernel,
@@ -90,7 +91,7 @@ export interface GpujsBackendOptions extends Omit<EngineOptions, 'engine'>, Page
 }
 
 /** Primitives that run on the host (the CPU backend) instead of as gpu.js kernels; see docs/backend-gpujs.md. */
-export const HOST_FALLBACKS = ['random', 'matmulFp8 with accumulatorMantissaBits (the accumulator-model study)'] as const;
+export const HOST_FALLBACKS = ['random', 'cast to f16/bf16/e4m3/e5m2 (on the GPU with KILN_GPUJS_GPU_CAST=1)', 'matmulFp8 with accumulatorMantissaBits (the accumulator-model study)'] as const;
 
 const SOFTWARE = /swiftshader|llvmpipe|softpipe|lavapipe|software/i;
 
@@ -668,8 +669,9 @@ export class GpujsBackend implements Backend {
     if (x.dtype === dtype) return this.k('cast', COPY, n, [this.storageOf(x)], [0, 0]);
     const src = castKernel(x.dtype, dtype);
     if (src) return this.k('cast', src, n, [this.storageOf(x)], [0]);
-    // to f16/bf16/FP8: the GPU encoder (core's bits); KILN_GPUJS_GPU_ENCODE=0 keeps the host path
-    const enc = gpuEncodeEnabled() ? encodeCastKernel(x.dtype, dtype, options.saturate) : undefined;
+    // to f16/bf16/FP8: the GPU encoder where asked (gpuCastEnabled: core's bits but for the sign of
+    // an f32 NaN and f32 subnormals, which a shader cannot see), else the exact host path
+    const enc = gpuCastEnabled() ? encodeCastKernel(x.dtype, dtype, options.saturate) : undefined;
     if (enc) return this.k('cast', enc, n, [this.storageOf(x)], [0]);
     return this.host([x], [{ dtype, shape: x.shape }], 'cast', (cpu, [v]) => [cpu.cast(v, dtype, options)])[0];
   }

@@ -773,3 +773,13 @@ export function quantCodesKernel(format: 'e4m3' | 'e5m2'): string {
 export function gpuEncodeEnabled(): boolean {
   return (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.KILN_GPUJS_GPU_ENCODE !== '0';
 }
+
+/**
+ * Casts to f16/bf16/FP8 on the GPU only when asked ($KILN_GPUJS_GPU_CAST=1): a shader cannot see
+ * an f32 NaN's sign and sees f32 subnormals flushed, so by default `cast` keeps the exact host
+ * path (the conformance suite's casts pass bit for bit); quantizeBlockwise, the FP8 training hot
+ * path, runs on the GPU by default (its conformance cases pass).
+ */
+export function gpuCastEnabled(): boolean {
+  return gpuEncodeEnabled() && (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.KILN_GPUJS_GPU_CAST === '1';
+}

@@ -10,7 +10,7 @@ describe('@kiln/backend-gpujs', () => {
     );
     expect(err?.name).toBe('BackendError');
     expect(err?.message).toMatch(/does not exist/);
-    expect(HOST_FALLBACKS.length).toBe(2);
+    expect(HOST_FALLBACKS.length).toBe(3);
   });
 
   it('FP8 block GEMM on the GPU equals core fp8GemmReference bit for bit (e4m3 x e4m3 and e5m2 x e4m3, promotion 128 and 32)', async (t) => {

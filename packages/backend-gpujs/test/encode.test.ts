@@ -106,10 +106,15 @@ for (const engine of ENGINES) describe(`gpujs GPU encoders on ${engine}`, () => 
   let reason = '';
   let host: ReturnType<typeof vi.spyOn> | undefined;
   beforeAll(async () => {
+    // casts take the GPU encoder only when asked (by default the exact host path)
+    process.env.KILN_GPUJS_GPU_CAST = '1';
     ({ b, reason } = await open(engine));
     if (b) host = vi.spyOn(b as unknown as { host: (...a: unknown[]) => unknown }, 'host');
   });
-  afterAll(() => b?.dispose());
+  afterAll(() => {
+    delete process.env.KILN_GPUJS_GPU_CAST;
+    b?.dispose();
+  });
 
   const cast = async (x: ArrayLike<number>, from: DType, to: Target, saturate: boolean): Promise<ArrayLike<number>> => {
     const id = b!.write(x as Float32Array, from, [x.length]);
@@ -172,6 +177,20 @@ for (const engine of ENGINES) describe(`gpujs GPU encoders on ${engine}`, () => 
       }
     }
     expect(host!).not.toHaveBeenCalled();
+  });
+
+  it('by default (no KILN_GPUJS_GPU_CAST) a cast takes the exact host path: an f32 -NaN keeps its sign', async (t) => {
+    if (!b) return t.skip(reason);
+    delete process.env.KILN_GPUJS_GPU_CAST;
+    try {
+      host!.mockClear();
+      // (a negative quiet NaN by its bits: a JS -NaN literal is just NaN)
+      const got = await cast(new Float32Array(new Uint32Array([0xffc00000, 0x3fc00000]).buffer), 'f32', 'f16', false);
+      expect(host!).toHaveBeenCalledTimes(1);
+      expect(got[0] & 0x8000).toBe(0x8000);
+    } finally {
+      process.env.KILN_GPUJS_GPU_CAST = '1';
+    }
   });
 
   it('KILN_GPUJS_GPU_ENCODE=0 takes the host path (same codes)', async (t) => {
