@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { E4M3, E5M2, F16, bitsToF32, decodeMinifloat, encodeMinifloat, f32Bits, f32ToBf16Bits, quantizeBlockwise, type DType, type MinifloatFormat, type TensorView } from '@kiln/core';
-import { GpujsBackend, findChromium } from '@kiln/backend-gpujs';
+import type { GpujsBackend } from '@kiln/backend-gpujs';
+import { ENGINES, openOn } from './open-engine.js';
 
 // The GPU encoders (src/kernels.ts: encodeStmts, encodeCastKernel, QUANT_SCALES,
 // quantCodesKernel) on each engine (Chromium: GLSL ES 3.00; headless-gl: GLSL ES 1.00), bit
@@ -12,21 +13,6 @@ import { GpujsBackend, findChromium } from '@kiln/backend-gpujs';
 // separately) and an f32 NaN's sign (GLSL cannot see it: it gives the positive NaN code; a
 // NaN *code* keeps its sign).
 
-type Engine = 'chromium' | 'headless-gl';
-const ENGINES: readonly Engine[] = ['chromium', 'headless-gl'];
-
-async function open(engine: Engine): Promise<{ b?: GpujsBackend; reason: string }> {
-  try {
-    if (engine === 'chromium') {
-      const found = await findChromium();
-      if ('reason' in found) return { reason: found.reason };
-      return { b: await GpujsBackend.create({ executablePath: found.path }), reason: '' };
-    }
-    return { b: await GpujsBackend.create({ engine: 'headless-gl' }), reason: '' };
-  } catch (e) {
-    return { reason: (e as Error).message };
-  }
-}
 
 let seed = 20261127;
 const rnd = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
@@ -108,7 +94,7 @@ for (const engine of ENGINES) describe(`gpujs GPU encoders on ${engine}`, () => 
   beforeAll(async () => {
     // casts take the GPU encoder only when asked (by default the exact host path)
     process.env.KILN_GPUJS_GPU_CAST = '1';
-    ({ b, reason } = await open(engine));
+    ({ b, reason } = await openOn(engine));
     if (b) host = vi.spyOn(b as unknown as { host: (...a: unknown[]) => unknown }, 'host');
   });
   afterAll(() => {

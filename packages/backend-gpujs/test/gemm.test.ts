@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fp8GemmReference, type DType, type TensorView } from '@kiln/core';
-import { GpujsBackend, findChromium } from '@kiln/backend-gpujs';
+import type { GpujsBackend } from '@kiln/backend-gpujs';
+import { ENGINES, openOn, type Engine } from './open-engine.js';
 
 // The packed GEMMs (src/gemm.ts: pack -> 4x4-block kernel map -> unpack), on each engine
 // (Chromium: the GLSL ES 3.00 kernels; headless-gl: the GLSL ES 1.00 ones), against float64
@@ -9,30 +10,14 @@ import { GpujsBackend, findChromium } from '@kiln/backend-gpujs';
 // against core's fp8GemmReference; and the packed path against the one-output-per-thread
 // kernels it replaces (same K order per output: bit-identical on SwiftShader and llvmpipe).
 
-type Engine = 'chromium' | 'headless-gl';
-const ENGINES: readonly Engine[] = ['chromium', 'headless-gl'];
-
 /**
- * A backend on one engine, or the reason there is none: Chromium (WebGL2, GLSL ES 3.00 kernels;
- * an explicit executablePath selects it) and headless-gl (WebGL 1.0 with WEBGL_draw_buffers,
- * the GLSL ES 1.00 kernels; needs an X display, e.g. `xvfb-run -a`).
+ * A backend on one engine (test/open-engine.ts) with the one-pass dispatch for tiny GEMMs off:
+ * these tests exercise the packed kernels on small shapes.
  */
 async function open(engine: Engine): Promise<{ b?: GpujsBackend; reason: string }> {
-  try {
-    if (engine === 'chromium') {
-      const found = await findChromium();
-      if ('reason' in found) return { reason: found.reason };
-      const b = await GpujsBackend.create({ executablePath: found.path });
-      b.smallGemmWork = 0;
-      return { b, reason: '' };
-    }
-    const b = await GpujsBackend.create({ engine: 'headless-gl' });
-    // these tests exercise the packed kernels on small shapes: no one-pass dispatch for tiny GEMMs
-    b.smallGemmWork = 0;
-    return { b, reason: '' };
-  } catch (e) {
-    return { reason: (e as Error).message };
-  }
+  const r = await openOn(engine);
+  if (r.b) r.b.smallGemmWork = 0;
+  return r;
 }
 
 let seed = 987654321;
