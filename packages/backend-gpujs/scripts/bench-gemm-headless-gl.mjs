@@ -33,7 +33,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
-import { GEMM_VARIANTS, GpujsBackend } from '../dist/index.js';
+import { GEMM_VARIANTS } from '../dist/index.js';
+import { headlessGlBackendOrExit } from './headless-gl-backend.mjs';
 
 const require = createRequire(import.meta.url);
 const sizes = process.argv.slice(2).map(Number).filter(Boolean);
@@ -76,13 +77,7 @@ async function timePair(fa, fb, reps = REPS) {
 const load0 = loadavg();
 const t00 = performance.now();
 
-let b;
-try {
-  b = await GpujsBackend.create({ engine: 'headless-gl' });
-} catch (e) {
-  console.log(`skipped: ${e.message}`);
-  process.exit(0);
-}
+const b = await headlessGlBackendOrExit();
 console.log(`gpujs: ${b.device.name} | ${b.device.details.via} | ${b.device.details.glVersion}`);
 const sp = b.syncPage;
 const finish = () => sp.finish();

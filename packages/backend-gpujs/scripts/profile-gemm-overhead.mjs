@@ -6,7 +6,7 @@
 //   xvfb-run -a node scripts/profile-gemm-overhead.mjs [sizes...]   (default 16 64 256)
 //   PROFILE_REPS (default 30); KILN_GPUJS_TEXTURE_POOL=0 for the engine without its texture pool
 import { createRequire } from 'node:module';
-import { GpujsBackend } from '../dist/index.js';
+import { headlessGlBackendOrExit } from './headless-gl-backend.mjs';
 
 const require = createRequire(import.meta.url);
 const sizes = process.argv.slice(2).map(Number).filter(Boolean);
@@ -14,13 +14,7 @@ if (sizes.length === 0) sizes.push(16, 64, 256);
 const R = Number(process.env.PROFILE_REPS ?? 30);
 const med = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
-let b;
-try {
-  b = await GpujsBackend.create({ engine: 'headless-gl' });
-} catch (e) {
-  console.log(`skipped: ${e.message}`);
-  process.exit(0);
-}
+const b = await headlessGlBackendOrExit();
 console.log(`gpujs: ${b.device.name}`);
 if (process.env.PROFILE_OLD) b.packedGemms = false;
 const sp = b.syncPage;

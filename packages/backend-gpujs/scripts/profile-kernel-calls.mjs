@@ -5,18 +5,12 @@
 // (one kernel, two output sizes: setOutput on every call before the texture pool).
 //   xvfb-run -a node scripts/profile-kernel-calls.mjs [sizes...]   (default 16 4096 65536)
 //   PROFILE_REPS (default 400); add --cpu-prof to node for a profile (scripts/summarize-cpuprofile.mjs)
-import { GpujsBackend } from '../dist/index.js';
+import { headlessGlBackendOrExit } from './headless-gl-backend.mjs';
 
 const sizes = process.argv.slice(2).map(Number).filter(Boolean);
 if (sizes.length === 0) sizes.push(16, 4096, 65536);
 const R = Number(process.env.PROFILE_REPS ?? 400);
-let b;
-try {
-  b = await GpujsBackend.create({ engine: 'headless-gl' });
-} catch (e) {
-  console.log(`skipped: ${e.message}`);
-  process.exit(0);
-}
+const b = await headlessGlBackendOrExit();
 const sp = b.syncPage;
 console.log(`gpujs: ${b.device.name}`);
 const SRC = 'function (a, m) { return a[this.thread.x] + 1.0; }';
