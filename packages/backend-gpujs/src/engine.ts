@@ -122,16 +122,19 @@ export function createEngine(
   const kernels = new Map<string, any>();
   const EMPTY = new Float32Array(0);
   const COPY = 'function (a) { return a[this.thread.x]; }';
-  // readF32's gather pass (GLSL ES 1.00, headless-gl): texel t = values 4t .. 4t + 3 of x (exact
-  // float index math below 2^24, as the packed GEMM's kernels; zero past n); m = [n]
-  const READ4_MIN = 4096;
-  const READ4 = `/*@glsl kilnRead4 Array(4)*/vec2 kilnDivModR(float a, float b) {
+  // GLSL ES 1.00 (floor(a / b), a - b floor(a / b)) for integer-valued 0 <= a < 2^24, exact (the
+  // quotient corrected twice), as a native function named `name` (one per kernel source below)
+  const divModGlsl = (name: string): string => `vec2 ${name}(float a, float b) {
   float q = floor(a / b);
   float r = a - q * b;
   if (r < 0.0) { q -= 1.0; r += b; } else if (r >= b) { q += 1.0; r -= b; }
   if (r < 0.0) { q -= 1.0; r += b; } else if (r >= b) { q += 1.0; r -= b; }
   return vec2(q, r);
-}
+}`;
+  // readF32's gather pass (GLSL ES 1.00, headless-gl): texel t = values 4t .. 4t + 3 of x (exact
+  // float index math below 2^24, as the packed GEMM's kernels; zero past n); m = [n]
+  const READ4_MIN = 4096;
+  const READ4 = `/*@glsl kilnRead4 Array(4)*/${divModGlsl('kilnDivModR')}
 float kilnRead1(float p, vec2 s) {
   vec2 d = kilnDivModR(p, s.x);
   return texture2D(user_x, (vec2(d.y, d.x) + 0.5) / s).r;
@@ -149,13 +152,7 @@ vec4 kilnRead4(float t, float n) {
 /*@end*/function (x, m) { return kilnRead4(this.thread.x, m[0]); }`;
   // a flat4 tensor (EngineCommand flat4) expanded to one value per texel: value i is component
   // i % 4 of texel floor(i / 4); m = [n]
-  const EXPAND4 = `/*@glsl kilnExpand4 Number*/vec2 kilnDivModE(float a, float b) {
-  float q = floor(a / b);
-  float r = a - q * b;
-  if (r < 0.0) { q -= 1.0; r += b; } else if (r >= b) { q += 1.0; r -= b; }
-  if (r < 0.0) { q -= 1.0; r += b; } else if (r >= b) { q += 1.0; r -= b; }
-  return vec2(q, r);
-}
+  const EXPAND4 = `/*@glsl kilnExpand4 Number*/${divModGlsl('kilnDivModE')}
 float kilnExpand4(float i) {
   vec2 s = vec2(user_xSize);
   vec2 d = kilnDivModE(i, 4.0);

@@ -525,6 +525,28 @@ float kilnScaleB(float row, float k0, float br, float bk, float kb) {
 const SCALE_B4_GL1 = `vec4 sb = vec4(kilnScaleB(min(j0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 1.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 2.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 3.0, jn), k0, brB, bkB, kbB));`;
 
 /**
+ * GLSL ES 1.00: the FP8 GEMMs' K loop over promotion chunks (ncq 4-value steps each): `init`
+ * zeroes the chunk partials, `step` adds one 4-value step into them, `promote` adds the scaled
+ * partials into the accumulators (B's four column scales are `sb`, the chunk starts at k0).
+ */
+function fp8ChunksGl1(init: string, step: string, promote: string): string {
+  return `int q = 0;
+  for (int ch = 0; ch < ${GL1_LOOP_MAX}; ch++) {
+    if (q >= kq) { break; }
+    float k0 = kx - 0.5;
+    ${init}
+    for (int s = 0; s < ${GL1_LOOP_MAX}; s++) {
+      if (s >= nq || q >= kq) { break; }
+      ${step}
+      kx += 4.0;
+      q += 1;
+    }
+    ${SCALE_B4_GL1}
+    ${promote}
+  }`;
+}
+
+/**
  * `GEMM44_FP8` for WebGL 1.0 (same meta): a loop over chunks (of ncq steps, the last one
  * shorter) around a loop over the chunk's steps, both with constant bounds and a `break`; the
  * partials are scaled into the accumulators after each chunk: the same operations in the same
@@ -546,20 +568,11 @@ export const GEMM44_FP8_GL1 = `${ROW_NATIVES}${glsl(
   float j0 = 4.0 * bj;
   vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
   float kx = 0.5;
-  int q = 0;
-  for (int ch = 0; ch < ${GL1_LOOP_MAX}; ch++) {
-    if (q >= kq) { break; }
-    float k0 = kx - 0.5;
-    vec4 p0 = vec4(0.0); vec4 p1 = vec4(0.0); vec4 p2 = vec4(0.0); vec4 p3 = vec4(0.0);
-    for (int s = 0; s < ${GL1_LOOP_MAX}; s++) {
-      if (s >= nq || q >= kq) { break; }
-      ${stepGl1('p')}
-      kx += 4.0;
-      q += 1;
-    }
-    ${SCALE_B4_GL1}
-    ${ROWS.map((r) => `c${r} = c${r} + (p${r} * (kilnScaleA(min(a0 + ${r}.0, im), k0, brA, bkA, kbA) * sb) + zero);`).join('\n    ')}
-  }
+  ${fp8ChunksGl1(
+    'vec4 p0 = vec4(0.0); vec4 p1 = vec4(0.0); vec4 p2 = vec4(0.0); vec4 p3 = vec4(0.0);',
+    stepGl1('p'),
+    ROWS.map((r) => `c${r} = c${r} + (p${r} * (kilnScaleA(min(a0 + ${r}.0, im), k0, brA, bkA, kbA) * sb) + zero);`).join('\n    '),
+  )}
   subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
   return c0;
 }
@@ -595,20 +608,7 @@ export const GEMM14_FP8_GL1 = `${glsl(
   float j0 = 4.0 * bj;
   vec4 c = vec4(0.0);
   float kx = 0.5;
-  int q = 0;
-  for (int ch = 0; ch < ${GL1_LOOP_MAX}; ch++) {
-    if (q >= kq) { break; }
-    float k0 = kx - 0.5;
-    vec4 p = vec4(0.0);
-    for (int s = 0; s < ${GL1_LOOP_MAX}; s++) {
-      if (s >= nq || q >= kq) { break; }
-      ${step14Gl1('p')}
-      kx += 4.0;
-      q += 1;
-    }
-    ${SCALE_B4_GL1}
-    c = c + (p * (kilnScaleA(min(m, im), k0, brA, bkA, kbA) * sb) + zero);
-  }
+  ${fp8ChunksGl1('vec4 p = vec4(0.0);', step14Gl1('p'), 'c = c + (p * (kilnScaleA(min(m, im), k0, brA, bkA, kbA) * sb) + zero);')}
   return c;
 }
 `,
