@@ -463,16 +463,17 @@ const BLOCK_INDEX_GL1 = `vec2 d = kilnDivMod(t, NB);
   float a0 = 4.0 * bi;
   int kq = int(Kq);`;
 
-/** `GEMM44` for WebGL 1.0 (same meta). */
-export const GEMM44_GL1 = `${ROW_NATIVES}${glsl(
+/** `GEMM44` for WebGL 1.0 (same meta); with `Kq` its K loop has that constant trip count (see gemm14Gl1). */
+export function gemm44Gl1(Kq?: number): string {
+  return `${ROW_NATIVES}${glsl(
   'kilnGemm44Gl1',
   'Array(4)',
   `${GL1_DIVMOD}vec4 kilnGemm44Gl1(float t, float MB, float NB, float Kq, float aStep, float bStep) {
   ${BLOCK_INDEX_GL1}
   vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
   float kx = 0.5;
-  for (int q = 0; q < ${GL1_LOOP_MAX}; q++) {
-    if (q >= kq) { break; }
+  for (int q = 0; q < ${Kq ?? GL1_LOOP_MAX}; q++) {
+    ${Kq === undefined ? 'if (q >= kq) { break; }' : ''}
     ${stepGl1('c')}
     kx += 4.0;
   }
@@ -481,6 +482,8 @@ export const GEMM44_GL1 = `${ROW_NATIVES}${glsl(
 }
 `,
 )}function (a, b, m) { const r = kilnGemm44Gl1(this.thread.x, m[1], m[2], m[3], m[4], m[5]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
+}
+export const GEMM44_GL1 = gemm44Gl1();
 
 /** `GEMM44_U2` for WebGL 1.0 (same meta): two 4-value steps per iteration, the odd last step after the loop. */
 export const GEMM44_U2_GL1 = `${ROW_NATIVES}${glsl(
@@ -524,24 +527,36 @@ float kilnScaleB(float row, float k0, float br, float bk, float kb) {
 /** GLSL ES 1.00: B's scales for output columns j0 .. j0 + 3 (clamped to N - 1) at k0. */
 const SCALE_B4_GL1 = `vec4 sb = vec4(kilnScaleB(min(j0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 1.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 2.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 3.0, jn), k0, brB, bkB, kbB));`;
 
+/** The K loop's trip counts of a flat kernel compiled for one shape: Kq 4-value steps, ncq per promotion chunk. */
+export interface FlatK {
+  readonly Kq: number;
+  readonly ncq: number;
+}
+
 /**
  * GLSL ES 1.00: the FP8 GEMMs' K loop over promotion chunks (ncq 4-value steps each): `init`
  * zeroes the chunk partials, `step` adds one 4-value step into them, `promote` adds the scaled
- * partials into the accumulators (B's four column scales are `sb`, the chunk starts at k0).
+ * partials into the accumulators (B's four column scales are `sb`, the chunk starts at k0; `scales`
+ * sets `sb`). With `k` the loops' trip counts are constants.
  */
-function fp8ChunksGl1(init: string, step: string, promote: string): string {
+function fp8ChunksGl1(init: string, step: string, promote: string, k?: FlatK, scales = SCALE_B4_GL1): string {
+  // with the trip counts known (FlatK) both loops have constant bounds and no test (a whole
+  // number of chunks) or only the K-end test (a shorter last chunk)
+  const chunks = k ? Math.ceil(k.Kq / k.ncq) : GL1_LOOP_MAX;
+  const steps = k ? k.ncq : GL1_LOOP_MAX;
+  const test = !k ? 'if (s >= nq || q >= kq) { break; }' : k.Kq % k.ncq ? 'if (q >= kq) { break; }' : '';
   return `int q = 0;
-  for (int ch = 0; ch < ${GL1_LOOP_MAX}; ch++) {
-    if (q >= kq) { break; }
+  for (int ch = 0; ch < ${chunks}; ch++) {
+    ${k ? '' : 'if (q >= kq) { break; }'}
     float k0 = kx - 0.5;
     ${init}
-    for (int s = 0; s < ${GL1_LOOP_MAX}; s++) {
-      if (s >= nq || q >= kq) { break; }
+    for (int s = 0; s < ${steps}; s++) {
+      ${test}
       ${step}
       kx += 4.0;
       q += 1;
     }
-    ${SCALE_B4_GL1}
+    ${scales}
     ${promote}
   }`;
 }
@@ -553,7 +568,8 @@ function fp8ChunksGl1(init: string, step: string, promote: string): string {
  * order as the chunked loops of the WebGL2 kernel. (It was one loop with a step counter and the
  * chunk end tested inside it.)
  */
-export const GEMM44_FP8_GL1 = `${ROW_NATIVES}${glsl(
+export function gemm44Fp8Gl1(k?: FlatK): string {
+  return `${ROW_NATIVES}${glsl(
   'kilnGemm44Fp8Gl1',
   'Array(4)',
   `${GL1_DIVMOD}${GL1_AT}${SCALES_GL1}vec4 kilnGemm44Fp8Gl1(float t, float MB, float NB, float Kq, float ncq, float M, float N, float brA, float brB, float bkA, float bkB, float kbA, float kbB) {
@@ -572,12 +588,15 @@ export const GEMM44_FP8_GL1 = `${ROW_NATIVES}${glsl(
     'vec4 p0 = vec4(0.0); vec4 p1 = vec4(0.0); vec4 p2 = vec4(0.0); vec4 p3 = vec4(0.0);',
     stepGl1('p'),
     ROWS.map((r) => `c${r} = c${r} + (p${r} * (kilnScaleA(min(a0 + ${r}.0, im), k0, brA, bkA, kbA) * sb) + zero);`).join('\n    '),
+    k,
   )}
   subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
   return c0;
 }
 `,
 )}function (a, b, as, bs, m) { const r = kilnGemm44Fp8Gl1(this.thread.x, m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11], m[12]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
+}
+export const GEMM44_FP8_GL1 = gemm44Fp8Gl1();
 
 /**
  * The FP8 block GEMM as 1x4 blocks whose output is the flat result (see GEMM14_GL1): row m's
@@ -585,10 +604,11 @@ export const GEMM44_FP8_GL1 = `${ROW_NATIVES}${glsl(
  * GEMM44_FP8_GL1's row m % 4 in the same order (bit-identical). Same meta as GEMM44_FP8_GL1 with
  * n4 first (MB unused).
  */
-export const GEMM14_FP8_GL1 = `${glsl(
+export function gemm14Fp8Gl1(k?: FlatK): string {
+  return `${glsl(
   'kilnGemm14Fp8Gl1',
   'Array(4)',
-  `${GL1_DIVMOD}${GL1_AT}${SCALES_GL1}vec4 kilnGemm14Fp8Gl1(float t, float NB, float Kq, float ncq, float M, float N, float brA, float brB, float bkA, float bkB, float kbA, float kbB) {
+  `${GL1_DIVMOD}${GL1_AT}vec4 kilnGemm14Fp8Gl1(float t, float NB, float Kq, float ncq, float M, float N, float brA, float brB, float bkA, float bkB, float kbA, float kbB) {
   float aStep = 0.0;
   float bStep = 0.0;
   float bt = 0.0;
@@ -608,11 +628,28 @@ export const GEMM14_FP8_GL1 = `${glsl(
   float j0 = 4.0 * bj;
   vec4 c = vec4(0.0);
   float kx = 0.5;
-  ${fp8ChunksGl1('vec4 p = vec4(0.0);', step14Gl1('p'), 'c = c + (p * (kilnScaleA(min(m, im), k0, brA, bkA, kbA) * sb) + zero);')}
+  // the scale rows do not change along K: found once, and B's four columns share one scale
+  // where they lie in one scale block (B's block rows a multiple of 4): the same values fetched
+  float sra = kilnDivMod(min(m, im), brA).x * kbA;
+  vec4 srb = vec4(kilnDivMod(min(j0, jn), brB).x, kilnDivMod(min(j0 + 1.0, jn), brB).x, kilnDivMod(min(j0 + 2.0, jn), brB).x, kilnDivMod(min(j0 + 3.0, jn), brB).x) * kbB;
+  bool oneB = srb.x == srb.w;
+  vec2 sas = vec2(user_asSize);
+  vec2 sbs = vec2(user_bsSize);
+  ${fp8ChunksGl1('vec4 p = vec4(0.0);', step14Gl1('p'), 'c = c + (p * (sa * sb) + zero);', k, `float sa = texture2D(user_as, kilnAt(sra + kilnDivMod(k0, bkA).x, sas)).r;
+    float kb = kilnDivMod(k0, bkB).x;
+    vec4 sb = vec4(texture2D(user_bs, kilnAt(srb.x + kb, sbs)).r);
+    if (!oneB) {
+      sb.y = texture2D(user_bs, kilnAt(srb.y + kb, sbs)).r;
+      sb.z = texture2D(user_bs, kilnAt(srb.z + kb, sbs)).r;
+      sb.w = texture2D(user_bs, kilnAt(srb.w + kb, sbs)).r;
+    }`)}
   return c;
 }
 `,
 )}function (a, b, as, bs, m) { return kilnGemm14Fp8Gl1(this.thread.x, m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11], m[12]); }`;
+}
+/** `gemm14Fp8Gl1` with the trip counts run-time values. */
+export const GEMM14_FP8_GL1 = gemm14Fp8Gl1();
 
 /** `UNPACK44` for WebGL 1.0 (same meta). */
 export const UNPACK44_GL1 = `${glsl(
@@ -651,10 +688,13 @@ float kilnUnpack44Gl1(float o, float M, float N, float MB, float NB) {
  * quarter of its reuse per fetch: for small products, where fragments are few.
  * meta [n4, M, NB, Kq, aStep, bStep].
  */
-export const GEMM14_GL1 = `${glsl(
-  'kilnGemm14Gl1',
-  'Array(4)',
-  `${GL1_DIVMOD}vec4 kilnGemm14Gl1(float t, float M, float NB, float Kq, float aStep, float bStep) {
+export function gemm14Gl1(Kq?: number): string {
+  // Kq known: a constant trip count (no per-step test; the compiler may unroll and overlap the
+  // fetches of several steps, which is what a small product with few fragments waits on)
+  return `${glsl(
+    'kilnGemm14Gl1',
+    'Array(4)',
+    `${GL1_DIVMOD}vec4 kilnGemm14Gl1(float t, float M, float NB, float Kq, float aStep, float bStep) {
   vec2 d = kilnDivMod(t, NB);
   vec2 e = kilnDivMod(d.x, M);
   vec2 f = kilnDivMod(e.y, 4.0);
@@ -666,15 +706,18 @@ export const GEMM14_GL1 = `${glsl(
   int kq = int(Kq);
   vec4 c = vec4(0.0);
   float kx = 0.5;
-  for (int q = 0; q < ${GL1_LOOP_MAX}; q++) {
-    if (q >= kq) { break; }
+  for (int q = 0; q < ${Kq ?? GL1_LOOP_MAX}; q++) {
+    ${Kq === undefined ? 'if (q >= kq) { break; }' : ''}
     ${step14Gl1('c')}
     kx += 4.0;
   }
   return c;
 }
 `,
-)}function (a, b, m) { return kilnGemm14Gl1(this.thread.x, m[1], m[2], m[3], m[4], m[5]); }`;
+  )}function (a, b, m) { return kilnGemm14Gl1(this.thread.x, m[1], m[2], m[3], m[4], m[5]); }`;
+}
+/** `gemm14Gl1` with the K trip count a run-time value (one compiled kernel for every K). */
+export const GEMM14_GL1 = gemm14Gl1();
 
 /**
  * Selectable f32 GEMM kernels (env KILN_GPUJS_GEMM, `GpujsBackend.gemmVariant`), all
@@ -692,12 +735,15 @@ export interface GemmKernels {
   readonly variants: Record<GemmVariant, string>;
   readonly gemmFp8: string;
   readonly unpack: string;
-  /** the 1x4-block f32 / FP8 GEMMs whose output is the flat result (WebGL 1.0 only) */
-  readonly gemm14?: string;
-  readonly gemm14Fp8?: string;
+  /** the 1x4-block f32 / FP8 GEMMs whose output is the flat result (WebGL 1.0 only), compiled for the K loop's trip counts */
+  gemm14?(Kq?: number): string;
+  gemm14Fp8?(k?: FlatK): string;
+  /** the 4x4-block f32 ('packed') / FP8 GEMMs compiled for the K loop's trip counts (WebGL 1.0 only) */
+  gemmFor?(Kq: number): string;
+  gemmFp8For?(k: FlatK): string;
 }
 
 /** GLSL ES 3.00 (WebGL2: the Chromium engine). */
 export const GEMM_KERNELS_WEBGL2: GemmKernels = { pack: packKernel, gemm: GEMM44, variants: { packed: GEMM44, unroll2: GEMM44_U2 }, gemmFp8: GEMM44_FP8, unpack: UNPACK44 };
 /** GLSL ES 1.00 (WebGL 1.0 with WEBGL_draw_buffers: the headless-gl engine). */
-export const GEMM_KERNELS_WEBGL1: GemmKernels = { pack: packKernelGl1, gemm: GEMM44_GL1, variants: { packed: GEMM44_GL1, unroll2: GEMM44_U2_GL1 }, gemmFp8: GEMM44_FP8_GL1, unpack: UNPACK44_GL1, gemm14: GEMM14_GL1, gemm14Fp8: GEMM14_FP8_GL1 };
+export const GEMM_KERNELS_WEBGL1: GemmKernels = { pack: packKernelGl1, gemm: GEMM44_GL1, variants: { packed: GEMM44_GL1, unroll2: GEMM44_U2_GL1 }, gemmFp8: GEMM44_FP8_GL1, unpack: UNPACK44_GL1, gemm14: gemm14Gl1, gemm14Fp8: gemm14Fp8Gl1, gemmFor: gemm44Gl1, gemmFp8For: gemm44Fp8Gl1 };

@@ -461,10 +461,10 @@ export class GpujsBackend implements Backend {
         // 1x4 blocks whose output is the flat result, four values per texel (gemm.ts GEMM14_GL1):
         // no unpack pass, and a read takes the texture as is
         const out = this.alloc(n, 'matmul');
-        this.send({ t: 'k', id: out.id, n: n / 4, src: finalize(gk.gemm14), ins: [pa.id, pb.id], meta: [n / 4, M, plan.NB, plan.Kq, na ? plan.MB : 0, nb ? plan.NB : 0], flat4: n });
+        this.send({ t: 'k', id: out.id, n: n / 4, src: finalize(gk.gemm14(this.shapeKernelsFor(plan.Kq) ? plan.Kq : undefined)), ins: [pa.id, pb.id], meta: [n / 4, M, plan.NB, plan.Kq, na ? plan.MB : 0, nb ? plan.NB : 0], flat4: n });
         return out;
       }
-      return this.gemm44(gk.variants[this.gemmVariant], gk.unpack, plan, [pa, pb], [plan.Kq, na ? plan.MB : 0, nb ? plan.NB : 0], temps);
+      return this.gemm44(this.gemmVariant === 'packed' && gk.gemmFor && this.shapeKernelsFor(plan.Kq) ? gk.gemmFor(plan.Kq) : gk.variants[this.gemmVariant], gk.unpack, plan, [pa, pb], [plan.Kq, na ? plan.MB : 0, nb ? plan.NB : 0], temps);
     } finally {
       for (const t of temps) this.release(t);
     }
@@ -522,6 +522,20 @@ export class GpujsBackend implements Backend {
    * pass took 1.5 ms vs 0.7); 0: never.
    */
   flatGemmMax = envNumber('KILN_GPUJS_FLAT_GEMM', 256 * 256);
+
+  /**
+   * Compile the WebGL 1.0 GEMMs (flat and 4x4-block, f32 'packed' and FP8) for each K loop trip
+   * count up to this many 4-value steps (K <= 4 x this), as tfjs-webgl compiles a program per
+   * shape: a constant trip count drops the per-step test and lets the GL compiler unroll and
+   * overlap the fetches of several steps; the same operations in the same order (bit-identical).
+   * One compiled program per distinct K (a model has a handful). Default:
+   * $KILN_GPUJS_SHAPE_KERNELS, else 1024 (K <= 4096); 0: one program for every K.
+   */
+  shapeKernelsMaxKq = envNumber('KILN_GPUJS_SHAPE_KERNELS', 1024);
+
+  private shapeKernelsFor(Kq: number): boolean {
+    return Kq <= this.shapeKernelsMaxKq;
+  }
 
   /**
    * The same for the FP8 block GEMM (GEMM14_FP8_GL1, whose fragments also fetch their block
@@ -719,14 +733,15 @@ export class GpujsBackend implements Backend {
           const pa = this.packOperand(gk.pack('a', fa), this.storageOf(a.codes), plan.Kp, plan.MB, [M, plan.MB, plan.Kq, K, 0, K, 1], temps);
           const pb = this.packOperand(gk.pack('b', fb), this.storageOf(b.codes), plan.Kp, plan.NB, [K, plan.MB, plan.NB, N, 0, 1, K], temps);
           const ncq = nc >= K ? plan.Kq : nc / 4;
+          const shaped = this.shapeKernelsFor(plan.Kq) ? { Kq: plan.Kq, ncq } : undefined;
           const meta = [plan.Kq, ncq, M, N, a.block[0], b.block[0], a.block[1], b.block[1], Math.ceil(K / a.block[1]), Math.ceil(K / b.block[1])];
           if (gk.gemm14Fp8 && N % 4 === 0 && n <= this.flatFp8GemmMax) {
             // the flat result, four values per texel (GEMM14_FP8_GL1; see the f32 matmul)
             const out = this.alloc(n, 'matmulFp8');
-            this.send({ t: 'k', id: out.id, n: n / 4, src: finalize(gk.gemm14Fp8), ins: [pa.id, pb.id, as.id, bs.id], meta: [n / 4, plan.MB, plan.NB, ...meta], flat4: n });
+            this.send({ t: 'k', id: out.id, n: n / 4, src: finalize(gk.gemm14Fp8(shaped)), ins: [pa.id, pb.id, as.id, bs.id], meta: [n / 4, plan.MB, plan.NB, ...meta], flat4: n });
             return out;
           }
-          return this.gemm44(gk.gemmFp8, gk.unpack, plan, [pa, pb, as, bs], meta, temps);
+          return this.gemm44(shaped && gk.gemmFp8For ? gk.gemmFp8For(shaped) : gk.gemmFp8, gk.unpack, plan, [pa, pb, as, bs], meta, temps);
         } finally {
           for (const t of temps) this.release(t);
         }

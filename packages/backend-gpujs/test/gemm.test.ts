@@ -94,20 +94,21 @@ async function sentDuring(b: GpujsBackend, run: (b: GpujsBackend) => Promise<voi
  * An FP8 block-GEMM problem on `b` (1x128 / 128x128 scales, random scales of a few powers of
  * two): the operands written, core's reference result, and the product as a thunk.
  */
-function fp8Problem(b: GpujsBackend, M: number, N: number, K: number, nc: number, fa: 'e4m3' | 'e5m2', fb: 'e4m3' | 'e5m2', ac: Uint8Array, bc: Uint8Array) {
+function fp8Problem(b: GpujsBackend, M: number, N: number, K: number, nc: number, fa: 'e4m3' | 'e5m2', fb: 'e4m3' | 'e5m2', ac: Uint8Array, bc: Uint8Array, bRows = 128) {
   const kb = Math.ceil(K / 128);
+  const nbr = Math.ceil(N / bRows);
   const as = Float32Array.from({ length: M * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
-  const bsc = Float32Array.from({ length: Math.ceil(N / 128) * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
+  const bsc = Float32Array.from({ length: nbr * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
   const ref = fp8GemmReference(
     { codes: ac, scales: as, shape: [M, K], block: [1, 128], format: fa },
-    { codes: bc, scales: bsc, shape: [N, K], block: [128, 128], format: fb },
+    { codes: bc, scales: bsc, shape: [N, K], block: [bRows, 128], format: fb },
     { promotionInterval: nc },
   );
-  const ids = [b.write(ac, fa, [M, K]), b.write(as, 'f32', [M, kb]), b.write(bc, fb, [N, K]), b.write(bsc, 'f32', [Math.ceil(N / 128), kb])];
+  const ids = [b.write(ac, fa, [M, K]), b.write(as, 'f32', [M, kb]), b.write(bc, fb, [N, K]), b.write(bsc, 'f32', [nbr, kb])];
   const product = (g: GpujsBackend = b): object =>
     g.matmulFp8(
       { codes: view(ids[0], [M, K], fa), scales: view(ids[1], [M, kb]), block: [1, 128] },
-      { codes: view(ids[2], [N, K], fb), scales: view(ids[3], [Math.ceil(N / 128), kb]), block: [128, 128] },
+      { codes: view(ids[2], [N, K], fb), scales: view(ids[3], [nbr, kb]), block: [bRows, 128] },
       { promotionInterval: nc },
     );
   return { ref, ids, product };
@@ -342,16 +343,18 @@ for (const engine of ENGINES) describe(`engine ${engine}`, () => {
       }
     });
 
-    it('FP8: the flat kernel is bit-exact with fp8GemmReference and the 4x4 blocks (promotion 128, 16 and one chunk)', async (t) => {
+    it('FP8: the flat kernel is bit-exact with fp8GemmReference and the 4x4 blocks (promotion 128, 16 and one chunk; B scale blocks of 128 and 3 rows)', async (t) => {
       if (!b) return t.skip(reason);
-      for (const [M, N, K, nc, fa, fb] of [
-        [7, 12, 300, 128, 'e4m3', 'e4m3'],
-        [33, 20, 96, 16, 'e5m2', 'e4m3'],
-        [5, 8, 40, Infinity, 'e4m3', 'e5m2'],
+      for (const [M, N, K, nc, fa, fb, bRows] of [
+        [7, 12, 300, 128, 'e4m3', 'e4m3', 128],
+        [33, 20, 96, 16, 'e5m2', 'e4m3', 128],
+        [5, 8, 40, Infinity, 'e4m3', 'e5m2', 128],
+        // a fragment's four columns in two B scale blocks (its four scales fetched one by one)
+        [6, 16, 260, 128, 'e4m3', 'e4m3', 3],
       ] as const) {
         const ac = Uint8Array.from({ length: M * K }, () => Math.floor(rnd() * 126) | (rnd() < 0.5 ? 0x80 : 0));
         const bc = Uint8Array.from({ length: N * K }, () => Math.floor(rnd() * 123) | (rnd() < 0.5 ? 0x80 : 0));
-        const { ref, ids, product } = fp8Problem(b, M, N, K, nc, fa, fb, ac, bc);
+        const { ref, ids, product } = fp8Problem(b, M, N, K, nc, fa, fb, ac, bc, bRows);
         const run = async (flat: boolean): Promise<{ got: Float32Array; flats: number }> => {
           b!.flatFp8GemmMax = flat ? 1 << 20 : 0;
           let out: object = {};
@@ -375,6 +378,78 @@ for (const engine of ENGINES) describe(`engine ${engine}`, () => {
           expect(vsRef, `${M}x${N}x${K} ${fa} x ${fb}, promotion ${nc}`).toBe(0);
           expect(vsBlocks).toBe(0);
         } finally {
+          b.flatFp8GemmMax = 128 * 128;
+          for (const id of ids) b.release(id);
+        }
+      }
+    });
+
+    it('kernels compiled for one K (constant trip counts) give the bits of the kernels for every K, flat and 4x4, f32 and FP8', async (t) => {
+      if (!b) return t.skip(reason);
+      const gl1 = engine === 'headless-gl';
+      // f32: flat (12 columns) and 4x4 blocks (flat off); K = 45 (a partial last step), 128
+      for (const [M, K, N, flat] of [
+        [9, 45, 12, true],
+        [19, 128, 24, false],
+      ] as const) {
+        const A = randn(M * K);
+        const B = randn(K * N);
+        const ta = b.write(A, 'f32', [M, K]);
+        const tb = b.write(B, 'f32', [K, N]);
+        const run = async (maxKq: number): Promise<{ got: Float32Array; loops: string[] }> => {
+          b!.shapeKernelsMaxKq = maxKq;
+          b!.flatGemmMax = flat ? 1 << 20 : 0;
+          let out: object = {};
+          const sent = await sentDuring(b!, async (g) => {
+            out = g.matmul(view(ta, [M, K]), view(tb, [K, N]), { transposeA: false, transposeB: false }, [M, N]);
+          });
+          const got = (await b!.read(view(out, [M, N]))) as Float32Array;
+          b!.release(out);
+          const loops = sent.filter((c) => /@glsl kilnGemm(14|44)Gl1/.test(c.src ?? '')).map((c) => /for \(int q = 0; q < (\d+)/.exec(c.src!)?.[1] ?? '');
+          return { got, loops };
+        };
+        try {
+          const shaped = await run(1024);
+          const every = await run(0);
+          const Kq = String(Math.ceil(K / 4));
+          if (gl1) {
+            expect(shaped.loops).toEqual([Kq]);
+            expect(every.loops).toEqual(['65536']);
+          }
+          for (let i = 0; i < M * N; i++) expect(Object.is(shaped.got[i], every.got[i]), `f32 ${M}x${K}x${N} [${i}]`).toBe(true);
+        } finally {
+          b.shapeKernelsMaxKq = 1024;
+          b.flatGemmMax = 256 * 256;
+          b.release(ta);
+          b.release(tb);
+        }
+      }
+      // FP8: flat and 4x4 blocks; whole chunks (K 256, promotion 128) and a short last chunk (K 300)
+      for (const [M, N, K, flat] of [
+        [7, 12, 300, true],
+        [10, 16, 256, false],
+        [10, 16, 256, true],
+      ] as const) {
+        const ac = Uint8Array.from({ length: M * K }, () => Math.floor(rnd() * 126) | (rnd() < 0.5 ? 0x80 : 0));
+        const bc = Uint8Array.from({ length: N * K }, () => Math.floor(rnd() * 123) | (rnd() < 0.5 ? 0x80 : 0));
+        const { ref, ids, product } = fp8Problem(b, M, N, K, 128, 'e4m3', 'e4m3', ac, bc);
+        const run = async (maxKq: number): Promise<Float32Array> => {
+          b!.shapeKernelsMaxKq = maxKq;
+          b!.flatFp8GemmMax = flat ? 1 << 20 : 0;
+          const out = product();
+          const got = Float32Array.from((await b!.read(view(out, [M, N]))) as Float32Array);
+          b!.release(out);
+          return got;
+        };
+        try {
+          const shaped = await run(1024);
+          const every = await run(0);
+          for (let i = 0; i < M * N; i++) {
+            expect(Object.is(shaped[i], every[i]), `FP8 ${M}x${N}x${K} flat ${flat} [${i}]`).toBe(true);
+            expect(Object.is(shaped[i], ref[i])).toBe(true);
+          }
+        } finally {
+          b.shapeKernelsMaxKq = 1024;
           b.flatFp8GemmMax = 128 * 128;
           for (const id of ids) b.release(id);
         }
