@@ -234,6 +234,32 @@ float kilnExpand4(float i) {
       return create.apply(this, a);
     };
   }
+  // A texture's raw RGBA floats, its first n values. gpu.js's renderRawOutput reads into a new
+  // Float32Array; on headless-gl a read of up to STAGE_MAX bytes goes into one kept staging
+  // array instead and the n values are sliced out of it: a fresh typed array of a few hundred
+  // KiB costs its page faults on first touch inside readPixels (256 KiB: ~0.2 ms, measured; the
+  // GL read itself 0.04 ms on an H200), a slice copies into memory the allocator already has.
+  const STAGE_MAX = 1 << 20;
+  let staging: Float32Array | undefined;
+  /** the texture's raw RGBA floats: a view of the staging array (valid until the next read), or a new array */
+  const readStaged = (tex: any): Float32Array => {
+    const gl = tex.context;
+    const [w, h] = tex.size as [number, number];
+    const len = w * h * 4;
+    if (!ctx || len * 4 > STAGE_MAX || typeof tex.framebuffer !== 'function') return tex.renderRawOutput() as Float32Array;
+    if (!staging || staging.length < len) staging = new Float32Array(len);
+    const into = staging.length === len ? staging : staging.subarray(0, len);
+    // renderRawOutput's own steps, with the kept array as the destination
+    gl.bindFramebuffer(gl.FRAMEBUFFER, tex.framebuffer());
+    gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, tex.texture, 0);
+    gl.readPixels(0, 0, w, h, gl.RGBA, gl.FLOAT, into);
+    return into;
+  };
+  /** the first n raw floats of the texture, in an array of their own */
+  const readRaw = (tex: any, n: number): Float32Array => {
+    const raw = readStaged(tex);
+    return raw === staging || raw.buffer === staging?.buffer ? raw.slice(0, n) : raw.length === n ? raw : raw.slice(0, n);
+  };
   const texKey = (size: number[]): string => `${size[0]}x${size[1]}`;
   const dropPooled = (e: Pooled): void => {
     poolBytes -= e.bytes;
@@ -452,8 +478,7 @@ float kilnExpand4(float i) {
       if (v === EMPTY) return EMPTY;
       if (isFlat4(v)) {
         // already four values per texel in order: read as is
-        const raw = v.flat4.renderRawOutput() as Float32Array;
-        return raw.length === v.n ? raw : raw.slice(0, v.n);
+        return readRaw(v.flat4, v.n);
       }
       const n = Number(v.output?.[0] ?? 0);
       // a storage texture holds one float per RGBA texel: reading it back moves 4x the bytes. On
@@ -463,14 +488,13 @@ float kilnExpand4(float i) {
       if (G.mode === 'headlessgl' && n >= READ4_MIN && v.type === 'ArrayTexture(1)' && !(v.output?.[1] > 1)) {
         const t = run(READ4, Math.ceil(n / 4), [v, new Float32Array([n])]);
         try {
-          const raw = t.renderRawOutput() as Float32Array;
-          return raw.length === n ? raw : raw.slice(0, n);
+          return readRaw(t, n);
         } finally {
           release(t);
         }
       }
       if (typeof v.renderRawOutput === 'function' && v.type === 'ArrayTexture(1)' && !(v.output?.[1] > 1)) {
-        const raw = v.renderRawOutput() as Float32Array;
+        const raw = readStaged(v);
         const out = new Float32Array(n);
         for (let i = 0, j = 0; i < n; i++, j += 4) out[i] = raw[j];
         return out;

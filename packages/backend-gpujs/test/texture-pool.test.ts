@@ -207,4 +207,34 @@ describe('@kiln/backend-gpujs texture pool (headless-gl)', () => {
       }
     }
   });
+  it('reads through the kept staging array hand out arrays of their own: a later read (any path, any size) leaves an earlier result as it was', async (t) => {
+    const e = await headlessGl(t);
+    if (!e) return;
+    const { b, sp } = e;
+    try {
+      const r = rng(99);
+      // one value per texel below READ4_MIN (4096), the gather pass above it, and sizes that shrink and grow
+      const sizes = [300, 5000, 4100, 70000, 65, 20000];
+      const results: { got: Float32Array; want: Float32Array }[] = [];
+      let id = 1;
+      for (const n of sizes) {
+        const want = Float32Array.from({ length: n }, () => Math.fround(r() * 8 - 4));
+        sp.exec([{ t: 'up', id, n, f32: want }]);
+        const got = sp.readF32(id);
+        expect(got.length).toBe(n);
+        results.push({ got, want });
+        id++;
+      }
+      // every earlier result still holds its own values after all the later reads
+      for (const [k, { got, want }] of results.entries()) {
+        for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) throw new Error(`read ${k} (n ${want.length}): element ${i} is ${got[i]}, want ${want[i]}`);
+      }
+      // and a returned array written by its owner does not change the next read
+      results[0].got.fill(123);
+      const again = sp.readF32(1);
+      for (let i = 0; i < again.length; i++) expect(again[i]).toBe(results[0].want[i]);
+    } finally {
+      b.dispose();
+    }
+  });
 });
