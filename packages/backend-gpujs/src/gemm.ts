@@ -676,34 +676,6 @@ float kilnUnpack44Gl1(float o, float M, float N, float MB, float NB) {
 )}function (p0, p1, p2, p3, m) { return kilnUnpack44Gl1(this.thread.x, m[1], m[2], m[3], m[4]); }`;
 
 /**
- * The 4x4 blocks (GEMM44_GL1 / GEMM44_FP8_GL1's four row textures) unpacked into the flat
- * result, four values per texel (engine `flat4`, as GEMM14_GL1 writes it), for WebGL 1.0: output
- * texel o holds values 4o .. 4o + 3, i.e. row i's columns 4 bj .. 4 bj + 3 (N % 4 == 0), which
- * are exactly texel (bi, bj) of row texture i % 4: one fetch per output texel, no gather pass on
- * a read. meta [n4, M, N, MB, NB].
- */
-export const UNPACK44_FLAT4_GL1 = `${glsl(
-  'kilnUnpack44Flat4Gl1',
-  'Array(4)',
-  `${GL1_DIVMOD}vec4 kilnBlock4(float w, vec2 st) {
-  if (w == 0.0) { return texture2D(user_p0, st); }
-  if (w == 1.0) { return texture2D(user_p1, st); }
-  if (w == 2.0) { return texture2D(user_p2, st); }
-  return texture2D(user_p3, st);
-}
-vec4 kilnUnpack44Flat4Gl1(float o, float M, float N, float MB, float NB) {
-  vec2 d = kilnDivMod(4.0 * o, N);
-  vec2 e = kilnDivMod(d.x, M);
-  vec2 fi = kilnDivMod(e.y, 4.0);
-  float t = (e.x * MB + fi.x) * NB + d.y / 4.0;
-  vec2 s = vec2(user_p0Size);
-  vec2 g = kilnDivMod(t, s.x);
-  return kilnBlock4(fi.y, (vec2(g.y, g.x) + 0.5) / s);
-}
-`,
-)}function (p0, p1, p2, p3, m) { return kilnUnpack44Flat4Gl1(this.thread.x, m[1], m[2], m[3], m[4]); }`;
-
-/**
  * A 1x4 output block per fragment, for WebGL 1.0 (the headless-gl engine): fragment t is row m
  * of batch b and columns 4 bj .. 4 bj + 3 (t = (b M + m) NB + bj), returned as one vec4, so with
  * N % 4 == 0 the output texture holds the result's values in flat row-major order, four per
@@ -757,8 +729,6 @@ export interface GemmKernels {
   /** the 1x4-block f32 / FP8 GEMMs whose output is the flat result (WebGL 1.0 only); the FP8 one compiled for the K loop's trip counts */
   readonly gemm14?: string;
   gemm14Fp8?(k?: FlatK): string;
-  /** the 4x4 blocks unpacked into the flat result, four values per texel (WebGL 1.0 only) */
-  readonly unpackFlat4?: string;
   /** the 4x4-block FP8 GEMM compiled for the K loop's trip counts (WebGL 1.0 only) */
   gemmFp8For?(k: FlatK): string;
 }
@@ -766,4 +736,4 @@ export interface GemmKernels {
 /** GLSL ES 3.00 (WebGL2: the Chromium engine). */
 export const GEMM_KERNELS_WEBGL2: GemmKernels = { pack: packKernel, gemm: GEMM44, variants: { packed: GEMM44, unroll2: GEMM44_U2 }, gemmFp8: GEMM44_FP8, unpack: UNPACK44 };
 /** GLSL ES 1.00 (WebGL 1.0 with WEBGL_draw_buffers: the headless-gl engine). */
-export const GEMM_KERNELS_WEBGL1: GemmKernels = { pack: packKernelGl1, gemm: GEMM44_GL1, variants: { packed: GEMM44_GL1, unroll2: GEMM44_U2_GL1 }, gemmFp8: GEMM44_FP8_GL1, unpack: UNPACK44_GL1, unpackFlat4: UNPACK44_FLAT4_GL1, gemm14: GEMM14_GL1, gemm14Fp8: gemm14Fp8Gl1, gemmFp8For: gemm44Fp8Gl1 };
+export const GEMM_KERNELS_WEBGL1: GemmKernels = { pack: packKernelGl1, gemm: GEMM44_GL1, variants: { packed: GEMM44_GL1, unroll2: GEMM44_U2_GL1 }, gemmFp8: GEMM44_FP8_GL1, unpack: UNPACK44_GL1, gemm14: GEMM14_GL1, gemm14Fp8: gemm14Fp8Gl1, gemmFp8For: gemm44Fp8Gl1 };

@@ -457,12 +457,7 @@ export class GpujsBackend implements Backend {
       // A as [batchA * MB rows, Kp texels], B as [batchB * NB rows, Kp texels] (gemm.ts, packKernel)
       const pa = this.packOperand(gk.pack('a'), sa, plan.Kp, (na ? batch : 1) * plan.MB, [M, plan.MB, plan.Kq, K, na, sam, sak], temps);
       const pb = this.packOperand(gk.pack('b'), sb, plan.Kp, (nb ? batch : 1) * plan.NB, [K, plan.MB, plan.NB, N, nb, sbk, sbn], temps);
-      const flat = N % 4 === 0 && n <= this.flatGemmMax;
-      if (flat && gk.unpackFlat4 && n * K > this.flat14Work) {
-        // 4x4 blocks (a quarter of the 1x4 blocks' fetches per multiply-add), unpacked into the flat result
-        return this.gemm44(gk.variants.packed, gk.unpack, plan, [pa, pb], [plan.Kq, na ? plan.MB : 0, nb ? plan.NB : 0], temps, gk.unpackFlat4);
-      }
-      if (gk.gemm14 && flat) {
+      if (gk.gemm14 && N % 4 === 0 && n <= this.flatGemmMax) {
         // 1x4 blocks whose output is the flat result, four values per texel (gemm.ts GEMM14_GL1):
         // no unpack pass, and a read takes the texture as is
         const out = this.alloc(n, 'matmul');
@@ -529,15 +524,6 @@ export class GpujsBackend implements Backend {
   flatGemmMax = envNumber('KILN_GPUJS_FLAT_GEMM', 256 * 256);
 
   /**
-   * Flat-result GEMMs (see flatGemmMax) of more than this much work (batch * M * N * K) take the
-   * 4x4 blocks and a pass that unpacks them into the flat result (UNPACK44_FLAT4_GL1) instead of
-   * the 1x4 blocks: the 1x4 kernel fetches 5 texels per 16 multiply-adds, the 4x4 one 8 per 64,
-   * and on an H200 through headless-gl these GEMMs run at a rate of texel fetches. Default:
-   * $KILN_GPUJS_FLAT14_WORK, else 2097152 (128^3).
-   */
-  flat14Work = envNumber('KILN_GPUJS_FLAT14_WORK', 128 ** 3);
-
-  /**
    * Compile the WebGL 1.0 FP8 GEMMs (flat and 4x4-block) for each K loop trip count up to this
    * many 4-value steps (K <= 4 x this), as tfjs-webgl compiles a program per shape: constant trip
    * counts drop the per-step tests and let the GL compiler unroll; the same operations in the
@@ -555,10 +541,11 @@ export class GpujsBackend implements Backend {
   }
 
   /**
-   * The same for the FP8 block GEMM (GEMM14_FP8_GL1, whose fragments also fetch their block
-   * scales: four times the scale fetches of the 4x4 blocks). Default: $KILN_GPUJS_FLAT_FP8_GEMM,
-   * else 16384 (128 x 128; H200: 128³ 1.37-1.51x tfjs-webgl with it vs 0.93-1.05x without, 256³
-   * 0.59-0.65x vs 0.72x).
+   * The same for the FP8 block GEMM (GEMM14_FP8_GL1; its fragments find their scale rows once and
+   * fetch one B scale per chunk where their four columns share a scale block). Default:
+   * $KILN_GPUJS_FLAT_FP8_GEMM, else 65536 (256 x 256; H200, FP8 256^3 + read vs tfjs-webgl f32:
+   * 1.11-1.21x with it, 0.87-1.06x with the 4x4 blocks; it was 128 x 128 while the kernel fetched
+   * every scale in every chunk: 0.59-0.65x at 256^3).
    */
   flatFp8GemmMax = envNumber('KILN_GPUJS_FLAT_FP8_GEMM', 256 * 256);
 
@@ -611,7 +598,7 @@ export class GpujsBackend implements Backend {
    * The 4x4-block GEMM kernel map (four vec4 outputs) and the unpack into [batch, M, N].
    * `mid` = the kernel's meta after [n, MB, NB]. Block textures are released after the unpack.
    */
-  private gemm44(src: string, unpack: string, plan: GemmPlan, ins: GpujsStorage[], mid: number[], temps: GpujsStorage[], flat4?: string): GpujsStorage {
+  private gemm44(src: string, unpack: string, plan: GemmPlan, ins: GpujsStorage[], mid: number[], temps: GpujsStorage[]): GpujsStorage {
     const blocks = plan.batch * plan.MB * plan.NB;
     const outs = [0, 1, 2, 3].map(() => this.allocPacked(blocks * 4, 'matmul'));
     temps.push(...outs);
@@ -625,14 +612,7 @@ export class GpujsBackend implements Backend {
       subs: [...GEMM_SUBS],
       outs: outs.slice(1).map((s) => s.id),
     });
-    const n = plan.batch * plan.M * plan.N;
-    if (flat4) {
-      // the flat result, four values per texel (UNPACK44_FLAT4_GL1; N % 4 == 0)
-      const out = this.alloc(n, 'matmul');
-      this.send({ t: 'k', id: out.id, n: n / 4, src: flat4, ins: outs.map((s) => s.id), meta: [n / 4, plan.M, plan.N, plan.MB, plan.NB], flat4: n });
-      return out;
-    }
-    return this.k('matmul', unpack, n, outs, [0, plan.M, plan.N, plan.MB, plan.NB]);
+    return this.k('matmul', unpack, plan.batch * plan.M * plan.N, outs, [0, plan.M, plan.N, plan.MB, plan.NB]);
   }
 
   // ---- indexing ----------------------------------------------------------------------
@@ -759,11 +739,7 @@ export class GpujsBackend implements Backend {
           const ncq = nc >= K ? plan.Kq : nc / 4;
           const shaped = this.shapeKernelsFor(plan.Kq) ? { Kq: plan.Kq, ncq } : undefined;
           const meta = [plan.Kq, ncq, M, N, a.block[0], b.block[0], a.block[1], b.block[1], Math.ceil(K / a.block[1]), Math.ceil(K / b.block[1])];
-          const flat = N % 4 === 0 && n <= this.flatFp8GemmMax;
-          if (flat && gk.unpackFlat4 && n * K > this.flat14Work) {
-            return this.gemm44(shaped && gk.gemmFp8For ? gk.gemmFp8For(shaped) : gk.gemmFp8, gk.unpack, plan, [pa, pb, as, bs], meta, temps, gk.unpackFlat4);
-          }
-          if (gk.gemm14Fp8 && flat) {
+          if (gk.gemm14Fp8 && N % 4 === 0 && n <= this.flatFp8GemmMax) {
             // the flat result, four values per texel (GEMM14_FP8_GL1; see the f32 matmul)
             const out = this.alloc(n, 'matmulFp8');
             this.send({ t: 'k', id: out.id, n: n / 4, src: finalize(gk.gemm14Fp8(shaped)), ins: [pa.id, pb.id, as.id, bs.id], meta: [n / 4, plan.MB, plan.NB, ...meta], flat4: n });
