@@ -141,8 +141,8 @@ const CASES: Case[] = [
 /** The cases every pinned layout runs (a subset: 256-invocation workgroups are slow on llvmpipe). */
 const PINNED_CASES = [CASES[0], CASES[1], CASES[3], CASES[5], CASES[6], CASES[9]];
 
-/** Layouts pinned through $KILN_WEBGPU_ATTENTION: hardware 64 x 64, decode 4 x 64, V from global memory, the smallest fallback. */
-const PINNED = ['16,16,4,4,32,32', '4,64,1,1,32,64', '16,16,2,2,8,0', '16,16,1,1,1,0', '8,32,2,1,16,8'];
+/** Layouts pinned through $KILN_WEBGPU_ATTENTION: hardware 64 x 64, decode 4 x 64 (staged V and the GPU default), 1 x 256 (the GPU's one-row decode), V from global memory, the smallest fallback. */
+const PINNED = ['16,16,4,4,32,32', '4,64,1,1,32,64', '4,64,1,1,16,0', '1,256,1,1,4,0', '16,16,2,2,8,0', '16,16,1,1,1,0', '8,32,2,1,16,8'];
 
 describe('WebGPU fused attention against float64', () => {
   for (const c of CASES) {
@@ -327,6 +327,13 @@ describe('attention tile plan', () => {
     const small = planAttention(192, 128, 1024, 16, 8192, false);
     expect(attentionWorkgroupBytes(small)).toBeLessThanOrEqual(8192);
     expect(small.dc).toBeLessThan(big.dc);
+  });
+
+  it('decode on a GPU streams K and V: 1 x 256 invocations for one row, 4 x 64 for up to 4, shallow dk chunks, V from global memory', () => {
+    expect(planAttention(192, 128, 1, 128, 49152, false)).toMatchObject({ ty: 1, tx: 256, rq: 1, rk: 1, dc: 4, vc: 0 });
+    expect(planAttention(192, 128, 4, 128, 49152, false)).toMatchObject({ ty: 4, tx: 64, rq: 1, rk: 1, dc: 16, vc: 0 });
+    // llvmpipe keeps its 16 invocations of 4 keys with V staged
+    expect(planAttention(192, 128, 1, 128, 49152, true)).toMatchObject({ ty: 1, tx: 16, rk: 4, vc: 64 });
   });
 
   it('a pinned layout is parsed and checked', () => {
