@@ -141,8 +141,8 @@ const CASES: Case[] = [
 /** The cases every pinned layout runs (a subset: 256-invocation workgroups are slow on llvmpipe). */
 const PINNED_CASES = [CASES[0], CASES[1], CASES[3], CASES[5], CASES[6], CASES[9]];
 
-/** Layouts pinned through $KILN_WEBGPU_ATTENTION: hardware 64 x 64, decode 4 x 64 (staged V and the GPU default), 1 x 256 (the GPU's one-row decode), V from global memory, the smallest fallback. */
-const PINNED = ['16,16,4,4,32,32', '4,64,1,1,32,64', '4,64,1,1,16,0', '1,256,1,1,4,0', '16,16,2,2,8,0', '16,16,1,1,1,0', '8,32,2,1,16,8'];
+/** Layouts pinned through $KILN_WEBGPU_ATTENTION: hardware 64 x 64 and 128 x 64 (long sequences), decode 4 x 64 (staged V and the GPU default), 1 x 256 (the GPU's one-row decode), V from global memory, the smallest fallback. */
+const PINNED = ['16,16,4,4,32,32', '16,16,8,4,16,64', '4,64,1,1,32,64', '4,64,1,1,16,0', '1,256,1,1,4,0', '16,16,2,2,8,0', '16,16,1,1,1,0', '8,32,2,1,16,8'];
 
 describe('WebGPU fused attention against float64', () => {
   for (const c of CASES) {
@@ -320,13 +320,17 @@ describe('attention tile plan', () => {
     });
   }
 
-  it('DeepSeek-V3 heads on an H100-sized limit keep the 64 x 64 tile and a staged V; 8 KiB falls back to smaller stages', () => {
-    const big = planAttention(192, 128, 1024, 16, 49152, false);
-    expect([big.ty * big.rq, big.tx * big.rk]).toEqual([64, 64]);
-    expect(big.vc).toBeGreaterThan(0);
+  it('DeepSeek-V3 heads on an H100-sized limit: 128 x 64 tiles for long sequences, smaller query blocks while workgroups are few, a staged V; 8 KiB falls back to smaller stages', () => {
+    const long = planAttention(192, 128, 1024, 16, 49152, false);
+    expect([long.ty * long.rq, long.tx * long.rk]).toEqual([128, 64]);
+    expect(long.vc).toBeGreaterThan(0);
+    expect(attentionWorkgroupBytes(long)).toBeLessThanOrEqual(49152);
+    // 16 heads of 512: 64 blocks of 128 rows would be too few; 32-row blocks give 256 workgroups
+    const mid = planAttention(192, 128, 512, 16, 49152, false);
+    expect([mid.ty * mid.rq, mid.tx * mid.rk]).toEqual([32, 64]);
     const small = planAttention(192, 128, 1024, 16, 8192, false);
     expect(attentionWorkgroupBytes(small)).toBeLessThanOrEqual(8192);
-    expect(small.dc).toBeLessThan(big.dc);
+    expect(small.dc * small.rq).toBeLessThan(long.dc * long.rq);
   });
 
   it('decode on a GPU streams K and V: 1 x 256 invocations for one row, 4 x 64 for up to 4, shallow dk chunks, V from global memory', () => {

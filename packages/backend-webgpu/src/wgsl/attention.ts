@@ -108,6 +108,12 @@ export function planAttention(dk: number, dv: number, Tq: number, batches: numbe
     // against 16 x 16 invocations and 64 x 64 tiles with bench/webgpu-attention.bench.mjs:
     // 1.5-3x faster there; fewer, fuller invocations and fewer barriers suit a CPU)
     c = { ty: 8, tx: 8, rq: 4, rk: 4, dc: 64, vc: 32 };
+  } else if (batches * Math.ceil(Tq / 128) >= BUSY_WORKGROUPS / 2) {
+    // long sequences: 128-row query blocks (8 rows per invocation) while there are still about
+    // one per compute unit, 16-deep dk chunks: each K/V tile staged serves twice the rows (H200,
+    // 16 heads of dk/dv 192/128, causal, per call in a chain: T 1024 1.68 -> 1.46 ms, T 2048
+    // 4.67 -> 4.33 ms against 64-row blocks with 32-deep chunks)
+    c = { ty: 16, tx: 16, rq: 8, rk: 4, dc: 16, vc: 64 };
   } else {
     let rq = 4;
     while (rq > 1 && batches * Math.ceil(Tq / (16 * rq)) < BUSY_WORKGROUPS) rq /= 2;
