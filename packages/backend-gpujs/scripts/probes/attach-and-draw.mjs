@@ -2,6 +2,7 @@
 // a fixed attachment, re-attaching per call, an FBO per texture. bench/results/gpujs-gpu/h200-read-staging/.
 //   xvfb-run -a node scripts/probes/attach-and-draw.mjs
 import { createRequire } from 'node:module';
+import { useFillProgram } from './fill-program.mjs';
 const require = createRequire(import.meta.url);
 const createGL = createRequire(require.resolve('gpu.js'))('gl');
 const gl = createGL(1, 1, { antialias: false, depth: false, stencil: false, alpha: false });
@@ -27,14 +28,9 @@ console.log('new Float32Array + readPixels', T(() => { const o = new Float32Arra
 const fbs = ts.map((t) => { const fb = gl.createFramebuffer(); gl.bindFramebuffer(gl.FRAMEBUFFER, fb); gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, t, 0); return fb; });
 console.log('FBO per texture: bind + readPixels', T((r) => { gl.bindFramebuffer(gl.FRAMEBUFFER, fbs[r % 4]); gl.readPixels(0, 0, W, W, gl.RGBA, gl.FLOAT, out); }));
 // a draw into alternating textures: the kernel-call pattern
-const vs = gl.createShader(gl.VERTEX_SHADER); gl.shaderSource(vs, 'attribute vec2 p; void main() { gl_Position = vec4(p, 0.0, 1.0); }'); gl.compileShader(vs);
-const fs = gl.createShader(gl.FRAGMENT_SHADER); gl.shaderSource(fs, 'precision highp float; uniform float u; void main() { gl_FragColor = vec4(u, gl_FragCoord.xy, 1.0); }'); gl.compileShader(fs);
-const pr = gl.createProgram(); gl.attachShader(pr, vs); gl.attachShader(pr, fs); gl.linkProgram(pr); gl.useProgram(pr);
-const buf = gl.createBuffer(); gl.bindBuffer(gl.ARRAY_BUFFER, buf); gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 1, -1, -1, 1, 1, 1]), gl.STATIC_DRAW);
-const loc = gl.getAttribLocation(pr, 'p'); gl.enableVertexAttribArray(loc); gl.vertexAttribPointer(loc, 2, gl.FLOAT, false, 0, 0);
-gl.viewport(0, 0, W, W);
+const u = useFillProgram(gl, W);
 gl.bindFramebuffer(gl.FRAMEBUFFER, f);
-console.log('draw, fixed target (+finish)', T((r) => { gl.uniform1f(gl.getUniformLocation(pr, 'u'), r); gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4); gl.finish(); }));
+console.log('draw, fixed target (+finish)', T((r) => { gl.uniform1f(u, r); gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4); gl.finish(); }));
 console.log('draw, wrapper attach alternating (+finish)', T((r) => { gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, ts[r % 4], 0); gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4); gl.finish(); }));
 console.log('draw, FBO per texture (+finish)', T((r) => { gl.bindFramebuffer(gl.FRAMEBUFFER, fbs[r % 4]); gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4); gl.finish(); }));
 console.log('20 draws, wrapper attach alternating, one finish', T((r) => { for (let i = 0; i < 20; i++) { gl.bindFramebuffer(gl.FRAMEBUFFER, f); gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, ts[i % 4], 0); gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4); } gl.finish(); }));

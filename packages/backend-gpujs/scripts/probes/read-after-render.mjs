@@ -2,6 +2,7 @@
 // render before it? no: 0.04 ms for 256 KiB either way on an H200). W: texture side (128).
 //   xvfb-run -a node scripts/probes/read-after-render.mjs
 import { createRequire } from 'node:module';
+import { useFillProgram } from './fill-program.mjs';
 const require = createRequire(import.meta.url);
 const createGL = createRequire(require.resolve('gpu.js'))('gl');
 const gl = createGL(1, 1, { antialias: false, depth: false, stencil: false, alpha: false });
@@ -14,13 +15,7 @@ const t0 = tex(); const t1 = tex();
 const fb = (t) => { const f = gl.createFramebuffer(); gl.bindFramebuffer(gl.FRAMEBUFFER, f); gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, t, 0); return f; };
 const f0 = fb(t0); const f1 = fb(t1);
 const out = new Float32Array(W * W * 4);
-const vs = gl.createShader(gl.VERTEX_SHADER); gl.shaderSource(vs, 'attribute vec2 p; void main() { gl_Position = vec4(p, 0.0, 1.0); }'); gl.compileShader(vs);
-const fs = gl.createShader(gl.FRAGMENT_SHADER); gl.shaderSource(fs, 'precision highp float; uniform float u; void main() { gl_FragColor = vec4(u, gl_FragCoord.xy, 1.0); }'); gl.compileShader(fs);
-const pr = gl.createProgram(); gl.attachShader(pr, vs); gl.attachShader(pr, fs); gl.linkProgram(pr); gl.useProgram(pr);
-const buf = gl.createBuffer(); gl.bindBuffer(gl.ARRAY_BUFFER, buf); gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 1, -1, -1, 1, 1, 1]), gl.STATIC_DRAW);
-const loc = gl.getAttribLocation(pr, 'p'); gl.enableVertexAttribArray(loc); gl.vertexAttribPointer(loc, 2, gl.FLOAT, false, 0, 0);
-gl.viewport(0, 0, W, W);
-const u = gl.getUniformLocation(pr, 'u');
+const u = useFillProgram(gl, W);
 const T = (pre, fn) => { const xs = []; for (let r = 0; r <= R; r++) { pre(r); const a = performance.now(); fn(r); if (r) xs.push(performance.now() - a); } return med(xs).toFixed(4); };
 const read = (f) => () => { gl.bindFramebuffer(gl.FRAMEBUFFER, f); gl.readPixels(0, 0, W, W, gl.RGBA, gl.FLOAT, out); };
 console.log(`W ${W}: untouched t1 read`, T(() => {}, read(f1)));
