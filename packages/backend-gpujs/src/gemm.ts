@@ -247,8 +247,7 @@ export const GEMM44_U2 = `${ROW_NATIVES}${glsl(
 export const GEMM44_FP8 = `${ROW_NATIVES}${glsl(
   'kilnGemm44Fp8',
   'Array(4)',
-  `float kilnScale(int which, int row, int k0, float br, float bk, float kb) {
-  int p = (row / int(br)) * int(kb) + k0 / int(bk);
+  `float kilnScaleAt(int which, int p) {
   if (which == 0) { ivec2 s = user_asSize; return texelFetch(user_as, ivec2(p % s.x, p / s.x), 0).r; }
   ivec2 s = user_bsSize;
   return texelFetch(user_bs, ivec2(p % s.x, p / s.x), 0).r;
@@ -265,6 +264,14 @@ vec4 kilnGemm44Fp8(float t, float MB, float NB, float Kq, float ncq, float M, fl
   int jn = int(N) - 1;
   int j0 = 4 * bj;
   vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
+  // the scale rows do not change along K: found once; B's four columns share one scale where
+  // they lie in one scale block (B's block rows a multiple of 4), and A's four rows likewise:
+  // the same values, fewer fetches
+  int iba = int(brA); int ibb = int(brB); int ika = int(bkA); int ikb = int(bkB);
+  ivec4 sra = ivec4(min(a0, im) / iba, min(a0 + 1, im) / iba, min(a0 + 2, im) / iba, min(a0 + 3, im) / iba) * int(kbA);
+  ivec4 srb = ivec4(min(j0, jn) / ibb, min(j0 + 1, jn) / ibb, min(j0 + 2, jn) / ibb, min(j0 + 3, jn) / ibb) * int(kbB);
+  bool oneA = sra.x == sra.w;
+  bool oneB = srb.x == srb.w;
   for (int q0 = 0; q0 < kq; q0 += nq) {
     vec4 p0 = vec4(0.0); vec4 p1 = vec4(0.0); vec4 p2 = vec4(0.0); vec4 p3 = vec4(0.0);
     int q1 = min(q0 + nq, kq);
@@ -272,8 +279,12 @@ vec4 kilnGemm44Fp8(float t, float MB, float NB, float Kq, float ncq, float M, fl
       ${step('p')}
     }
     int k0 = 4 * q0;
-    vec4 sb = vec4(kilnScale(1, min(j0, jn), k0, brB, bkB, kbB), kilnScale(1, min(j0 + 1, jn), k0, brB, bkB, kbB), kilnScale(1, min(j0 + 2, jn), k0, brB, bkB, kbB), kilnScale(1, min(j0 + 3, jn), k0, brB, bkB, kbB));
-    ${ROWS.map((r) => `c${r} = c${r} + (p${r} * (kilnScale(0, min(a0 + ${r}, im), k0, brA, bkA, kbA) * sb) + zero);`).join('\n    ')}
+    int ka = k0 / ika; int kb = k0 / ikb;
+    vec4 sa = vec4(kilnScaleAt(0, sra.x + ka));
+    if (!oneA) { sa.y = kilnScaleAt(0, sra.y + ka); sa.z = kilnScaleAt(0, sra.z + ka); sa.w = kilnScaleAt(0, sra.w + ka); }
+    vec4 sb = vec4(kilnScaleAt(1, srb.x + kb));
+    if (!oneB) { sb.y = kilnScaleAt(1, srb.y + kb); sb.z = kilnScaleAt(1, srb.z + kb); sb.w = kilnScaleAt(1, srb.w + kb); }
+    ${ROWS.map((r) => `c${r} = c${r} + (p${r} * (sa.${'xyzw'[r]} * sb) + zero);`).join('\n    ')}
   }
   subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
   return c0;
@@ -511,18 +522,34 @@ export const GEMM44_U2_GL1 = `${ROW_NATIVES}${glsl(
 `,
 )}function (a, b, m) { const r = kilnGemm44U2Gl1(this.thread.x, m[1], m[2], m[3], m[4], m[5]); kilnOut1(0.0); kilnOut2(0.0); kilnOut3(0.0); return r; }`;
 
-/** GLSL ES 1.00: the block scale of A's / B's row at K position k0 (scales by [row / br][k0 / bk], kb blocks per row). */
-const SCALES_GL1 = `float kilnScaleA(float row, float k0, float br, float bk, float kb) {
-  float p = kilnDivMod(row, br).x * kb + kilnDivMod(k0, bk).x;
-  return texture2D(user_as, kilnAt(p, vec2(user_asSize))).r;
-}
-float kilnScaleB(float row, float k0, float br, float bk, float kb) {
-  float p = kilnDivMod(row, br).x * kb + kilnDivMod(k0, bk).x;
-  return texture2D(user_bs, kilnAt(p, vec2(user_bsSize))).r;
-}
-`;
-/** GLSL ES 1.00: B's scales for output columns j0 .. j0 + 3 (clamped to N - 1) at k0. */
-const SCALE_B4_GL1 = `vec4 sb = vec4(kilnScaleB(min(j0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 1.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 2.0, jn), k0, brB, bkB, kbB), kilnScaleB(min(j0 + 3.0, jn), k0, brB, bkB, kbB));`;
+/**
+ * GLSL ES 1.00, the FP8 kernels' block scales: the scale rows do not change along K, so they
+ * are found once per fragment (`*_ROWS`); per chunk starting at k0 (`*_CHUNK`) one fetch serves
+ * every row / column of the fragment that lies in one scale block (A's or B's block rows a
+ * multiple of 4, as for 1x128 and 128x128 blocks), else each is fetched. The same values as
+ * one fetch per row and chunk: bit-identical. Scales are [row / br][k0 / bk], kb per row.
+ */
+const SCALE_B_ROWS_GL1 = `vec4 srb = vec4(kilnDivMod(min(j0, jn), brB).x, kilnDivMod(min(j0 + 1.0, jn), brB).x, kilnDivMod(min(j0 + 2.0, jn), brB).x, kilnDivMod(min(j0 + 3.0, jn), brB).x) * kbB;
+  bool oneB = srb.x == srb.w;
+  vec2 sbs = vec2(user_bsSize);
+  vec2 sas = vec2(user_asSize);`;
+const SCALE_B_CHUNK_GL1 = `float kb = kilnDivMod(k0, bkB).x;
+    vec4 sb = vec4(texture2D(user_bs, kilnAt(srb.x + kb, sbs)).r);
+    if (!oneB) {
+      sb.y = texture2D(user_bs, kilnAt(srb.y + kb, sbs)).r;
+      sb.z = texture2D(user_bs, kilnAt(srb.z + kb, sbs)).r;
+      sb.w = texture2D(user_bs, kilnAt(srb.w + kb, sbs)).r;
+    }`;
+/** A's scale rows for rows a0 .. a0 + 3 (clamped to M - 1), and their scales `sa` per chunk. */
+const SCALE_A4_ROWS_GL1 = `vec4 sra = vec4(kilnDivMod(min(a0, im), brA).x, kilnDivMod(min(a0 + 1.0, im), brA).x, kilnDivMod(min(a0 + 2.0, im), brA).x, kilnDivMod(min(a0 + 3.0, im), brA).x) * kbA;
+  bool oneA = sra.x == sra.w;`;
+const SCALE_A4_CHUNK_GL1 = `float ka = kilnDivMod(k0, bkA).x;
+    vec4 sa = vec4(texture2D(user_as, kilnAt(sra.x + ka, sas)).r);
+    if (!oneA) {
+      sa.y = texture2D(user_as, kilnAt(sra.y + ka, sas)).r;
+      sa.z = texture2D(user_as, kilnAt(sra.z + ka, sas)).r;
+      sa.w = texture2D(user_as, kilnAt(sra.w + ka, sas)).r;
+    }`;
 
 /** The K loop's trip counts of a flat kernel compiled for one shape: Kq 4-value steps, ncq per promotion chunk. */
 export interface FlatK {
@@ -533,10 +560,10 @@ export interface FlatK {
 /**
  * GLSL ES 1.00: the FP8 GEMMs' K loop over promotion chunks (ncq 4-value steps each): `init`
  * zeroes the chunk partials, `step` adds one 4-value step into them, `promote` adds the scaled
- * partials into the accumulators (B's four column scales are `sb`, the chunk starts at k0; `scales`
- * sets `sb`). With `k` the loops' trip counts are constants.
+ * partials into the accumulators; `scales` fetches the chunk's block scales (`sa`, `sb`) first
+ * (the chunk starts at k0). With `k` the loops' trip counts are constants.
  */
-function fp8ChunksGl1(init: string, step: string, promote: string, k?: FlatK, scales = SCALE_B4_GL1): string {
+function fp8ChunksGl1(init: string, step: string, promote: string, scales: string, k?: FlatK): string {
   // with the trip counts known (FlatK) both loops have constant bounds and no test (a whole
   // number of chunks) or only the K-end test (a shorter last chunk)
   const chunks = k ? Math.ceil(k.Kq / k.ncq) : GL1_LOOP_MAX;
@@ -569,7 +596,7 @@ export function gemm44Fp8Gl1(k?: FlatK): string {
   return `${ROW_NATIVES}${glsl(
   'kilnGemm44Fp8Gl1',
   'Array(4)',
-  `${GL1_DIVMOD}${GL1_AT}${SCALES_GL1}vec4 kilnGemm44Fp8Gl1(float t, float MB, float NB, float Kq, float ncq, float M, float N, float brA, float brB, float bkA, float bkB, float kbA, float kbB) {
+  `${GL1_DIVMOD}${GL1_AT}vec4 kilnGemm44Fp8Gl1(float t, float MB, float NB, float Kq, float ncq, float M, float N, float brA, float brB, float bkA, float bkB, float kbA, float kbB) {
   float aStep = 0.0;
   float bStep = 0.0;
   ${BLOCK_INDEX_GL1}
@@ -581,10 +608,13 @@ export function gemm44Fp8Gl1(k?: FlatK): string {
   float j0 = 4.0 * bj;
   vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
   float kx = 0.5;
+  ${SCALE_B_ROWS_GL1}
+  ${SCALE_A4_ROWS_GL1}
   ${fp8ChunksGl1(
     'vec4 p0 = vec4(0.0); vec4 p1 = vec4(0.0); vec4 p2 = vec4(0.0); vec4 p3 = vec4(0.0);',
     stepGl1('p'),
-    ROWS.map((r) => `c${r} = c${r} + (p${r} * (kilnScaleA(min(a0 + ${r}.0, im), k0, brA, bkA, kbA) * sb) + zero);`).join('\n    '),
+    ROWS.map((r) => `c${r} = c${r} + (p${r} * (sa.${'xyzw'[r]} * sb) + zero);`).join('\n    '),
+    `${SCALE_A4_CHUNK_GL1}\n    ${SCALE_B_CHUNK_GL1}`,
     k,
   )}
   subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
@@ -625,21 +655,10 @@ export function gemm14Fp8Gl1(k?: FlatK): string {
   float j0 = 4.0 * bj;
   vec4 c = vec4(0.0);
   float kx = 0.5;
-  // the scale rows do not change along K: found once, and B's four columns share one scale
-  // where they lie in one scale block (B's block rows a multiple of 4): the same values fetched
   float sra = kilnDivMod(min(m, im), brA).x * kbA;
-  vec4 srb = vec4(kilnDivMod(min(j0, jn), brB).x, kilnDivMod(min(j0 + 1.0, jn), brB).x, kilnDivMod(min(j0 + 2.0, jn), brB).x, kilnDivMod(min(j0 + 3.0, jn), brB).x) * kbB;
-  bool oneB = srb.x == srb.w;
-  vec2 sas = vec2(user_asSize);
-  vec2 sbs = vec2(user_bsSize);
-  ${fp8ChunksGl1('vec4 p = vec4(0.0);', step14Gl1('p'), 'c = c + (p * (sa * sb) + zero);', k, `float sa = texture2D(user_as, kilnAt(sra + kilnDivMod(k0, bkA).x, sas)).r;
-    float kb = kilnDivMod(k0, bkB).x;
-    vec4 sb = vec4(texture2D(user_bs, kilnAt(srb.x + kb, sbs)).r);
-    if (!oneB) {
-      sb.y = texture2D(user_bs, kilnAt(srb.y + kb, sbs)).r;
-      sb.z = texture2D(user_bs, kilnAt(srb.z + kb, sbs)).r;
-      sb.w = texture2D(user_bs, kilnAt(srb.w + kb, sbs)).r;
-    }`)}
+  ${SCALE_B_ROWS_GL1}
+  ${fp8ChunksGl1('vec4 p = vec4(0.0);', step14Gl1('p'), 'c = c + (p * (sa * sb) + zero);', `float sa = texture2D(user_as, kilnAt(sra + kilnDivMod(k0, bkA).x, sas)).r;
+    ${SCALE_B_CHUNK_GL1}`, k)}
   return c;
 }
 `,

@@ -94,20 +94,21 @@ async function sentDuring(b: GpujsBackend, run: (b: GpujsBackend) => Promise<voi
  * An FP8 block-GEMM problem on `b` (1x128 / 128x128 scales, random scales of a few powers of
  * two): the operands written, core's reference result, and the product as a thunk.
  */
-function fp8Problem(b: GpujsBackend, M: number, N: number, K: number, nc: number, fa: 'e4m3' | 'e5m2', fb: 'e4m3' | 'e5m2', ac: Uint8Array, bc: Uint8Array, bRows = 128) {
+function fp8Problem(b: GpujsBackend, M: number, N: number, K: number, nc: number, fa: 'e4m3' | 'e5m2', fb: 'e4m3' | 'e5m2', ac: Uint8Array, bc: Uint8Array, bRows = 128, aRows = 1) {
   const kb = Math.ceil(K / 128);
   const nbr = Math.ceil(N / bRows);
-  const as = Float32Array.from({ length: M * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
+  const nar = Math.ceil(M / aRows);
+  const as = Float32Array.from({ length: nar * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
   const bsc = Float32Array.from({ length: nbr * kb }, () => 2 ** Math.floor(rnd() * 8 - 4) * (1 + rnd()));
   const ref = fp8GemmReference(
-    { codes: ac, scales: as, shape: [M, K], block: [1, 128], format: fa },
+    { codes: ac, scales: as, shape: [M, K], block: [aRows, 128], format: fa },
     { codes: bc, scales: bsc, shape: [N, K], block: [bRows, 128], format: fb },
     { promotionInterval: nc },
   );
-  const ids = [b.write(ac, fa, [M, K]), b.write(as, 'f32', [M, kb]), b.write(bc, fb, [N, K]), b.write(bsc, 'f32', [nbr, kb])];
+  const ids = [b.write(ac, fa, [M, K]), b.write(as, 'f32', [nar, kb]), b.write(bc, fb, [N, K]), b.write(bsc, 'f32', [nbr, kb])];
   const product = (g: GpujsBackend = b): object =>
     g.matmulFp8(
-      { codes: view(ids[0], [M, K], fa), scales: view(ids[1], [M, kb]), block: [1, 128] },
+      { codes: view(ids[0], [M, K], fa), scales: view(ids[1], [nar, kb]), block: [aRows, 128] },
       { codes: view(ids[2], [N, K], fb), scales: view(ids[3], [nbr, kb]), block: [bRows, 128] },
       { promotionInterval: nc },
     );
@@ -291,6 +292,34 @@ for (const engine of ENGINES) describe(`engine ${engine}`, () => {
           expect(diff, `${M}x${N}x${K} ${fa} x ${fb}, promotion ${nc}${specials ? ', NaN/inf codes' : ''}`).toBe(0);
           for (const id of [...ids, out]) b.release(id);
         }
+      }
+    });
+  });
+
+  describe(`gpujs packed FP8 block GEMM scale blocks on ${engine}`, () => {
+    it('equals fp8GemmReference bit for bit with A and B scale blocks of 4, 3 and 128 rows (the rows of a block share one fetched scale, or not)', async (t) => {
+      if (!b) return t.skip(reason);
+      const saved = b.flatFp8GemmMax;
+      b.flatFp8GemmMax = 0; // the 4x4 blocks (the flat kernel has its own test above)
+      try {
+        for (const [M, N, K, aRows, bRows] of [
+          [21, 18, 260, 4, 128],
+          [21, 18, 260, 3, 3],
+          [16, 24, 136, 128, 4],
+          [13, 10, 300, 2, 5],
+        ] as const) {
+          const ac = Uint8Array.from({ length: M * K }, () => Math.floor(rnd() * 126) | (rnd() < 0.5 ? 0x80 : 0));
+          const bc = Uint8Array.from({ length: N * K }, () => Math.floor(rnd() * 123) | (rnd() < 0.5 ? 0x80 : 0));
+          const { ref, ids, product } = fp8Problem(b, M, N, K, 128, 'e4m3', 'e4m3', ac, bc, bRows, aRows);
+          const out = product();
+          const got = (await b.read(view(out, [M, N]))) as Float32Array;
+          let diff = 0;
+          for (let i = 0; i < M * N; i++) if (!Object.is(got[i], ref[i])) diff++;
+          expect(diff, `${M}x${N}x${K}, A blocks of ${aRows} rows, B blocks of ${bRows}`).toBe(0);
+          for (const id of [...ids, out]) b.release(id);
+        }
+      } finally {
+        b.flatFp8GemmMax = saved;
       }
     });
   });
