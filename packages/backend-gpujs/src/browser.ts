@@ -5,7 +5,7 @@
  * loaded into one page. Nothing is downloaded: without a browser the backend is unavailable.
  */
 import { BackendError } from '@kiln/core';
-import { createEngine, installEngine, type EngineCommand, type EngineInfo, type EngineStats } from './engine.js';
+import { base64Codec, createEngine, installEngine, type EngineCommand, type EngineInfo, type EngineStats } from './engine.js';
 import { HELPERS } from './kernels.js';
 
 export interface BrowserOptions {
@@ -104,10 +104,10 @@ export async function openEnginePage(options: BrowserOptions = {}): Promise<Engi
     const page = await browser.newPage();
     await page.setContent('<!doctype html><html><body></body></html>');
     await page.addScriptTag({ path: gpujsPath });
-    const verdict = await page.evaluate(([src, core, helpers]: [string, string, readonly string[]]) => {
-      const install = (0, eval)(`(${src})`) as (g: unknown, h: readonly string[], c: unknown) => string | true;
-      return install(globalThis, helpers, (0, eval)(`(${core})`));
-    }, [installEngine.toString(), createEngine.toString(), HELPERS] as [string, string, readonly string[]]);
+    const verdict = await page.evaluate(([src, core, codec, helpers]: [string, string, string, readonly string[]]) => {
+      const install = (0, eval)(`(${src})`) as (g: unknown, h: readonly string[], c: unknown, b: unknown) => string | true;
+      return install(globalThis, helpers, (0, eval)(`(${core})`), (0, eval)(`(${codec})`));
+    }, [installEngine.toString(), createEngine.toString(), base64Codec.toString(), HELPERS] as [string, string, string, readonly string[]]);
     if (verdict !== true) throw new BackendError('gpujs', verdict);
     type Api = { __kilnGpujs: import('./engine.js').EngineApi };
     const info = await page.evaluate(() => (globalThis as unknown as Api).__kilnGpujs.info(), undefined);

@@ -103,6 +103,28 @@ export interface EngineCodec {
   toB64(f: Float32Array): string;
 }
 
+/**
+ * The engine's base64 codec in a browser realm (atob/btoa of `g`). Self-contained, like
+ * `createEngine`: the Chromium engine sends its source into the page, and the in-page engine
+ * (page-engine.ts) calls it directly.
+ */
+export function base64Codec(g: { atob(s: string): string; btoa(s: string): string }): EngineCodec {
+  return {
+    fromB64(s) {
+      const bin = g.atob(s);
+      const u8 = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
+      return new Float32Array(u8.buffer);
+    },
+    toB64(f) {
+      const u8 = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+      let s = '';
+      for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode(...u8.subarray(i, i + 0x8000));
+      return g.btoa(s);
+    },
+  };
+}
+
 /** The engine over a gpu.js `GPU` instance (any GL mode; gpu.js's CPU mode is refused by the callers). */
 export function createEngine(
   gpu: unknown,
@@ -533,6 +555,7 @@ export function installEngine(
   g: { GPU?: { GPU: new (o: object) => unknown }; __kilnGpujs?: EngineApi; document?: unknown },
   helpers: readonly string[],
   create: typeof createEngine,
+  codecOf: typeof base64Codec,
 ): string | true {
   /* eslint-disable @typescript-eslint/no-explicit-any */
   const G = g as any;
@@ -555,20 +578,6 @@ export function installEngine(
     maxTextureSize: Number(gl.getParameter(gl.MAX_TEXTURE_SIZE)),
     colorBufferFloat,
   };
-  const codec: EngineCodec = {
-    fromB64(s) {
-      const bin = G.atob(s);
-      const u8 = new Uint8Array(bin.length);
-      for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
-      return new Float32Array(u8.buffer);
-    },
-    toB64(f) {
-      const u8 = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
-      let s = '';
-      for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode.apply(null, Array.from(u8.subarray(i, i + 0x8000)));
-      return G.btoa(s);
-    },
-  };
-  g.__kilnGpujs = create(gpu, info, helpers, codec);
+  g.__kilnGpujs = create(gpu, info, helpers, codecOf(G));
   return true;
 }

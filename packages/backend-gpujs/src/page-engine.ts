@@ -13,7 +13,7 @@
  */
 import { BackendError } from '@kiln/core';
 import type { EnginePage } from './browser.js';
-import { createEngine, type EngineCodec, type EngineCommand, type EngineInfo } from './engine.js';
+import { base64Codec, createEngine, type EngineCommand, type EngineInfo } from './engine.js';
 import { HELPERS } from './kernels.js';
 import { rendersToFloatTextures } from './float-targets.js';
 
@@ -105,20 +105,7 @@ const isWebgl2 = (gl: any): boolean => {
   return typeof gl.texStorage2D === 'function' && typeof gl.createVertexArray === 'function';
 };
 
-const codec: EngineCodec = {
-  fromB64(s) {
-    const bin = atob(s);
-    const u8 = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
-    return new Float32Array(u8.buffer);
-  },
-  toB64(f) {
-    const u8 = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
-    let s = '';
-    for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode(...u8.subarray(i, i + 0x8000));
-    return btoa(s);
-  },
-};
+const codec = base64Codec(globalThis);
 
 /**
  * One macrotask: setImmediate where there is one (Node), else a MessageChannel message (not
