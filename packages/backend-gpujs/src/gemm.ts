@@ -524,32 +524,33 @@ export const GEMM44_U2_GL1 = `${ROW_NATIVES}${glsl(
 
 /**
  * GLSL ES 1.00, the FP8 kernels' block scales: the scale rows do not change along K, so they
- * are found once per fragment (`*_ROWS`); per chunk starting at k0 (`*_CHUNK`) one fetch serves
+ * are found once per fragment (scaleRows4Gl1); per chunk starting at k0 (scaleChunk4Gl1) one fetch serves
  * every row / column of the fragment that lies in one scale block (A's or B's block rows a
  * multiple of 4, as for 1x128 and 128x128 blocks), else each is fetched. The same values as
  * one fetch per row and chunk: bit-identical. Scales are [row / br][k0 / bk], kb per row.
  */
-const SCALE_B_ROWS_GL1 = `vec4 srb = vec4(kilnDivMod(min(j0, jn), brB).x, kilnDivMod(min(j0 + 1.0, jn), brB).x, kilnDivMod(min(j0 + 2.0, jn), brB).x, kilnDivMod(min(j0 + 3.0, jn), brB).x) * kbB;
-  bool oneB = srb.x == srb.w;
-  vec2 sbs = vec2(user_bsSize);
-  vec2 sas = vec2(user_asSize);`;
-const SCALE_B_CHUNK_GL1 = `float kb = kilnDivMod(k0, bkB).x;
-    vec4 sb = vec4(texture2D(user_bs, kilnAt(srb.x + kb, sbs)).r);
-    if (!oneB) {
-      sb.y = texture2D(user_bs, kilnAt(srb.y + kb, sbs)).r;
-      sb.z = texture2D(user_bs, kilnAt(srb.z + kb, sbs)).r;
-      sb.w = texture2D(user_bs, kilnAt(srb.w + kb, sbs)).r;
+const SCALE_OPERANDS_GL1 = {
+  a: { first: 'a0', last: 'im', br: 'brA', bk: 'bkA', kb: 'kbA' },
+  b: { first: 'j0', last: 'jn', br: 'brB', bk: 'bkB', kb: 'kbB' },
+} as const;
+/** The scale rows `srX` of operand X's four rows (A: a0 .. a0 + 3 clamped to M - 1; B: columns j0 .. j0 + 3 clamped to N - 1), `oneX`, and its scale texture's size `sXs`. */
+function scaleRows4Gl1(x: 'a' | 'b'): string {
+  const o = SCALE_OPERANDS_GL1[x];
+  const rows = [0, 1, 2, 3].map((i) => `kilnDivMod(min(${o.first}${i ? ` + ${i}.0` : ''}, ${o.last}), ${o.br}).x`).join(', ');
+  return `vec4 sr${x} = vec4(${rows}) * ${o.kb};
+  bool one${x.toUpperCase()} = sr${x}.x == sr${x}.w;
+  vec2 s${x}s = vec2(user_${x}sSize);`;
+}
+/** Operand X's four scales `sX` of the chunk starting at k0: one fetch when they share a block. */
+function scaleChunk4Gl1(x: 'a' | 'b'): string {
+  const o = SCALE_OPERANDS_GL1[x];
+  const fetch = (c: string) => `texture2D(user_${x}s, kilnAt(sr${x}.${c} + k${x}, s${x}s)).r`;
+  return `float k${x} = kilnDivMod(k0, ${o.bk}).x;
+    vec4 s${x} = vec4(${fetch('x')});
+    if (!one${x.toUpperCase()}) {
+${['y', 'z', 'w'].map((c) => `      s${x}.${c} = ${fetch(c)};`).join('\n')}
     }`;
-/** A's scale rows for rows a0 .. a0 + 3 (clamped to M - 1), and their scales `sa` per chunk. */
-const SCALE_A4_ROWS_GL1 = `vec4 sra = vec4(kilnDivMod(min(a0, im), brA).x, kilnDivMod(min(a0 + 1.0, im), brA).x, kilnDivMod(min(a0 + 2.0, im), brA).x, kilnDivMod(min(a0 + 3.0, im), brA).x) * kbA;
-  bool oneA = sra.x == sra.w;`;
-const SCALE_A4_CHUNK_GL1 = `float ka = kilnDivMod(k0, bkA).x;
-    vec4 sa = vec4(texture2D(user_as, kilnAt(sra.x + ka, sas)).r);
-    if (!oneA) {
-      sa.y = texture2D(user_as, kilnAt(sra.y + ka, sas)).r;
-      sa.z = texture2D(user_as, kilnAt(sra.z + ka, sas)).r;
-      sa.w = texture2D(user_as, kilnAt(sra.w + ka, sas)).r;
-    }`;
+}
 
 /** The K loop's trip counts of a flat kernel compiled for one shape: Kq 4-value steps, ncq per promotion chunk. */
 export interface FlatK {
@@ -608,13 +609,13 @@ export function gemm44Fp8Gl1(k?: FlatK): string {
   float j0 = 4.0 * bj;
   vec4 c0 = vec4(0.0); vec4 c1 = vec4(0.0); vec4 c2 = vec4(0.0); vec4 c3 = vec4(0.0);
   float kx = 0.5;
-  ${SCALE_B_ROWS_GL1}
-  ${SCALE_A4_ROWS_GL1}
+  ${scaleRows4Gl1('b')}
+  ${scaleRows4Gl1('a')}
   ${fp8ChunksGl1(
     'vec4 p0 = vec4(0.0); vec4 p1 = vec4(0.0); vec4 p2 = vec4(0.0); vec4 p3 = vec4(0.0);',
     stepGl1('p'),
     ROWS.map((r) => `c${r} = c${r} + (p${r} * (sa.${'xyzw'[r]} * sb) + zero);`).join('\n    '),
-    `${SCALE_A4_CHUNK_GL1}\n    ${SCALE_B_CHUNK_GL1}`,
+    `${scaleChunk4Gl1('a')}\n    ${scaleChunk4Gl1('b')}`,
     k,
   )}
   subKernelResult_kilnOut1 = c1; subKernelResult_kilnOut2 = c2; subKernelResult_kilnOut3 = c3;
@@ -656,9 +657,10 @@ export function gemm14Fp8Gl1(k?: FlatK): string {
   vec4 c = vec4(0.0);
   float kx = 0.5;
   float sra = kilnDivMod(min(m, im), brA).x * kbA;
-  ${SCALE_B_ROWS_GL1}
+  vec2 sas = vec2(user_asSize);
+  ${scaleRows4Gl1('b')}
   ${fp8ChunksGl1('vec4 p = vec4(0.0);', step14Gl1('p'), 'c = c + (p * (sa * sb) + zero);', `float sa = texture2D(user_as, kilnAt(sra + kilnDivMod(k0, bkA).x, sas)).r;
-    ${SCALE_B_CHUNK_GL1}`, k)}
+    ${scaleChunk4Gl1('b')}`, k)}
   return c;
 }
 `,
