@@ -280,7 +280,8 @@ float kilnExpand4(float i) {
   /** the first n raw floats of the texture, in an array of their own */
   const readRaw = (tex: any, n: number): Float32Array => {
     const raw = readStaged(tex);
-    return raw === staging || raw.buffer === staging?.buffer ? raw.slice(0, n) : raw.length === n ? raw : raw.slice(0, n);
+    // a view of the staging array is copied out; an array of its own is returned as is when whole
+    return raw.buffer === staging?.buffer || raw.length !== n ? raw.slice(0, n) : raw;
   };
   const texKey = (size: number[]): string => `${size[0]}x${size[1]}`;
   const dropPooled = (e: Pooled): void => {

@@ -524,6 +524,15 @@ export class GpujsBackend implements Backend {
   flatGemmMax = envNumber('KILN_GPUJS_FLAT_GEMM', 256 * 256);
 
   /**
+   * The same for the FP8 block GEMM (GEMM14_FP8_GL1; its fragments find their scale rows once and
+   * fetch one B scale per chunk where their four columns share a scale block). Default:
+   * $KILN_GPUJS_FLAT_FP8_GEMM, else 65536 (256 x 256; H200, FP8 256^3 + read vs tfjs-webgl f32:
+   * 1.11-1.21x with it, 0.87-1.06x with the 4x4 blocks; it was 128 x 128 while the kernel fetched
+   * every scale in every chunk: 0.59-0.65x at 256^3).
+   */
+  flatFp8GemmMax = envNumber('KILN_GPUJS_FLAT_FP8_GEMM', 256 * 256);
+
+  /**
    * Compile the WebGL 1.0 FP8 GEMMs (flat and 4x4-block) for each K loop trip count up to this
    * many 4-value steps (K <= 4 x this), as tfjs-webgl compiles a program per shape: constant trip
    * counts drop the per-step tests and let the GL compiler unroll; the same operations in the
@@ -539,15 +548,6 @@ export class GpujsBackend implements Backend {
   private shapeKernelsFor(Kq: number): boolean {
     return Kq <= this.shapeKernelsMaxKq;
   }
-
-  /**
-   * The same for the FP8 block GEMM (GEMM14_FP8_GL1; its fragments find their scale rows once and
-   * fetch one B scale per chunk where their four columns share a scale block). Default:
-   * $KILN_GPUJS_FLAT_FP8_GEMM, else 65536 (256 x 256; H200, FP8 256^3 + read vs tfjs-webgl f32:
-   * 1.11-1.21x with it, 0.87-1.06x with the 4x4 blocks; it was 128 x 128 while the kernel fetched
-   * every scale in every chunk: 0.59-0.65x at 256^3).
-   */
-  flatFp8GemmMax = envNumber('KILN_GPUJS_FLAT_FP8_GEMM', 256 * 256);
 
   /**
    * Packed forms of GEMM operands, by source tensor, then by pack kernel and geometry: tensors
