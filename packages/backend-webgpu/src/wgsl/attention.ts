@@ -115,7 +115,9 @@ export function planAttention(dk: number, dv: number, Tq: number, batches: numbe
     // 4.67 -> 4.33 ms against 64-row blocks with 32-deep chunks)
     c = { ty: 16, tx: 16, rq: 8, rk: 4, dc: 16, vc: 64 };
   } else {
-    let rq = 4;
+    // fewer blocks: 32-row blocks, 16-row ones while those still leave the GPU short of
+    // workgroups (64-row blocks would be fewer than BUSY_WORKGROUPS here, by the test above)
+    let rq = 2;
     while (rq > 1 && batches * Math.ceil(Tq / (16 * rq)) < BUSY_WORKGROUPS) rq /= 2;
     c = { ty: 16, tx: 16, rq, rk: 4, dc: 32, vc: 64 };
   }
