@@ -754,7 +754,18 @@ export interface GemmKernels {
   gemmFp8For?(k: FlatK): string;
 }
 
+/** A per-K kernel generator memoised by its trip counts: a GEMM call looks its source up instead of building it. */
+function memoFlatK(make: (k?: FlatK) => string): (k?: FlatK) => string {
+  const made = new Map<string, string>();
+  return (k) => {
+    const key = k ? `${k.Kq},${k.ncq}` : '';
+    let src = made.get(key);
+    if (src === undefined) made.set(key, (src = make(k)));
+    return src;
+  };
+}
+
 /** GLSL ES 3.00 (WebGL2: the Chromium engine). */
 export const GEMM_KERNELS_WEBGL2: GemmKernels = { pack: packKernel, gemm: GEMM44, variants: { packed: GEMM44, unroll2: GEMM44_U2 }, gemmFp8: GEMM44_FP8, unpack: UNPACK44 };
 /** GLSL ES 1.00 (WebGL 1.0 with WEBGL_draw_buffers: the headless-gl engine). */
-export const GEMM_KERNELS_WEBGL1: GemmKernels = { pack: packKernelGl1, gemm: GEMM44_GL1, variants: { packed: GEMM44_GL1, unroll2: GEMM44_U2_GL1 }, gemmFp8: GEMM44_FP8_GL1, unpack: UNPACK44_GL1, gemm14: GEMM14_GL1, gemm14Fp8: gemm14Fp8Gl1, gemmFp8For: gemm44Fp8Gl1 };
+export const GEMM_KERNELS_WEBGL1: GemmKernels = { pack: packKernelGl1, gemm: GEMM44_GL1, variants: { packed: GEMM44_GL1, unroll2: GEMM44_U2_GL1 }, gemmFp8: GEMM44_FP8_GL1, unpack: UNPACK44_GL1, gemm14: GEMM14_GL1, gemm14Fp8: memoFlatK(gemm14Fp8Gl1), gemmFp8For: memoFlatK(gemm44Fp8Gl1) };
