@@ -5,6 +5,7 @@
  */
 import { ArgumentError } from '@kiln/core';
 import { tiledGemmWorkgroupBytes, type TileLoad, type TiledGemmConfig, type TiledGemmSpec } from './wgsl/gemm-tiled.js';
+import { slicedGemmWorkgroupBytes, slicedGeometry, type SlicedGemmConfig, type SlicedGemmSpec } from './wgsl/gemm-sliced.js';
 
 export interface GemmChoice {
   readonly family: 'tiled' | 'software';
@@ -36,6 +37,12 @@ export interface GemmChoice {
    * saves. $KILN_WEBGPU_GEMM_SPLIT_MIN_STEPS overrides it (tuning).
    */
   readonly splitMinSteps: number;
+  /**
+   * Sliced-K kernels (gemm-sliced.ts) for latency-bound products: 'auto' (chosen per product,
+   * see slicedTileFor), 'off', or a tile pinned by $KILN_WEBGPU_GEMM_SLICED=bm,bn,slices,bk
+   * (tuning: every product whose loads allow it takes that tile).
+   */
+  readonly sliced: SlicedGemmConfig | 'auto' | 'off';
 }
 
 const env = (k: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[k];
@@ -59,12 +66,23 @@ export function chooseGemmKernels(
   const v4 = env('KILN_WEBGPU_GEMM_VECK4');
   const veck4 = v4 === '1' ? true : v4 === '0' ? false : 'auto';
   const splitMinSteps = Number(env('KILN_WEBGPU_GEMM_SPLIT_MIN_STEPS') ?? SPLIT_MIN_STEPS);
-  if (!m[2]) return { family, workgroupBytes, unroll, double, veck4, splitMinSteps };
+  const sliced = parseSliced(env('KILN_WEBGPU_GEMM_SLICED') ?? 'auto');
+  if (!m[2]) return { family, workgroupBytes, unroll, double, veck4, splitMinSteps, sliced };
   const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]), ...(m[5] ? { double: m[5] === '2' } : {}) } as TiledGemmConfig;
   if (![1, 2].includes(pinned.ra) || ![1, 2].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk) || (m[5] && !['1', '2'].includes(m[5]))) {
     throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM tile ra,rb,bk[,stages] must be 1|2, 1|2, 8|16|32[, 1|2] (got ${spec.slice(spec.indexOf(':') + 1)})`);
   }
-  return { family, pinned, workgroupBytes, unroll, double, veck4, splitMinSteps };
+  return { family, pinned, workgroupBytes, unroll, double, veck4, splitMinSteps, sliced };
+}
+
+function parseSliced(spec: string): SlicedGemmConfig | 'auto' | 'off' {
+  if (spec === 'auto' || spec === 'off') return spec;
+  const m = /^(\d+),(\d+),(\d+),(\d+)$/.exec(spec);
+  if (!m) throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM_SLICED must be auto, off or bm,bn,slices,bk (got '${spec}')`);
+  const c = { bm: Number(m[1]), bn: Number(m[2]), slices: Number(m[3]), bk: Number(m[4]) };
+  const geo = slicedGeometry(c);
+  if (typeof geo === 'string') throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM_SLICED=${spec}: ${geo}`);
+  return c;
 }
 
 /**
@@ -185,4 +203,43 @@ export function planGroupedFp8(choice: GemmChoice, N: number): TiledGemmConfig |
   // a group's row count stays on the GPU: size the tile as for many rows (64-row tiles: an
   // expert's rows rarely fill 128)
   return tileFor(choice, Infinity, N, 'fp8');
+}
+
+/**
+ * The sliced-K tile for an M x N x K product (see gemm-sliced.ts), or undefined where the tiled
+ * kernels run: only where 64 x 64 tiles alone would leave a large GPU short of workgroups and K
+ * is long enough to slice.
+ */
+function slicedTileFor(choice: GemmChoice, M: number, N: number, K: number, batch: number, kind: 'f32' | 'fp8'): SlicedGemmConfig | undefined {
+  if (choice.family !== 'tiled' || choice.sliced === 'off') return undefined;
+  let t: SlicedGemmConfig | undefined;
+  if (choice.sliced !== 'auto') t = choice.sliced;
+  else {
+    void M;
+    void N;
+    void K;
+    void batch;
+    void kind;
+    t = undefined;
+  }
+  return t && slicedGemmWorkgroupBytes(t, kind) <= choice.workgroupBytes ? t : undefined;
+}
+
+/** The sliced-K plan of a batched f32 product, or undefined (then planF32Gemm's). */
+export function planSlicedF32(choice: GemmChoice, M: number, N: number, K: number, batch: number, s: GemmStrides): { spec: SlicedGemmSpec; groups: [number, number, number] } | undefined {
+  const t = slicedTileFor(choice, M, N, K, batch, 'f32');
+  if (!t || batch > 65535) return undefined;
+  const batchAligned = aligned(s.aBatch, s.bBatch);
+  const a = batchAligned && s.sam === 1 && aligned(M, s.sak) ? 'vec-inner' : batchAligned && s.sak === 1 && aligned(K, s.sam) ? 'vec-k' : undefined;
+  const b = batchAligned && s.sbn === 1 && aligned(N, s.sbk) ? 'vec-inner' : batchAligned && s.sbk === 1 && aligned(K, s.sbn) ? 'vec-k' : undefined;
+  if (!a || !b) return undefined;
+  return { spec: { kind: 'f32', ...t, a, b, vecOut: N % 4 === 0 }, groups: [Math.ceil(N / t.bn), Math.ceil(M / t.bm), batch] };
+}
+
+/** The sliced-K plan of a block-scaled FP8 product (whole promotion chunks per slice), or undefined. */
+export function planSlicedFp8(choice: GemmChoice, M: number, N: number, K: number, promotionInterval: number): { spec: SlicedGemmSpec; groups: [number, number, number] } | undefined {
+  if (K % 4 !== 0 || !Number.isFinite(promotionInterval)) return undefined;
+  const t = slicedTileFor(choice, M, N, K, 1, 'fp8');
+  if (!t || promotionInterval % t.bk !== 0) return undefined;
+  return { spec: { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0 }, groups: [Math.ceil(N / t.bn), Math.ceil(M / t.bm), 1] };
 }

@@ -39,7 +39,8 @@ import { RemoteGpu, probeAdapter } from './remote.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
 import { attentionBatchMeta, attentionCombineShader, attentionShaderMemo, parseAttentionConfig, parseAttentionSplits, planAttention, planAttentionSplits } from './wgsl/attention.js';
-import { chooseGemmKernels, planF32Gemm, planFp8Gemm, planGroupedFp8, type F32GemmPlan, type GemmChoice, type GemmOption } from './gemm-plan.js';
+import { slicedGemmShader } from './wgsl/gemm-sliced.js';
+import { chooseGemmKernels, planF32Gemm, planFp8Gemm, planGroupedFp8, planSlicedF32, planSlicedFp8, type F32GemmPlan, type GemmChoice, type GemmOption } from './gemm-plan.js';
 import {
   binaryShader,
   castShader,
@@ -581,8 +582,11 @@ export class WebGpuBackend implements Backend {
           this.dispatch(fillShader(), [n, 0], out.id, [], groups1d(n));
         } else {
           if (batch > 65535) throw new BackendError('webgpu.matmul', `batch ${batch} exceeds 65535 workgroups`);
-          const plan = planF32Gemm(this.gemm, M, N, K, batch, { aBatch: sa, bBatch: sb, sam, sak, sbk, sbn });
-          if (plan) this.tiledMatmul(plan, [...meta, plan.kPer, plan.slices, batch], out, [ba, bb]);
+          const strides = { aBatch: sa, bBatch: sb, sam, sak, sbk, sbn };
+          const sliced = planSlicedF32(this.gemm, M, N, K, batch, strides);
+          const plan = sliced ? undefined : planF32Gemm(this.gemm, M, N, K, batch, strides);
+          if (sliced) this.dispatch(slicedGemmShader(sliced.spec), meta, out.id, [ba, bb], sliced.groups);
+          else if (plan) this.tiledMatmul(plan, [...meta, plan.kPer, plan.slices, batch], out, [ba, bb]);
           else {
             // skinny products (a few tokens) take 32-row tiles: less padding, twice the workgroups
             const rm = M <= 32 ? 4 : 8;
@@ -730,8 +734,10 @@ export class WebGpuBackend implements Backend {
       else {
         const meta = [M * N, M, N, K, nc, a.block[0], b.block[0], bk, Math.ceil(K / bk), Math.ceil(K / b.block[1]), 0, a.codes.dtype === 'e5m2' ? 1 : 0, b.codes.dtype === 'e5m2' ? 1 : 0];
         const inputs = [this.buf(a.codes), this.buf(b.codes), this.buf(a.scales), this.buf(b.scales)];
-        const plan = planFp8Gemm(this.gemm, M, N, K, nc);
-        if (plan && plan.chunks > 1) {
+        const sliced = planSlicedFp8(this.gemm, M, N, K, nc);
+        const plan = sliced ? undefined : planFp8Gemm(this.gemm, M, N, K, nc);
+        if (sliced) this.dispatch(slicedGemmShader(sliced.spec), meta, out.id, inputs, sliced.groups);
+        else if (plan && plan.chunks > 1) {
           const partials = this.alloc('f32', M * N * plan.chunks, 'matmulFp8');
           try {
             this.dispatch(tiledGemmShader(plan.spec), meta, partials.id, inputs, plan.groups);

@@ -10,6 +10,7 @@ import { WebGpuBackend } from '@kiln/backend-webgpu';
 import { planF32Gemm, planFp8Gemm, planGroupedFp8, chooseGemmKernels, type GemmOption } from '../src/gemm-plan.js';
 import { tiledGemmShader } from '../src/wgsl/gemm-tiled.js';
 import { expectFp8GemmMatchesReference } from './fp8-gemm-check.js';
+import { checkF32 } from './f32-gemm-check.js';
 import { seededUniform } from './seeded.js';
 
 process.env.EGL_PLATFORM ??= 'surfaceless';
@@ -84,39 +85,6 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
       if (!backend) return t.skip(reason);
       for (const b of veck4) await checkF32(b, c);
     });
-  }
-
-  async function checkF32(b: WebGpuBackend, c: { batch: number[]; M: number; N: number; K: number; tA: boolean; tB: boolean }): Promise<void> {
-    const nb = c.batch.reduce((x, y) => x * y, 1);
-    const aShape = [...c.batch, ...(c.tA ? [c.K, c.M] : [c.M, c.K])];
-    const bShape = [...c.batch, ...(c.tB ? [c.N, c.K] : [c.K, c.N])];
-    const a = seededUniform(nb * c.M * c.K, 11 + c.M);
-    const w = seededUniform(nb * c.N * c.K, 13 + c.N);
-    const ia = b.write(a, 'f32', aShape);
-    const iw = b.write(w, 'f32', bShape);
-    const outShape = [...c.batch, c.M, c.N];
-    // poison: a stale result of the same size class must not leak into the output
-    b.release(b.write(new Float32Array(nb * c.M * c.N).fill(NaN), 'f32', outShape));
-    const out = b.matmul(v(ia, aShape), v(iw, bShape), { transposeA: c.tA, transposeB: c.tB }, outShape);
-    const got = (await b.read(v(out, outShape))) as Float32Array;
-    let worst = 0;
-    for (let z = 0; z < nb; z++)
-      for (let m = 0; m < c.M; m++)
-        for (let n = 0; n < c.N; n++) {
-          let ref = 0;
-          let mag = 0;
-          for (let k = 0; k < c.K; k++) {
-            const x = a[z * c.M * c.K + (c.tA ? k * c.M + m : m * c.K + k)];
-            const y = w[z * c.N * c.K + (c.tB ? n * c.K + k : k * c.N + n)];
-            ref += x * y;
-            mag += Math.abs(x * y);
-          }
-          // f32 summation of K products: |err| <= K * 2^-24 * sum|x*y| (a loose a priori bound)
-          const err = Math.abs(got[(z * c.M + m) * c.N + n] - ref) / (c.K * 2 ** -24 * mag + 1e-30);
-          worst = Math.max(worst, Number.isNaN(err) ? Infinity : err);
-        }
-    expect(worst, `${String(b.device.details?.gemmKernels)} ${c.M}x${c.N}x${c.K}`).toBeLessThanOrEqual(1);
-    for (const id of [ia, iw, out]) b.release(id);
   }
 
   it('plans split K for skinny products and none for large ones', () => {
