@@ -39,7 +39,6 @@ import { RemoteGpu, probeAdapter } from './remote.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
 import { attentionBatchMeta, attentionCombineShader, attentionShaderMemo, parseAttentionConfig, parseAttentionSplits, planAttention, planAttentionSplits } from './wgsl/attention.js';
-import { slicedGemmShader } from './wgsl/gemm-sliced.js';
 import { chooseGemmKernels, planF32Gemm, planFp8Gemm, planGroupedFp8, planSlicedF32, planSlicedFp8, type F32GemmPlan, type GemmChoice, type GemmOption } from './gemm-plan.js';
 import {
   binaryShader,
@@ -66,6 +65,7 @@ import {
   splitKReduceShader,
   swigluShader,
   tiledGemmShader,
+  slicedGemmShader,
   unaryShader,
   whereShader,
 } from './wgsl/shaders.js';

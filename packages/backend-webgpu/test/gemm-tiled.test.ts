@@ -34,6 +34,8 @@ async function withVeck4(gemm: GemmOption): Promise<WebGpuBackend> {
   }
 }
 beforeAll(async () => {
+  // these tests are about the tiled kernels: the sliced-K ones (gemm-sliced.test.ts) would take the small products
+  process.env.KILN_WEBGPU_GEMM_SLICED = 'off';
   try {
     backend = await WebGpuBackend.create({ gemm: 'tiled' });
     for (const gemm of ['tiled:2,2,16,1', 'tiled:1,1,8,2', 'tiled:2,1,32', 'tiled:2,2,8,2'] as const) pinned.push(await WebGpuBackend.create({ gemm }));
@@ -41,6 +43,8 @@ beforeAll(async () => {
   } catch (e) {
     if (!(e instanceof BackendError)) throw e;
     reason = e.message;
+  } finally {
+    delete process.env.KILN_WEBGPU_GEMM_SLICED;
   }
 });
 afterAll(() => {

@@ -5,6 +5,7 @@
  * That per-op cost was most of a small op's issue time (measured: 90-500 µs per op).
  */
 import { rotaryShader as rotaryKernel, rowShader as row, swigluShader as swiglu } from './fused.js';
+import { slicedGemmShader as sliced } from './gemm-sliced.js';
 import { splitKReduceShader as splitK, tiledGemmShader as tiled } from './gemm-tiled.js';
 import { rowWideShader as rowWide } from './rows-wide.js';
 import * as gemm from './gemm.js';
@@ -25,6 +26,7 @@ export const rowWideShader = memo(rowWide);
 export const swigluShader = memo(swiglu);
 export const rotaryShader = memo(rotaryKernel);
 export const tiledGemmShader = memo(tiled);
+export const slicedGemmShader = memo(sliced);
 export const splitKReduceShader = memo(splitK);
 export const gemmF32Shader = memo(gemm.gemmF32Shader);
 export const gemmI32Shader = memo(gemm.gemmI32Shader);
