@@ -28,6 +28,12 @@ export interface RemoteAttempt {
   readonly level: 'core' | 'compatibility';
 }
 
+const env = (k: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[k];
+/** Ops per message to the worker at most ($KILN_WEBGPU_SEND_EVERY, tuning). */
+const SEND_EVERY = Number(env('KILN_WEBGPU_SEND_EVERY') ?? 16);
+/** The worker submits every batch it has encoded ($KILN_WEBGPU_SUBMIT_BATCHES=0: only every submitEvery dispatches). */
+const SUBMIT_BATCHES = env('KILN_WEBGPU_SUBMIT_BATCHES') !== '0';
+
 function workerMain(make: typeof createExecutor, parentPort: any, workerData: any): void {
   let ex: any = null;
   let failed: string | null = null;
@@ -114,6 +120,15 @@ function workerMain(make: typeof createExecutor, parentPort: any, workerData: an
   function handle(m: any): void {
     if (m.t === 'batch') {
       for (const x of m.ms) handle(x);
+      // submit what the batch encoded: the GPU starts on it while the next batch is encoded
+      // (waiting for submitEvery dispatches left the GPU idle behind short bursts of ops)
+      if (ex && !failed && m.submit) {
+        try {
+          ex.flush();
+        } catch (e) {
+          if (!pendingError) pendingError = { oom: false, message: 'webgpu worker: ' + text(e) };
+        }
+      }
       return;
     }
     if (failed) {
@@ -224,14 +239,16 @@ export class RemoteGpu {
   }
 
   /**
-   * Ops go to the worker in batches (one postMessage per microtask, or per 512 ops): a
-   * message per op cost tens of µs of main-thread time each. Reads send the batch at once.
+   * Ops go to the worker in batches (one postMessage per microtask, or per SEND_EVERY ops): a
+   * message per op cost tens of µs of main-thread time each, while waiting for the end of a
+   * long synchronous run of ops left the worker and the GPU idle until then. The worker submits
+   * each batch's dispatches as it finishes it. Reads send the batch at once.
    */
   private post(m: unknown, transfer?: ArrayBuffer[]): void {
     if (this.closed) throw new BackendError('webgpu', 'the WebGPU backend was disposed');
     this.outbox.push(m);
     if (transfer) this.transfers.push(...transfer);
-    if (this.outbox.length >= 512) this.send();
+    if (this.outbox.length >= SEND_EVERY) this.send();
     else if (!this.scheduled) {
       this.scheduled = true;
       queueMicrotask(() => this.send());
@@ -244,7 +261,7 @@ export class RemoteGpu {
     const transfers = this.transfers;
     this.outbox = [];
     this.transfers = [];
-    this.worker.postMessage({ t: 'batch', ms }, transfers);
+    this.worker.postMessage({ t: 'batch', ms, submit: SUBMIT_BATCHES }, transfers);
   }
 
   alloc(id: number, bytes: number): void {
