@@ -25,10 +25,12 @@ export interface GemmChoice {
   readonly double: boolean | 'auto';
   /**
    * Row-major A, transposed B and fp8 operands ('vec-k' loads) staged a 4 x 4 block per
-   * invocation, stored as whole vec4s (TiledGemmConfig.veck4). 'auto': for f32 products on
-   * 64 x 128 x 16 tiles only (H200, per product: 2048³ f32 28.3-29.3 vs 20.5-21.3 TFLOP/s; slower
-   * on the 128 x 128 x 8 and 64 x 64 tiles, no change for FP8); $KILN_WEBGPU_GEMM_VECK4=1 / 0
-   * forces it on / off.
+   * invocation, stored as whole vec4s (TiledGemmConfig.veck4). 'auto' is off: it was chosen for
+   * f32 on 64 x 128 x 16 tiles (2048³ 28.3-29.3 vs 20.5-21.3 TFLOP/s, measured while op issue
+   * still reached the GPU's timeline), but with ops streamed to the worker it is the slower one
+   * (H200, per product, two alternations: 1024³ 17.6-18.8 vs 25.6-29.2 TFLOP/s without it,
+   * 128 x 7168 x 2048 16.3 vs 23.7-26.3, 1536 x 2048 x 2048 20.9 vs 32.7-32.9; it never helped
+   * the 128 x 128 x 8 and 64 x 64 tiles or FP8). $KILN_WEBGPU_GEMM_VECK4=1 / 0 forces it on / off.
    */
   readonly veck4: boolean | 'auto';
   /**
@@ -103,24 +105,26 @@ const BUSY_WORKGROUPS = 264;
 /**
  * The tile for an M x N product: 128 x 128 x 8 (8 x 8 outputs per invocation) when there are
  * enough such tiles to fill a large GPU about twice (BIG_TILES), else 64 x 128 x 16 (4 x 8), 64 x 64
- * when a side is small or there would be too few of them to fill a large GPU (then 64 x 64,
- * before splitting K); shrunk to fit the device's workgroup memory. Measured on an H200
- * (Dawn/Vulkan, docs/benchmarks.md), per product in a chain: 4096³ f32 28.3 TFLOP/s with
- * 64 x 128 x 16, 32.3-35.4 with 128 x 128 x 8; 1024³ f32
- * 21.5 TFLOP/s with 64 x 64 x 16 tiles vs 17.8 with 64 x 128 and K split in 3.
+ * when a side is small, or for FP8 when there would be too few 64 x 128 tiles to fill a large GPU;
+ * shrunk to fit the device's workgroup memory. Measured on an H200 (Dawn/Vulkan,
+ * docs/benchmarks.md), per product in a chain: 4096³ f32 28.3 TFLOP/s with 64 x 128 x 16,
+ * 32.3-35.4 with 128 x 128 x 8. Medium f32 products once took 64 x 64 tiles too (1024³: 21.5
+ * TFLOP/s vs 17.8 with 64 x 128 and K split in 3), but that was measured while each op's host
+ * cost still reached the GPU's timeline (ops left for the worker only at the end of a run of
+ * them); with ops streamed to it: 1024³ 26.1 vs 21.2-22.5, 128 x 7168 x 2048 23.5 vs 17.5-17.8
+ * (FP8 within noise: 17.9 vs 17.1-18.8, 18.2 vs 17.3-17.4).
  */
 function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
   const t = tileSize(choice, M, N, kind);
   // the staging variant travels with the tile (specs spread it, the grouped FP8 one included)
-  const auto = choice.veck4 === 'auto' && !choice.pinned && kind === 'f32' && t?.ra === 1 && t.rb === 2 && t.bk === 16 && !t.double;
-  return t && (choice.veck4 === true || auto) ? { ...t, veck4: true } : t;
+  return t && choice.veck4 === true ? { ...t, veck4: true } : t;
 }
 
 function tileSize(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
   const finite = Number.isFinite(M);
   const big = finite && Math.ceil(M / 128) * Math.ceil(N / 128) >= BIG_TILES;
-  // medium products: 64 x 64 tiles while 64 x 128 ones would leave the GPU short of workgroups
-  const medium = finite && Math.ceil(M / 64) * Math.ceil(N / 128) < BUSY_WORKGROUPS;
+  // medium FP8 products: 64 x 64 tiles while 64 x 128 ones would leave the GPU short of workgroups
+  const medium = kind === 'fp8' && finite && Math.ceil(M / 64) * Math.ceil(N / 128) < BUSY_WORKGROUPS;
   let t: TiledGemmConfig = choice.pinned ?? (big ? { ra: 2, rb: 2, bk: 8 } : { ra: 1, rb: M > 64 && N > 64 && !medium ? 2 : 1, bk: 16 });
   const autoDouble = choice.double === 'auto' && !choice.pinned && big;
   if (t.double ?? (choice.double === true || autoDouble)) {
