@@ -109,7 +109,8 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     const medium = planF32Gemm(choice, 1024, 1024, 1024, 1, strides(1024, 1024, 1024))!;
     expect(medium.spec).toMatchObject({ ra: 1, rb: 2, bk: 16 }); // 128 tiles of 64 x 128 (FP8: 256 of 64 x 64), K split in 3
     expect(medium.slices).toBe(3);
-    expect(planFp8Gemm(choice, 1024, 1024, 1024, 128)!.spec).toMatchObject({ ra: 1, rb: 1, bk: 16 });
+    expect(planFp8Gemm(choice, 1024, 1024, 1024, 128)!.spec).toMatchObject({ ra: 2, rb: 1, bk: 16 }); // FP8: 128 of 128 x 64
+    expect(planFp8Gemm(choice, 64, 2048, 4096, 128)!.spec).toMatchObject({ ra: 1, rb: 1, bk: 16 }); // ... 64 x 64 for few rows
     // too few tiles, but an unsplit tile is only 32 tile depths long: a second dispatch would cost more than it saves
     expect(planF32Gemm(choice, 512, 512, 512, 1, strides(512, 512, 512))!.slices).toBe(1);
     expect(planF32Gemm(choice, 64, 2048, 1024, 1, strides(64, 2048, 1024))!.slices).toBeGreaterThan(1); // 64 depths: split
