@@ -12,6 +12,7 @@ import { slicedGemmShader, slicedGemmWorkgroupBytes, slicedGeometry } from '../s
 import { expectFp8GemmMatchesReference } from './fp8-gemm-check.js';
 import { checkF32 } from './f32-gemm-check.js';
 import { seededUniform } from './seeded.js';
+import { withEnv, withEnvAsync } from './with-env.js';
 
 process.env.EGL_PLATFORM ??= 'surfaceless';
 
@@ -22,8 +23,7 @@ let reason = '';
 beforeAll(async () => {
   try {
     for (const t of TILES) {
-      process.env.KILN_WEBGPU_GEMM_SLICED = t;
-      try {
+      await withEnvAsync('KILN_WEBGPU_GEMM_SLICED', t, async () => {
         const b = await WebGpuBackend.create({ gemm: 'tiled' });
         backends.push(b);
         // the pinned tile must fit this adapter, or these tests would run the tiled kernels
@@ -31,9 +31,7 @@ beforeAll(async () => {
         const [bm, bn, slices, bk] = t.split(',').map(Number);
         expect(choice.sliced).toEqual({ bm, bn, slices, bk });
         expect(slicedGemmWorkgroupBytes({ bm, bn, slices, bk }, 'fp8')).toBeLessThanOrEqual(choice.workgroupBytes);
-      } finally {
-        delete process.env.KILN_WEBGPU_GEMM_SLICED;
-      }
+      });
     }
   } catch (e) {
     if (!(e instanceof BackendError)) throw e;
@@ -82,13 +80,7 @@ describe('sliced-K plans and tiles', () => {
   const limits = { maxComputeWorkgroupStorageSize: 32768 };
   const strides = (K: number, N: number) => ({ aBatch: 0, bBatch: 0, sam: K, sak: 1, sbk: N, sbn: 1 });
   it('a pinned tile serves every product its loads allow; odd strides fall back', () => {
-    process.env.KILN_WEBGPU_GEMM_SLICED = '32,32,4,16';
-    let choice;
-    try {
-      choice = chooseGemmKernels('tiled', false, limits);
-    } finally {
-      delete process.env.KILN_WEBGPU_GEMM_SLICED;
-    }
+    const choice = withEnv('KILN_WEBGPU_GEMM_SLICED', '32,32,4,16', () => chooseGemmKernels('tiled', false, limits));
     expect(planSlicedF32(choice, 512, 512, 512, 1, strides(512, 512))).toEqual({ spec: { kind: 'f32', bm: 32, bn: 32, slices: 4, bk: 16, a: 'vec-k', b: 'vec-inner', vecOut: true }, groups: [16, 16, 1] });
     expect(planSlicedF32(choice, 33, 65, 37, 1, strides(37, 65))).toBeUndefined(); // odd K and N: no 16-byte words
     expect(planSlicedFp8(choice, 32, 1536, 2048, 128)).toMatchObject({ spec: { kind: 'fp8', a: 'vec-k', b: 'vec-k' }, groups: [48, 1, 1] });
@@ -96,12 +88,8 @@ describe('sliced-K plans and tiles', () => {
     expect(planSlicedFp8(choice, 32, 1536, 2048, Infinity)).toBeUndefined(); // one chunk: nothing to slice
     expect(planSlicedF32(chooseGemmKernels('software', false, limits), 512, 512, 512, 1, strides(512, 512))).toBeUndefined();
     // a tile whose partial tiles outgrow the workgroup memory falls back (64 x 64, 4 slices: 48 KiB)
-    process.env.KILN_WEBGPU_GEMM_SLICED = '64,64,4,4';
-    try {
-      expect(planSlicedF32(chooseGemmKernels('tiled', false, limits), 512, 512, 512, 1, strides(512, 512))).toBeUndefined();
-    } finally {
-      delete process.env.KILN_WEBGPU_GEMM_SLICED;
-    }
+    const big = withEnv('KILN_WEBGPU_GEMM_SLICED', '64,64,4,4', () => chooseGemmKernels('tiled', false, limits));
+    expect(planSlicedF32(big, 512, 512, 512, 1, strides(512, 512))).toBeUndefined();
   });
 
   it('automatic tiles: few 64 x 64 tiles and a long K; 16 x 32 x 8 slices for few rows; FP8 a slice per promotion chunk', () => {
@@ -117,12 +105,8 @@ describe('sliced-K plans and tiles', () => {
     expect(planSlicedFp8(choice, 32, 1536, 512, 128)!.spec).toMatchObject({ bm: 16, bn: 64, slices: 4 }); // 4 chunks: 4 slices
     expect(planSlicedFp8(choice, 128, 512, 384, 128)).toBeUndefined(); // 3 chunks
     expect(planSlicedF32(chooseGemmKernels('tiled', false, { maxComputeWorkgroupStorageSize: 16384 }), 32, 1536, 2048, 1, strides(2048, 1536))).toBeUndefined(); // 24 KiB needed
-    process.env.KILN_WEBGPU_GEMM_SLICED = 'off';
-    try {
-      expect(planSlicedF32(chooseGemmKernels('tiled', false, limits), 512, 512, 512, 1, strides(512, 512))).toBeUndefined();
-    } finally {
-      delete process.env.KILN_WEBGPU_GEMM_SLICED;
-    }
+    const off = withEnv('KILN_WEBGPU_GEMM_SLICED', 'off', () => chooseGemmKernels('tiled', false, limits));
+    expect(planSlicedF32(off, 512, 512, 512, 1, strides(512, 512))).toBeUndefined();
   });
 
   it('refuses impossible tiles with a reason', () => {
@@ -131,12 +115,7 @@ describe('sliced-K plans and tiles', () => {
     expect(slicedGeometry({ bm: 32, bn: 32, slices: 3, bk: 16 })).toMatch(/slices must be/);
     expect(slicedGeometry({ bm: 16, bn: 16, slices: 2, bk: 16 })).toMatch(/not 16, 32 or 64 outputs/);
     expect(slicedGeometry({ bm: 32, bn: 32, slices: 4, bk: 6 })).toMatch(/bk must be/);
-    process.env.KILN_WEBGPU_GEMM_SLICED = '32,32,3,16';
-    try {
-      expect(() => chooseGemmKernels('tiled', false, limits)).toThrow(/KILN_WEBGPU_GEMM_SLICED=32,32,3,16: slices must be/);
-    } finally {
-      delete process.env.KILN_WEBGPU_GEMM_SLICED;
-    }
+    withEnv('KILN_WEBGPU_GEMM_SLICED', '32,32,3,16', () => expect(() => chooseGemmKernels('tiled', false, limits)).toThrow(/KILN_WEBGPU_GEMM_SLICED=32,32,3,16: slices must be/));
     expect(() => slicedGemmShader({ kind: 'f32', bm: 16, bn: 16, slices: 2, bk: 16, a: 'vec-k', b: 'vec-k', vecOut: true })).toThrow(/sliced GEMM/);
   });
 });

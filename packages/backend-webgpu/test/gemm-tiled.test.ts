@@ -11,6 +11,7 @@ import { planF32Gemm, planFp8Gemm, planGroupedFp8, chooseGemmKernels, type GemmO
 import { tiledGemmShader } from '../src/wgsl/gemm-tiled.js';
 import { expectFp8GemmMatchesReference } from './fp8-gemm-check.js';
 import { checkF32 } from './f32-gemm-check.js';
+import { withEnv, withEnvAsync } from './with-env.js';
 import { seededUniform } from './seeded.js';
 
 process.env.EGL_PLATFORM ??= 'surfaceless';
@@ -25,14 +26,7 @@ const pinned: WebGpuBackend[] = [];
  */
 const veck4: WebGpuBackend[] = [];
 let reason = '';
-async function withVeck4(gemm: GemmOption): Promise<WebGpuBackend> {
-  process.env.KILN_WEBGPU_GEMM_VECK4 = '1';
-  try {
-    return await WebGpuBackend.create({ gemm });
-  } finally {
-    delete process.env.KILN_WEBGPU_GEMM_VECK4;
-  }
-}
+const withVeck4 = (gemm: GemmOption): Promise<WebGpuBackend> => withEnvAsync('KILN_WEBGPU_GEMM_VECK4', '1', () => WebGpuBackend.create({ gemm }));
 beforeAll(async () => {
   // these tests are about the tiled kernels: the sliced-K ones (gemm-sliced.test.ts) would take the small products
   process.env.KILN_WEBGPU_GEMM_SLICED = 'off';
@@ -142,13 +136,7 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     } finally {
       delete process.env.KILN_WEBGPU_GEMM_VECK4;
     }
-    process.env.KILN_WEBGPU_GEMM_VECK4 = '1';
-    let choice;
-    try {
-      choice = chooseGemmKernels('tiled:2,2,8', false, limits);
-    } finally {
-      delete process.env.KILN_WEBGPU_GEMM_VECK4;
-    }
+    const choice = withEnv('KILN_WEBGPU_GEMM_VECK4', '1', () => chooseGemmKernels('tiled:2,2,8', false, limits));
     expect(choice.veck4).toBe(true);
     expect(planF32Gemm(choice, 256, 256, 256, 1, strides)!.spec).toMatchObject({ ra: 2, rb: 2, bk: 8, a: 'vec-k', veck4: true });
     expect(planFp8Gemm(choice, 256, 256, 256, 128)!.spec).toMatchObject({ a: 'vec-k', b: 'vec-k', veck4: true });
