@@ -220,8 +220,10 @@ const SLICED_MIN_K = 256;
 /**
  * The sliced-K tile for an M x N x K product (see gemm-sliced.ts), or undefined where the tiled
  * kernels run: where 64 x 64 tiles would not give every compute unit of a large GPU one, and K is
- * long enough to share out. Few rows (M <= 32): 16 x 32 tiles in 8 slices, else 16 x 64 tiles
- * in 4. Measured on an H200 (Dawn/Vulkan, per product in a chain, kiln GFLOP/s over two runs,
+ * long enough to share out. Few rows (M <= 32): 16 x 32 tiles in 8 slices; up to 64 rows 16 x 64
+ * tiles in 8 slices of 8-deep stages (H200, ops streamed, three alternations: 64 x 2048 x 1024 f32
+ * 5.0-8.2 -> 10.3-14.0 TFLOP/s, 48 x 2048 x 2048 5.5-6.9 -> 6.7-7.8, FP8 level), else 16 x 64
+ * tiles in 4. Measured on an H200 (Dawn/Vulkan, per product in a chain, kiln GFLOP/s over two runs,
  * tiled kernels -> sliced): 512³ f32 5,206-5,633 -> 5,819-6,063; 64 x 2048 x 1024 f32
  * 3,454-4,497 -> 6,191-6,804; FP8 128 x 512 x 512 1,254-1,421 -> 1,917-2,017; FP8 256 x 1024 x 1024
  * 7,429-7,577 -> 8,019-8,041; 32 x 1536 x 2048 (16 x 32 tiles) f32 2,869-3,556 -> 4,209, FP8
@@ -233,7 +235,7 @@ function slicedTileFor(choice: GemmChoice, M: number, N: number, K: number, batc
   let t: SlicedGemmConfig | undefined;
   if (choice.sliced !== 'auto') t = choice.sliced;
   else if (Math.ceil(M / 64) * Math.ceil(N / 64) * batch < SLICED_BELOW_TILES && K >= SLICED_MIN_K) {
-    t = M <= 32 ? { bm: 16, bn: 32, slices: 8, bk: 16 } : { bm: 16, bn: 64, slices: 4, bk: 16 };
+    t = M <= 32 ? { bm: 16, bn: 32, slices: 8, bk: 16 } : M <= 64 ? { bm: 16, bn: 64, slices: 8, bk: 8 } : { bm: 16, bn: 64, slices: 4, bk: 16 };
   }
   return t && slicedGemmWorkgroupBytes(t, kind) <= choice.workgroupBytes ? t : undefined;
 }

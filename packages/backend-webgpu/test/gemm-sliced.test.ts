@@ -16,8 +16,8 @@ import { withEnv, withEnvAsync } from './with-env.js';
 
 process.env.EGL_PLATFORM ??= 'surfaceless';
 
-/** bm,bn,slices,bk: 4 slices of 64 invocations (4 x 4 blocks), 2 of 128 (4 x 8), 8 of 32 (4 x 8), 4 of 64 (4 x 8), 1 of 256 (4 x 4), and the two automatic tiles. */
-const TILES = ['32,32,4,16', '64,64,2,8', '32,32,8,8', '32,64,4,8', '64,64,1,16', '16,64,4,16', '16,32,8,16'];
+/** bm,bn,slices,bk: 4 slices of 64 invocations (4 x 4 blocks), 2 of 128 (4 x 8), 8 of 32 (4 x 8), 4 of 64 (4 x 8), 1 of 256 (4 x 4), and the three automatic tiles. */
+const TILES = ['32,32,4,16', '64,64,2,8', '32,32,8,8', '32,64,4,8', '64,64,1,16', '16,64,4,16', '16,32,8,16', '16,64,8,8'];
 const backends: WebGpuBackend[] = [];
 let reason = '';
 beforeAll(async () => {
@@ -51,7 +51,7 @@ describe('WebGPU sliced-K f32 GEMM against float64', () => {
     { batch: [2], M: 9, N: 12, K: 900, tA: false, tB: false }, // one partial tile
   ];
   for (const c of cases) {
-    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (seven tiles)`, async (t) => {
+    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (eight tiles)`, async (t) => {
       if (!backends.length) return t.skip(reason);
       for (const b of backends) await checkF32(b, c);
     });
@@ -66,7 +66,7 @@ describe('WebGPU sliced-K FP8 block GEMM is bit-exact with core fp8GemmReference
     { M: 3, N: 64, K: 1000, ba: [1, 128], bb: [128, 128], nc: 256, fa: 'e5m2', fb: 'e4m3' },
   ] as const;
   for (const c of cases) {
-    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (seven tiles)`, async (t) => {
+    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (eight tiles)`, async (t) => {
       if (!backends.length) return t.skip(reason);
       for (const b of backends) {
         // promotion chunks must be whole tiles of a slice: the others fall back to the tiled kernels
@@ -92,11 +92,12 @@ describe('sliced-K plans and tiles', () => {
     expect(planSlicedF32(big, 512, 512, 512, 1, strides(512, 512))).toBeUndefined();
   });
 
-  it('automatic tiles: few 64 x 64 tiles and a long K; 16 x 32 x 8 slices for few rows; FP8 a slice per promotion chunk', () => {
+  it('automatic tiles: few 64 x 64 tiles and a long K; 8 slices for up to 64 rows; FP8 a slice per promotion chunk', () => {
     const choice = chooseGemmKernels('tiled', false, limits);
     expect(choice.sliced).toBe('auto');
     expect(planSlicedF32(choice, 512, 512, 512, 1, strides(512, 512))!.spec).toMatchObject({ bm: 16, bn: 64, slices: 4, bk: 16 });
     expect(planSlicedF32(choice, 32, 1536, 2048, 1, strides(2048, 1536))!.spec).toMatchObject({ bm: 16, bn: 32, slices: 8, bk: 16 });
+    expect(planSlicedF32(choice, 64, 2048, 1024, 1, strides(1024, 2048))!.spec).toMatchObject({ bm: 16, bn: 64, slices: 8, bk: 8 });
     expect(planSlicedF32(choice, 1024, 1024, 1024, 1, strides(1024, 1024))).toBeUndefined(); // 256 tiles: the tiled kernels
     expect(planSlicedF32(choice, 128, 7168, 2048, 1, strides(2048, 7168))).toBeUndefined(); // 224 tiles
     expect(planSlicedF32(choice, 512, 512, 128, 1, strides(128, 512))).toBeUndefined(); // short K
