@@ -34,11 +34,6 @@ export interface GemmChoice {
    */
   readonly veck4: boolean | 'auto';
   /**
-   * Two-stage tiles load and store the next tile one staging pass at a time
-   * (TiledGemmConfig.splitPrefetch): $KILN_WEBGPU_GEMM_SPLIT_PREFETCH=1 (tuning; off by default).
-   */
-  readonly splitPrefetch: boolean;
-  /**
    * K is split (a second, reducing dispatch) only where an unsplit tile would walk at least this
    * many tile depths along K: below it the extra dispatch's host cost exceeds the GPU time it
    * saves. $KILN_WEBGPU_GEMM_SPLIT_MIN_STEPS overrides it (tuning).
@@ -74,13 +69,12 @@ export function chooseGemmKernels(
   const veck4 = v4 === '1' ? true : v4 === '0' ? false : 'auto';
   const splitMinSteps = Number(env('KILN_WEBGPU_GEMM_SPLIT_MIN_STEPS') ?? SPLIT_MIN_STEPS);
   const sliced = parseSliced(env('KILN_WEBGPU_GEMM_SLICED') ?? 'auto');
-  const splitPrefetch = env('KILN_WEBGPU_GEMM_SPLIT_PREFETCH') === '1';
-  if (!m[2]) return { family, workgroupBytes, unroll, double, veck4, splitMinSteps, sliced, splitPrefetch };
+  if (!m[2]) return { family, workgroupBytes, unroll, double, veck4, splitMinSteps, sliced };
   const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]), ...(m[5] ? { double: m[5] === '2' } : {}) } as TiledGemmConfig;
   if (![1, 2].includes(pinned.ra) || ![1, 2].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk) || (m[5] && !['1', '2'].includes(m[5]))) {
     throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM tile ra,rb,bk[,stages] must be 1|2, 1|2, 8|16|32[, 1|2] (got ${spec.slice(spec.indexOf(':') + 1)})`);
   }
-  return { family, pinned, workgroupBytes, unroll, double, veck4, splitMinSteps, sliced, splitPrefetch };
+  return { family, pinned, workgroupBytes, unroll, double, veck4, splitMinSteps, sliced };
 }
 
 function parseSliced(spec: string): SlicedGemmConfig | 'auto' | 'off' {
@@ -122,9 +116,8 @@ const BUSY_WORKGROUPS = 264;
  */
 function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
   const t = tileSize(choice, M, N, kind);
-  // the staging variants travel with the tile (specs spread them, the grouped FP8 one included)
-  if (t && choice.veck4 === true) return { ...t, veck4: true };
-  return t && choice.splitPrefetch && t.double ? { ...t, splitPrefetch: true } : t;
+  // the staging variant travels with the tile (specs spread it, the grouped FP8 one included)
+  return t && choice.veck4 === true ? { ...t, veck4: true } : t;
 }
 
 function tileSize(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {

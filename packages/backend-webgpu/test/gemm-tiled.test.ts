@@ -25,13 +25,6 @@ const pinned: WebGpuBackend[] = [];
  * stages, 128 x 64 x 32 (every invocation owns a block).
  */
 const veck4: WebGpuBackend[] = [];
-/**
- * Two-stage tiles with the split prefetch ($KILN_WEBGPU_GEMM_SPLIT_PREFETCH=1): 128 x 128 x 16
- * (two passes of each operand), 64 x 128 x 16 (one pass of A, two of B), 128 x 64 x 16 (two of A,
- * one of B), 64 x 64 x 32 (two of each). (FP8 adds its decode tables: where two stages of a tile
- * no longer fit the adapter's workgroup memory, that tile runs one stage without the split.)
- */
-const splitPrefetch: WebGpuBackend[] = [];
 let reason = '';
 const withVeck4 = (gemm: GemmOption): Promise<WebGpuBackend> => withEnvAsync('KILN_WEBGPU_GEMM_VECK4', '1', () => WebGpuBackend.create({ gemm }));
 beforeAll(async () => {
@@ -41,9 +34,6 @@ beforeAll(async () => {
     backend = await WebGpuBackend.create({ gemm: 'tiled' });
     for (const gemm of ['tiled:2,2,16,1', 'tiled:1,1,8,2', 'tiled:2,1,32', 'tiled:2,2,8,2'] as const) pinned.push(await WebGpuBackend.create({ gemm }));
     for (const gemm of ['tiled', 'tiled:2,2,8', 'tiled:1,1,16,2', 'tiled:2,1,32'] as const) veck4.push(await withVeck4(gemm));
-    for (const gemm of ['tiled:2,2,16,2', 'tiled:1,2,16,2', 'tiled:2,1,16,2', 'tiled:1,1,32,2'] as const) {
-      splitPrefetch.push(await withEnvAsync('KILN_WEBGPU_GEMM_SPLIT_PREFETCH', '1', () => WebGpuBackend.create({ gemm })));
-    }
   } catch (e) {
     if (!(e instanceof BackendError)) throw e;
     reason = e.message;
@@ -53,7 +43,7 @@ beforeAll(async () => {
 });
 afterAll(() => {
   backend?.dispose();
-  for (const b of [...pinned, ...veck4, ...splitPrefetch]) b.dispose();
+  for (const b of [...pinned, ...veck4]) b.dispose();
 });
 
 
@@ -71,9 +61,9 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     { batch: [], M: 1, N: 1, K: 1, tA: false, tB: false },
   ];
   for (const c of cases) {
-    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile, four pinned ones, four with the split prefetch)`, async (t) => {
+    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and four pinned ones)`, async (t) => {
       if (!backend) return t.skip(reason);
-      for (const b of [backend, ...pinned, ...splitPrefetch]) await checkF32(b, c);
+      for (const b of [backend, ...pinned]) await checkF32(b, c);
     });
   }
 
@@ -135,23 +125,6 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     expect(planFp8Gemm(choice, 32, 1536, 2048, Infinity)!.chunks).toBe(1);
   });
 
-  it('splits the prefetch of two-stage tiles with $KILN_WEBGPU_GEMM_SPLIT_PREFETCH=1: one pass in flight at a time', () => {
-    const limits = { maxComputeWorkgroupStorageSize: 49152 };
-    const strides = { aBatch: 0, bBatch: 0, sam: 512, sak: 1, sbk: 512, sbn: 1 };
-    expect(planF32Gemm(chooseGemmKernels('tiled:2,2,16,2', false, limits), 512, 512, 512, 1, strides)!.spec.splitPrefetch).toBeUndefined(); // off by default
-    const choice = withEnv('KILN_WEBGPU_GEMM_SPLIT_PREFETCH', '1', () => chooseGemmKernels('tiled:2,2,16,2', false, limits));
-    expect(planF32Gemm(choice, 512, 512, 512, 1, strides)!.spec).toMatchObject({ ra: 2, rb: 2, bk: 16, double: true, splitPrefetch: true });
-    expect(planFp8Gemm(choice, 512, 512, 512, 128)!.spec).toMatchObject({ double: true, splitPrefetch: true });
-    const one = withEnv('KILN_WEBGPU_GEMM_SPLIT_PREFETCH', '1', () => chooseGemmKernels('tiled:2,2,16,1', false, limits));
-    expect(planF32Gemm(one, 512, 512, 512, 1, strides)!.spec.splitPrefetch).toBeUndefined(); // one stage: nothing to split into
-    const src = tiledGemmShader({ kind: 'f32', ra: 2, rb: 2, bk: 16, double: true, splitPrefetch: true, a: 'vec-k', b: 'vec-inner', vecOut: true });
-    // pass 0 loaded before k step 0, stored (and pass 1 loaded) after step 7, pass 1 stored after step 15
-    expect(src).toMatch(/if \(more\) \{ ld_A_p0\(nk, m0\); ld_B_p0\(nk, n0\); \}/);
-    expect(src).toMatch(/if \(more\) \{ st_A_p0\(512u\); st_B_p0\(512u\); ld_A_p1\(nk, m0\); ld_B_p1\(nk, n0\); \}/);
-    expect(src).toMatch(/if \(more\) \{ st_A_p1\(512u\); st_B_p1\(512u\); \}/);
-    expect(src).not.toMatch(/ld_A\(nk, m0\)/);
-  });
-
   it('stages 4 x 4 blocks everywhere with $KILN_WEBGPU_GEMM_VECK4=1 (f32, fp8, grouped fp8), nowhere with 0', () => {
     const limits = { maxComputeWorkgroupStorageSize: 32768 };
     const strides = { aBatch: 0, bBatch: 0, sam: 256, sak: 1, sbk: 256, sbn: 1 };
@@ -186,9 +159,9 @@ describe('WebGPU tiled FP8 block GEMM is bit-exact with core fp8GemmReference', 
     { M: 3, N: 64, K: 1000, ba: [1, 128], bb: [128, 128], nc: 256, fa: 'e5m2', fb: 'e4m3' }, // a short last chunk
   ] as const;
   for (const c of cases) {
-    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile, four pinned ones, four with 4 x 4 block staging, four with the split prefetch)`, async (t) => {
+    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile, four pinned ones, four with 4 x 4 block staging)`, async (t) => {
       if (!backend) return t.skip(reason);
-      for (const b of [backend, ...pinned, ...veck4, ...splitPrefetch]) await expectFp8GemmMatchesReference(b, c, (n, seed) => seededUniform(n, seed, 4));
+      for (const b of [backend, ...pinned, ...veck4]) await expectFp8GemmMatchesReference(b, c, (n, seed) => seededUniform(n, seed, 4));
     });
   }
 });

@@ -48,13 +48,6 @@ export interface TiledGemmConfig {
    * and stored as 4 whole vec4s (instead of 4 scalar stores per word). Off by default.
    */
   readonly veck4?: boolean;
-  /**
-   * Two stages only: the next tile's staging passes (256 quads of an operand each) are loaded
-   * and stored one at a time, spread over the k steps, so one pass is in flight in registers
-   * instead of the whole tile: deeper tiles (fewer barriers) at the registers of shallow ones.
-   * Not with veck4.
-   */
-  readonly splitPrefetch?: boolean;
 }
 
 export interface TiledGemmSpec extends TiledGemmConfig {
@@ -121,10 +114,6 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
   const regTy = fp8 ? 'u32' : 'vec4<f32>';
   const zeroReg = fp8 ? '0u' : 'vec4<f32>(0.0)';
   const k4 = s.veck4 === true;
-  const split = s.splitPrefetch === true && dbl && !k4;
-  // passes of the split prefetch: the larger operand's; each covers bk / passes k steps
-  const passes = Math.max(per(BM), per(BN));
-  if (split && bk % passes !== 0) throw new Error(`tiled GEMM: a split prefetch of ${passes} passes needs bk divisible by them (bk ${bk})`);
   // 4 x 4 blocks (4 rows x one k quad) in one staged tile, and the passes of 256 invocations over them
   const blocks = (rows: number) => quads(rows) / 4;
   const per4 = (rows: number) => Math.ceil(blocks(rows) / 256);
@@ -168,11 +157,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
       }
       return ld + '}\n' + st + '}\n';
     }
-    const ldParts: string[] = [];
-    const stParts: string[] = [];
     for (let l = 0; l < P; l++) {
-      const ld0 = ld.length;
-      const st0 = st.length;
       // the last pass of a tile smaller than the workgroup covers only part of it
       const partial = (l + 1) * 256 > total;
       const inTile = partial ? `e < ${total}u && ` : '';
@@ -204,13 +189,8 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
       }
       ld += `    r${X}${l} = v;\n  }\n`;
       st += `  }\n`;
-      ldParts.push(ld.slice(ld0));
-      stParts.push(st.slice(st0));
     }
-    // one function per pass as well, for the split prefetch
-    let parts = '';
-    if (split) ldParts.forEach((b, l) => (parts += `fn ld_${X}_p${l}(k0: u32, ${tileVar}: u32) {\n${b}}\nfn st_${X}_p${l}(base: u32) {\n${stParts[l]}}\n`));
-    return ld + '}\n' + st + '}\n' + parts;
+    return ld + '}\n' + st + '}\n';
   }
 
   const regs = (X: string, rows: number, load: TileLoad) =>
@@ -242,10 +222,10 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
     for (const g of G) for (const i of I) for (const h of H) b += `      ${sum}${g}${i}${h} = ${sum}${g}${i}${h} + a${g}.${'xyzw'[i]} * b${h};\n`;
     return b;
   };
-  const macOf = (stage: number, from = 0, to: number = bk): string => {
+  const macOf = (stage: number): string => {
     let m = '';
-    if (s.unroll === false) m = `    for (var kk = ${from}u; kk < ${to}u; kk++) {\n${step('kk', stage)}    }\n`;
-    else for (let kk = from; kk < to; kk++) m += `    {\n${step(`${kk}u`, stage)}    }\n`;
+    if (s.unroll === false) m = `    for (var kk = 0u; kk < ${bk}u; kk++) {\n${step('kk', stage)}    }\n`;
+    else for (let kk = 0; kk < bk; kk++) m += `    {\n${step(`${kk}u`, stage)}    }\n`;
     return m;
   };
 
@@ -337,35 +317,16 @@ ${
   // stages (two tiles per trip, constant offsets): the next tile goes into the other stage,
   // last read one tile ago (the last barrier ended those reads), so one barrier per tile.
   const tile = (first: string, stage: number): string => {
-    const other = (X: 'A' | 'B') => `${(1 - stage) * quads(X === 'A' ? BM : BN)}u`;
-    // split prefetch: pass l of the next tile is loaded before k step l * bk / passes and
-    // stored into the other stage after the next bk / passes steps
-    const passOf = (X: 'A' | 'B', l: number) => l < per(X === 'A' ? BM : BN);
-    let body = '';
-    if (split) {
-      for (let l = 0; l < passes; l++) {
-        const acts: string[] = [];
-        for (const X of ['A', 'B'] as const) if (l > 0 && passOf(X, l - 1)) acts.push(`st_${X}_p${l - 1}(${other(X)});`);
-        if (passOf('A', l)) acts.push(`ld_A_p${l}(nk, m0);`);
-        if (passOf('B', l)) acts.push(`ld_B_p${l}(nk, n0);`);
-        body += `    if (more) { ${acts.join(' ')} }\n` + macOf(stage, (l * bk) / passes, ((l + 1) * bk) / passes);
-      }
-    } else body = `    if (more) { ld_A(nk, m0); ld_B(nk, n0); }\n` + macOf(stage);
     let t = `    {
     let nk = ${first} + ${bk}u;
     let more = nk < kEnd;
-${body}`;
+    if (more) { ld_A(nk, m0); ld_B(nk, n0); }
+${macOf(stage)}`;
     if (fp8) t += `    if (!more || nk - c0 >= nc) {
 ${promote}      c0 = nk;
     }
 `;
-    if (split) {
-      const last = (['A', 'B'] as const).filter((X) => passOf(X, passes - 1)).map((X) => `st_${X}_p${passes - 1}(${other(X)});`);
-      t += `    if (more) { ${last.join(' ')} }
-    workgroupBarrier();
-    }
-`;
-    } else if (dbl) t += `    if (more) { st_A(${(1 - stage) * quads(BM)}u); st_B(${(1 - stage) * quads(BN)}u); }
+    if (dbl) t += `    if (more) { st_A(${(1 - stage) * quads(BM)}u); st_B(${(1 - stage) * quads(BN)}u); }
     workgroupBarrier();
     }
 `;
