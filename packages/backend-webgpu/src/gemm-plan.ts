@@ -128,11 +128,17 @@ function tileSize(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8')
   // (medium FP8 products with more than 64 rows: 128 x 64 tiles; H200, two alternations: 1024³
   // 19.5-19.9 vs 17.8-18.2 TFLOP/s with 64 x 64, 128 x 7168 x 2048 18.0-18.1 vs 16.4)
   const tall = medium && M > 64;
-  let t: TiledGemmConfig = choice.pinned ?? (big ? { ra: 2, rb: 2, bk: 8 } : { ra: tall ? 2 : 1, rb: M > 64 && N > 64 && !medium ? 2 : 1, bk: 16 });
+  // (large FP8 products: 16-deep two-stage 128 x 128 tiles where they fit; H200, three
+  // alternations: 2048³ 28.5-29.0 vs 27.4-27.9 TFLOP/s with 8-deep ones, 4096³ 25.1-28.4 vs
+  // 26.1-27.9, 2048 x 7168 x 2048 29.5-29.8 vs 28.8-28.9; f32 lost: 4096³ 29.9 vs 36.1-37.4)
+  const deepFp8 = big && kind === 'fp8' && !choice.pinned;
+  let t: TiledGemmConfig = choice.pinned ?? (big ? { ra: 2, rb: 2, bk: deepFp8 ? 16 : 8 } : { ra: tall ? 2 : 1, rb: M > 64 && N > 64 && !medium ? 2 : 1, bk: 16 });
   const autoDouble = choice.double === 'auto' && !choice.pinned && big;
   if (t.double ?? (choice.double === true || autoDouble)) {
     const two = { ...t, double: true };
     if (tiledGemmWorkgroupBytes(two, kind) <= choice.workgroupBytes) return two;
+    const shallow = { ...two, bk: 8 as const };
+    if (deepFp8 && tiledGemmWorkgroupBytes(shallow, kind) <= choice.workgroupBytes) return shallow;
   }
   t = { ra: t.ra, rb: t.rb, bk: t.bk };
   while (tiledGemmWorkgroupBytes(t, kind) > choice.workgroupBytes) {

@@ -17,7 +17,11 @@ import { seededUniform } from './seeded.js';
 process.env.EGL_PLATFORM ??= 'surfaceless';
 
 let backend: WebGpuBackend | undefined;
-/** The same kernels with other tiles pinned: 128 x 128 x 16 one stage, 64 x 64 x 8 two stages, 128 x 64 x 32, 128 x 128 x 8 two stages. */
+/**
+ * The same kernels with other tiles pinned: 128 x 128 x 16 one stage, 64 x 64 x 8 two stages, 128 x 64 x 32,
+ * 128 x 128 x 8 two stages, 128 x 128 x 16 two stages (large FP8 products on GPUs; FP8 falls back to one
+ * stage where its 34 KiB do not fit, as on llvmpipe).
+ */
 const pinned: WebGpuBackend[] = [];
 /**
  * The same kernels with 'vec-k' operands staged a 4 x 4 block per invocation
@@ -32,7 +36,7 @@ beforeAll(async () => {
   process.env.KILN_WEBGPU_GEMM_SLICED = 'off';
   try {
     backend = await WebGpuBackend.create({ gemm: 'tiled' });
-    for (const gemm of ['tiled:2,2,16,1', 'tiled:1,1,8,2', 'tiled:2,1,32', 'tiled:2,2,8,2'] as const) pinned.push(await WebGpuBackend.create({ gemm }));
+    for (const gemm of ['tiled:2,2,16,1', 'tiled:1,1,8,2', 'tiled:2,1,32', 'tiled:2,2,8,2', 'tiled:2,2,16,2'] as const) pinned.push(await WebGpuBackend.create({ gemm }));
     for (const gemm of ['tiled', 'tiled:2,2,8', 'tiled:1,1,16,2', 'tiled:2,1,32'] as const) veck4.push(await withVeck4(gemm));
   } catch (e) {
     if (!(e instanceof BackendError)) throw e;
@@ -61,7 +65,7 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     { batch: [], M: 1, N: 1, K: 1, tA: false, tB: false },
   ];
   for (const c of cases) {
-    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and four pinned ones)`, async (t) => {
+    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and five pinned ones)`, async (t) => {
       if (!backend) return t.skip(reason);
       for (const b of [backend, ...pinned]) await checkF32(b, c);
     });
@@ -118,6 +122,10 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     expect(mid.spec.veck4).toBeUndefined();
     expect(medium.spec.veck4).toBeUndefined();
     expect(planFp8Gemm(choice, 2048, 2048, 2048, 128)!.spec.veck4).toBeUndefined(); // no change for FP8: kept off
+    // large FP8 products: 16-deep two-stage tiles where 34 KiB fit, else 8-deep ones
+    expect(planFp8Gemm(choice, 2048, 2048, 2048, 128)!.spec).toMatchObject({ ra: 2, rb: 2, bk: 8, double: true });
+    expect(planFp8Gemm(chooseGemmKernels('tiled', false, { maxComputeWorkgroupStorageSize: 49152 }), 2048, 2048, 2048, 128)!.spec).toMatchObject({ ra: 2, rb: 2, bk: 16, double: true });
+    expect(planF32Gemm(chooseGemmKernels('tiled', false, { maxComputeWorkgroupStorageSize: 49152 }), 2048, 2048, 2048, 1, strides(2048, 2048, 2048))!.spec).toMatchObject({ bk: 8, double: true }); // f32 stays 8 deep
     // FP8 skinny products: a workgroup layer per promotion chunk (16 of them), not for short K or big products
     expect(planFp8Gemm(choice, 32, 1536, 2048, 128)).toMatchObject({ chunks: 16, groups: [24, 1, 16], spec: { chunked: true } });
     expect(planFp8Gemm(choice, 32, 1536, 512, 128)!.chunks).toBe(1);
@@ -159,7 +167,7 @@ describe('WebGPU tiled FP8 block GEMM is bit-exact with core fp8GemmReference', 
     { M: 3, N: 64, K: 1000, ba: [1, 128], bb: [128, 128], nc: 256, fa: 'e5m2', fb: 'e4m3' }, // a short last chunk
   ] as const;
   for (const c of cases) {
-    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile, four pinned ones, four with 4 x 4 block staging)`, async (t) => {
+    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile, five pinned ones, four with 4 x 4 block staging)`, async (t) => {
       if (!backend) return t.skip(reason);
       for (const b of [backend, ...pinned, ...veck4]) await expectFp8GemmMatchesReference(b, c, (n, seed) => seededUniform(n, seed, 4));
     });
