@@ -20,7 +20,8 @@ let backend: WebGpuBackend | undefined;
 /**
  * The same kernels with other tiles pinned: 128 x 128 x 16 one stage, 64 x 64 x 8 two stages, 128 x 64 x 32,
  * 128 x 128 x 8 two stages, 128 x 128 x 16 two stages (large FP8 products on GPUs; FP8 falls back to one
- * stage where its 34 KiB do not fit, as on llvmpipe).
+ * stage where its 34 KiB do not fit, as on llvmpipe), 64 x 64 x 16 two stages (the same 16-deep
+ * two-stage FP8 staging at a size every adapter fits).
  */
 const pinned: WebGpuBackend[] = [];
 /**
@@ -36,7 +37,7 @@ beforeAll(async () => {
   process.env.KILN_WEBGPU_GEMM_SLICED = 'off';
   try {
     backend = await WebGpuBackend.create({ gemm: 'tiled' });
-    for (const gemm of ['tiled:2,2,16,1', 'tiled:1,1,8,2', 'tiled:2,1,32', 'tiled:2,2,8,2', 'tiled:2,2,16,2'] as const) pinned.push(await WebGpuBackend.create({ gemm }));
+    for (const gemm of ['tiled:2,2,16,1', 'tiled:1,1,8,2', 'tiled:2,1,32', 'tiled:2,2,8,2', 'tiled:2,2,16,2', 'tiled:1,1,16,2'] as const) pinned.push(await WebGpuBackend.create({ gemm }));
     for (const gemm of ['tiled', 'tiled:2,2,8', 'tiled:1,1,16,2', 'tiled:2,1,32'] as const) veck4.push(await withVeck4(gemm));
   } catch (e) {
     if (!(e instanceof BackendError)) throw e;
@@ -65,7 +66,7 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     { batch: [], M: 1, N: 1, K: 1, tA: false, tB: false },
   ];
   for (const c of cases) {
-    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and five pinned ones)`, async (t) => {
+    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and six pinned ones)`, async (t) => {
       if (!backend) return t.skip(reason);
       for (const b of [backend, ...pinned]) await checkF32(b, c);
     });
@@ -167,7 +168,7 @@ describe('WebGPU tiled FP8 block GEMM is bit-exact with core fp8GemmReference', 
     { M: 3, N: 64, K: 1000, ba: [1, 128], bb: [128, 128], nc: 256, fa: 'e5m2', fb: 'e4m3' }, // a short last chunk
   ] as const;
   for (const c of cases) {
-    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile, five pinned ones, four with 4 x 4 block staging)`, async (t) => {
+    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile, six pinned ones, four with 4 x 4 block staging)`, async (t) => {
       if (!backend) return t.skip(reason);
       for (const b of [backend, ...pinned, ...veck4]) await expectFp8GemmMatchesReference(b, c, (n, seed) => seededUniform(n, seed, 4));
     });
