@@ -253,8 +253,10 @@ export function planSlicedF32(choice: GemmChoice, M: number, N: number, K: numbe
   const batchAligned = aligned(s.aBatch, s.bBatch);
   const a = batchAligned && s.sam === 1 && aligned(M, s.sak) ? 'vec-inner' : batchAligned && s.sak === 1 && aligned(K, s.sam) ? 'vec-k' : undefined;
   const b = batchAligned && s.sbn === 1 && aligned(N, s.sbk) ? 'vec-inner' : batchAligned && s.sbk === 1 && aligned(K, s.sbn) ? 'vec-k' : undefined;
-  if (!a || !b) return undefined;
-  return { spec: { kind: 'f32', ...t, a, b, vecOut: N % 4 === 0 }, groups: [Math.ceil(N / t.bn), Math.ceil(M / t.bm), batch] };
+  const groups: [number, number, number] = [Math.ceil(N / t.bn), Math.ceil(M / t.bm), batch];
+  // (a pinned tile on a huge product: more workgroups than a dispatch dimension takes)
+  if (!a || !b || groups[0] > 65535 || groups[1] > 65535) return undefined;
+  return { spec: { kind: 'f32', ...t, a, b, vecOut: N % 4 === 0 }, groups };
 }
 
 /** The sliced-K plan of a block-scaled FP8 product (whole promotion chunks per slice), or undefined. */
@@ -264,6 +266,7 @@ export function planSlicedFp8(choice: GemmChoice, M: number, N: number, K: numbe
   // (automatic tiles: a slice per promotion chunk at least, else fewer slices or none)
   const chunks = Math.ceil(K / promotionInterval);
   if (t && choice.sliced === 'auto' && chunks < t.slices) t = chunks >= 4 ? { bm: 16, bn: 64, slices: 4, bk: 16 } : undefined;
-  if (!t || promotionInterval % t.bk !== 0) return undefined;
-  return { spec: { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0 }, groups: [Math.ceil(N / t.bn), Math.ceil(M / t.bm), 1] };
+  const groups: [number, number, number] = t ? [Math.ceil(N / t.bn), Math.ceil(M / t.bm), 1] : [0, 0, 0];
+  if (!t || promotionInterval % t.bk !== 0 || groups[0] > 65535 || groups[1] > 65535) return undefined;
+  return { spec: { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0 }, groups };
 }

@@ -90,6 +90,9 @@ describe('sliced-K plans and tiles', () => {
     // a tile whose partial tiles outgrow the workgroup memory falls back (64 x 64, 4 slices: 48 KiB)
     const big = withEnv('KILN_WEBGPU_GEMM_SLICED', '64,64,4,4', () => chooseGemmKernels('tiled', false, limits));
     expect(planSlicedF32(big, 512, 512, 512, 1, strides(512, 512))).toBeUndefined();
+    // more row tiles than a dispatch dimension takes: the tiled kernels (which fold or split)
+    expect(planSlicedF32(choice, 32 * 65536, 64, 64, 1, strides(64, 64))).toBeUndefined();
+    expect(planSlicedFp8(choice, 32 * 65536, 64, 256, 128)).toBeUndefined();
   });
 
   it('automatic tiles: few 64 x 64 tiles and a long K; 8 slices for up to 64 rows; FP8 a slice per promotion chunk', () => {
