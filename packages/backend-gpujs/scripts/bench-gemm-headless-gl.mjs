@@ -31,12 +31,10 @@
 //   KILN_GPUJS_SMALL_GEMM: the backend's one-pass threshold (batch*M*N*K; default 32768)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
 import { GEMM_VARIANTS } from '../dist/index.js';
-import { headlessGlBackendOrExit } from './headless-gl-backend.mjs';
+import { headlessGlBackendOrExit, tfjsWebglOnHeadlessGl } from './headless-gl-backend.mjs';
 
-const require = createRequire(import.meta.url);
 const sizes = process.argv.slice(2).map(Number).filter(Boolean);
 if (sizes.length === 0) sizes.push(256, 512, 1024);
 const REPS = Number(process.env.BENCH_REPS ?? 11);
@@ -101,20 +99,11 @@ sp.exec = (batch) => {
   }
 };
 
-// tfjs-backend-webgl on its own headless-gl context (gl resolved the way gpu.js resolves it)
-const createGL = createRequire(require.resolve('gpu.js'))('gl');
-const tf = require('@tensorflow/tfjs-core');
-const tfwebgl = require('@tensorflow/tfjs-backend-webgl');
+// tfjs-backend-webgl on its own headless-gl context
+let tf;
 let tfGl;
 try {
-  tfGl = createGL(1, 1, { antialias: false, depth: false, stencil: false, alpha: false, premultipliedAlpha: false, preserveDrawingBuffer: false });
-  if (!tfGl) throw new Error('no headless-gl context for tfjs');
-  tf.env().set('WEBGL_VERSION', 1);
-  tfwebgl.setWebGLContext(1, tfGl);
-  // tfjs-backend-webgl registers its kernels for the name 'webgl' (in Node it registers no backend itself)
-  tf.registerBackend('webgl', () => new tfwebgl.MathBackendWebGL(new tfwebgl.GPGPUContext(tfGl)), 10);
-  await tf.setBackend('webgl');
-  await tf.ready();
+  ({ tf, gl: tfGl } = await tfjsWebglOnHeadlessGl());
   console.log(`tfjs-webgl: WebGL ${tf.env().get('WEBGL_VERSION')}, render float32 ${tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED')}, packed ${tf.env().getBool('WEBGL_PACK')}`);
 } catch (e) {
   console.log(`tfjs-webgl unavailable: ${e.message}`);

@@ -5,10 +5,8 @@
 // tfjs-backend-webgl's matMul + dataSync on its own headless-gl context in the same process.
 //   xvfb-run -a node scripts/profile-gemm-overhead.mjs [sizes...]   (default 16 64 256)
 //   PROFILE_REPS (default 30); KILN_GPUJS_TEXTURE_POOL=0 for the engine without its texture pool
-import { createRequire } from 'node:module';
-import { headlessGlBackendOrExit } from './headless-gl-backend.mjs';
+import { headlessGlBackendOrExit, tfjsWebglOnHeadlessGl } from './headless-gl-backend.mjs';
 
-const require = createRequire(import.meta.url);
 const sizes = process.argv.slice(2).map(Number).filter(Boolean);
 if (sizes.length === 0) sizes.push(16, 64, 256);
 const R = Number(process.env.PROFILE_REPS ?? 30);
@@ -47,14 +45,7 @@ if (sp.readF32) sp.readF32 = (id) => {
 
 let tf;
 try {
-  const createGL = createRequire(require.resolve('gpu.js'))('gl');
-  tf = require('@tensorflow/tfjs-core');
-  const tfwebgl = require('@tensorflow/tfjs-backend-webgl');
-  const gl = createGL(1, 1, { antialias: false, depth: false, stencil: false, alpha: false, premultipliedAlpha: false, preserveDrawingBuffer: false });
-  tf.env().set('WEBGL_VERSION', 1);
-  tfwebgl.setWebGLContext(1, gl);
-  tf.registerBackend('webgl', () => new tfwebgl.MathBackendWebGL(new tfwebgl.GPGPUContext(gl)), 10);
-  await tf.setBackend('webgl');
+  ({ tf } = await tfjsWebglOnHeadlessGl());
 } catch (e) {
   console.log(`tfjs-webgl unavailable: ${e.message}`);
   tf = undefined;

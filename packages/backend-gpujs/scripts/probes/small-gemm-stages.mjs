@@ -1,23 +1,13 @@
 // Probe: where a small GEMM + read goes on the headless-gl engine vs tfjs-webgl: end to end, issue + finish, GPU time
 // per GEMM in a chain of 20, read alone; flat 1x4 vs 4x4 blocks. R (reps, default 41); sizes as arguments.
 //   xvfb-run -a node scripts/probes/small-gemm-stages.mjs 128 256 512
-import { createRequire } from 'node:module';
-import { headlessGlBackendOrExit } from '../headless-gl-backend.mjs';
-const require = createRequire(import.meta.url);
+import { headlessGlBackendOrExit, tfjsWebglOnHeadlessGl } from '../headless-gl-backend.mjs';
 const R = Number(process.env.R ?? 41);
 const med = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const b = await headlessGlBackendOrExit();
 const sp = b.syncPage;
 const fin = () => sp.finish();
-const createGL = createRequire(require.resolve('gpu.js'))('gl');
-const tf = require('@tensorflow/tfjs-core');
-const tfwebgl = require('@tensorflow/tfjs-backend-webgl');
-const tfGl = createGL(1, 1, { antialias: false, depth: false, stencil: false, alpha: false, premultipliedAlpha: false, preserveDrawingBuffer: false });
-tf.env().set('WEBGL_VERSION', 1);
-tfwebgl.setWebGLContext(1, tfGl);
-tf.registerBackend('webgl', () => new tfwebgl.MathBackendWebGL(new tfwebgl.GPGPUContext(tfGl)), 10);
-await tf.setBackend('webgl');
-await tf.ready();
+const { tf, gl: tfGl } = await tfjsWebglOnHeadlessGl();
 const T = (f) => { const ts = []; for (let r = 0; r <= R; r++) { const t0 = performance.now(); f(); if (r) ts.push(performance.now() - t0); } return med(ts); };
 const out = [];
 const say = (s) => { console.log(s); out.push(s); };
