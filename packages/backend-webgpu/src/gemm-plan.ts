@@ -4,6 +4,7 @@
  * for skinny f32 products, how many K slices to split the work into.
  */
 import { ArgumentError } from '@kiln/core';
+import { envVar } from './env.js';
 import { tiledGemmWorkgroupBytes, type TileLoad, type TiledGemmConfig, type TiledGemmSpec } from './wgsl/gemm-tiled.js';
 import { slicedGemmWorkgroupBytes, slicedGeometry, type SlicedGemmConfig, type SlicedGemmSpec } from './wgsl/gemm-sliced.js';
 
@@ -47,7 +48,6 @@ export interface GemmChoice {
   readonly sliced: SlicedGemmConfig | 'auto' | 'off';
 }
 
-const env = (k: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[k];
 
 /** 'auto', a family, or a family with a pinned tile: 'tiled:ra,rb,bk' or 'tiled:ra,rb,bk,stages'. */
 export type GemmOption = 'auto' | 'tiled' | 'software' | `tiled:${number},${number},${number}` | `tiled:${number},${number},${number},${number}`;
@@ -58,17 +58,17 @@ export function chooseGemmKernels(
   limits: { maxComputeWorkgroupStorageSize: number },
 ): GemmChoice {
   const workgroupBytes = limits.maxComputeWorkgroupStorageSize;
-  const spec = option && option !== 'auto' ? option : env('KILN_WEBGPU_GEMM') || 'auto';
+  const spec = option && option !== 'auto' ? option : envVar('KILN_WEBGPU_GEMM') || 'auto';
   const m = /^(auto|tiled|software)(?::(\d),(\d),(\d+)(?:,(\d))?)?$/.exec(spec);
   if (!m) throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM must be auto, software, tiled or tiled:ra,rb,bk[,stages] (got '${spec}')`);
   const family = m[1] === 'auto' ? (software ? 'software' : 'tiled') : (m[1] as 'tiled' | 'software');
-  const unroll = env('KILN_WEBGPU_GEMM_UNROLL') !== '0';
-  const dv = env('KILN_WEBGPU_GEMM_DOUBLE');
+  const unroll = envVar('KILN_WEBGPU_GEMM_UNROLL') !== '0';
+  const dv = envVar('KILN_WEBGPU_GEMM_DOUBLE');
   const double = dv === '1' ? true : dv === '0' ? false : 'auto';
-  const v4 = env('KILN_WEBGPU_GEMM_VECK4');
+  const v4 = envVar('KILN_WEBGPU_GEMM_VECK4');
   const veck4 = v4 === '1' ? true : v4 === '0' ? false : 'auto';
-  const splitMinSteps = Number(env('KILN_WEBGPU_GEMM_SPLIT_MIN_STEPS') ?? SPLIT_MIN_STEPS);
-  const sliced = parseSliced(env('KILN_WEBGPU_GEMM_SLICED') ?? 'auto');
+  const splitMinSteps = Number(envVar('KILN_WEBGPU_GEMM_SPLIT_MIN_STEPS') ?? SPLIT_MIN_STEPS);
+  const sliced = parseSliced(envVar('KILN_WEBGPU_GEMM_SLICED') ?? 'auto');
   if (!m[2]) return { family, workgroupBytes, unroll, double, veck4, splitMinSteps, sliced };
   const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]), ...(m[5] ? { double: m[5] === '2' } : {}) } as TiledGemmConfig;
   if (![1, 2].includes(pinned.ra) || ![1, 2].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk) || (m[5] && !['1', '2'].includes(m[5]))) {
@@ -168,15 +168,24 @@ export interface GemmStrides {
 
 const aligned = (...xs: number[]): boolean => xs.every((x) => x % 4 === 0);
 
+/**
+ * How each operand's tiles are read: 16-byte words along m / n (A transposed, B row-major) or
+ * along K (A row-major, B transposed) where the strides and sizes keep them aligned, else one
+ * element at a time.
+ */
+function operandLoads(M: number, N: number, K: number, s: GemmStrides): { a: TileLoad; b: TileLoad } {
+  const batchAligned = aligned(s.aBatch, s.bBatch);
+  const a: TileLoad = batchAligned && s.sam === 1 && aligned(M, s.sak) ? 'vec-inner' : batchAligned && s.sak === 1 && aligned(K, s.sam) ? 'vec-k' : 'scalar';
+  const b: TileLoad = batchAligned && s.sbn === 1 && aligned(N, s.sbk) ? 'vec-inner' : batchAligned && s.sbk === 1 && aligned(K, s.sbn) ? 'vec-k' : 'scalar';
+  return { a, b };
+}
+
 /** The tiled plan of a batched f32 product, or undefined where the software kernels run. */
 export function planF32Gemm(choice: GemmChoice, M: number, N: number, K: number, batch: number, s: GemmStrides): F32GemmPlan | undefined {
   if (choice.family !== 'tiled') return undefined;
   const t = tileFor(choice, M, N, 'f32');
   if (!t) return undefined;
-  const batchAligned = aligned(s.aBatch, s.bBatch);
-  // A's tile is read in 16-byte words along m (A transposed) or along K (row-major A)
-  const a: TileLoad = batchAligned && s.sam === 1 && aligned(M, s.sak) ? 'vec-inner' : batchAligned && s.sak === 1 && aligned(K, s.sam) ? 'vec-k' : 'scalar';
-  const b: TileLoad = batchAligned && s.sbn === 1 && aligned(N, s.sbk) ? 'vec-inner' : batchAligned && s.sbk === 1 && aligned(K, s.sbn) ? 'vec-k' : 'scalar';
+  const { a, b } = operandLoads(M, N, K, s);
   const gx = Math.ceil(N / (64 * t.rb));
   const gy = Math.ceil(M / (64 * t.ra));
   const tiles = gx * gy * batch;
@@ -246,16 +255,22 @@ function slicedTileFor(choice: GemmChoice, M: number, N: number, K: number, batc
   return t && slicedGemmWorkgroupBytes(t, kind) <= choice.workgroupBytes ? t : undefined;
 }
 
+/**
+ * A sliced kernel's dispatch [N tiles, M tiles, batch], or undefined where a dimension would
+ * exceed 65535 workgroups (a pinned tile on a huge product: the tiled kernels take it).
+ */
+function slicedGroups(t: SlicedGemmConfig, M: number, N: number, batch: number): [number, number, number] | undefined {
+  const groups: [number, number, number] = [Math.ceil(N / t.bn), Math.ceil(M / t.bm), batch];
+  return groups.every((g) => g <= 65535) ? groups : undefined;
+}
+
 /** The sliced-K plan of a batched f32 product, or undefined (then planF32Gemm's). */
 export function planSlicedF32(choice: GemmChoice, M: number, N: number, K: number, batch: number, s: GemmStrides): { spec: SlicedGemmSpec; groups: [number, number, number] } | undefined {
   const t = slicedTileFor(choice, M, N, K, batch, 'f32');
-  if (!t || batch > 65535) return undefined;
-  const batchAligned = aligned(s.aBatch, s.bBatch);
-  const a = batchAligned && s.sam === 1 && aligned(M, s.sak) ? 'vec-inner' : batchAligned && s.sak === 1 && aligned(K, s.sam) ? 'vec-k' : undefined;
-  const b = batchAligned && s.sbn === 1 && aligned(N, s.sbk) ? 'vec-inner' : batchAligned && s.sbk === 1 && aligned(K, s.sbn) ? 'vec-k' : undefined;
-  const groups: [number, number, number] = [Math.ceil(N / t.bn), Math.ceil(M / t.bm), batch];
-  // (a pinned tile on a huge product: more workgroups than a dispatch dimension takes)
-  if (!a || !b || groups[0] > 65535 || groups[1] > 65535) return undefined;
+  const groups = t && slicedGroups(t, M, N, batch);
+  // (the sliced kernels read whole 16-byte words only)
+  const { a, b } = operandLoads(M, N, K, s);
+  if (!t || !groups || a === 'scalar' || b === 'scalar') return undefined;
   return { spec: { kind: 'f32', ...t, a, b, vecOut: N % 4 === 0 }, groups };
 }
 
@@ -266,7 +281,7 @@ export function planSlicedFp8(choice: GemmChoice, M: number, N: number, K: numbe
   // (automatic tiles: a slice per promotion chunk at least, else fewer slices or none)
   const chunks = Math.ceil(K / promotionInterval);
   if (t && choice.sliced === 'auto' && chunks < t.slices) t = chunks >= 4 ? { bm: 16, bn: 64, slices: 4, bk: 16 } : undefined;
-  const groups: [number, number, number] = t ? [Math.ceil(N / t.bn), Math.ceil(M / t.bm), 1] : [0, 0, 0];
-  if (!t || promotionInterval % t.bk !== 0 || groups[0] > 65535 || groups[1] > 65535) return undefined;
+  const groups = t && slicedGroups(t, M, N, 1);
+  if (!t || !groups || promotionInterval % t.bk !== 0) return undefined;
   return { spec: { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0 }, groups };
 }

@@ -1,5 +1,6 @@
 /* eslint-disable @typescript-eslint/no-explicit-any */
 import { BackendError, OutOfMemoryError } from '@kiln/core';
+import { envVar } from './env.js';
 import { createExecutor, type ExecutorError } from './executor.js';
 import type { KernelLimits } from './gpu.js';
 
@@ -28,11 +29,10 @@ export interface RemoteAttempt {
   readonly level: 'core' | 'compatibility';
 }
 
-const env = (k: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[k];
 /** Ops per message to the worker at most ($KILN_WEBGPU_SEND_EVERY, tuning). */
-const SEND_EVERY = Number(env('KILN_WEBGPU_SEND_EVERY') ?? 16);
+const SEND_EVERY = Number(envVar('KILN_WEBGPU_SEND_EVERY') ?? 16);
 /** The worker submits every batch it has encoded ($KILN_WEBGPU_SUBMIT_BATCHES=0: only every submitEvery dispatches). */
-const SUBMIT_BATCHES = env('KILN_WEBGPU_SUBMIT_BATCHES') !== '0';
+const SUBMIT_BATCHES = envVar('KILN_WEBGPU_SUBMIT_BATCHES') !== '0';
 
 function workerMain(make: typeof createExecutor, parentPort: any, workerData: any): void {
   let ex: any = null;

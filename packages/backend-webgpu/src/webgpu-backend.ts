@@ -35,6 +35,7 @@ import {
 import { createExecutor, type Executor, type ExecutorError } from './executor.js';
 import { WANTED_LIMITS, acquireDevice, dawnAttempts, limitsShortfall, prepareNodeEnv, resolveDawn, softwareAdapterName, type AcquireOptions, type KernelLimits } from './gpu.js';
 import { bufferBytesFor, packToWords, replicateCode, unpackWords, wordsFor } from './packing.js';
+import { envVar } from './env.js';
 import { RemoteGpu, probeAdapter } from './remote.js';
 import { broadcastStrides, collapseDims, stridedMeta } from './strided.js';
 import { WG } from './wgsl/common.js';
@@ -117,7 +118,7 @@ export interface WebGpuBackendOptions extends AcquireOptions {
 export type RowKernels = 'row' | 'wide' | 'subgroups';
 
 function chooseRowKernels(option: RowKernels | undefined, software: boolean, subgroups: boolean): RowKernels {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.KILN_WEBGPU_ROWS;
+  const env = envVar('KILN_WEBGPU_ROWS');
   const want = option ?? (env && env !== 'auto' ? env : undefined);
   // 'wide', not 'subgroups', by default: on the H200 the subgroup combine measured no faster
   // (softmax 4096 x 4096 0.171 ms both; rmsNorm 0.146 vs 0.100 ms)
@@ -418,11 +419,10 @@ export class WebGpuBackend implements Backend {
     const nL = B * Tq;
     const both = this.alloc('f32', nOut + nL, 'attention');
     if (nL > 0) {
-      const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
       const software = !this.device.accelerated;
-      const spec = planAttention(dk, dv, Tq, B, this.limits.maxComputeWorkgroupStorageSize, software, parseAttentionConfig(env?.KILN_WEBGPU_ATTENTION));
+      const spec = planAttention(dk, dv, Tq, B, this.limits.maxComputeWorkgroupStorageSize, software, parseAttentionConfig(envVar('KILN_WEBGPU_ATTENTION')));
       const qBlocks = Math.ceil(Tq / (spec.ty * spec.rq));
-      const { splits, chunk } = planAttentionSplits(S, B * qBlocks, spec.tx * spec.rk, software, parseAttentionSplits(env?.KILN_WEBGPU_ATTENTION_SPLITS));
+      const { splits, chunk } = planAttentionSplits(S, B * qBlocks, spec.tx * spec.rk, software, parseAttentionSplits(envVar('KILN_WEBGPU_ATTENTION_SPLITS')));
       const g = B * qBlocks * splits;
       const y = Math.ceil(g / 65535);
       const groups: [number, number, number] = y <= 65535 ? [Math.ceil(g / y), y, 1] : [65535, 65535, Math.ceil(g / (65535 * 65535))];

@@ -18,9 +18,10 @@
  * into registers during the multiply-adds. The partial tiles of slices 1.. reuse that memory.
  */
 import { CODECS } from './common.js';
+import type { TileLoad } from './gemm-tiled.js';
 
-/** How one operand is read: 16-byte words along its own axis, or along K. */
-export type SlicedLoad = 'vec-inner' | 'vec-k';
+/** How one operand is read: 16-byte words along its own axis, or along K (never element-wise). */
+export type SlicedLoad = Exclude<TileLoad, 'scalar'>;
 
 export interface SlicedGemmConfig {
   /** Output tile rows and columns (multiples of 4). */
@@ -128,7 +129,7 @@ export function slicedGemmShader(s: SlicedGemmSpec): string {
         const DQ = D / 4;
         const where = `    let e = tid + ${l * 256}u;\n    let row = (e % 8u) + (e / ${8 * DQ}u) * 8u; let d = ((e / 8u) % ${DQ}u) * 4u;\n`;
         ld += `  {\n${where}    let k = k0 + (d / ${bk}u) * kSub + d % ${bk}u; let g = r0 + row;\n    var v = ${zeroReg};\n`;
-        const addr = fp8 ? `(${X === 'B' ? 'bword + ' : ''}g * K + k) >> 2u` : `(${X === 'A' ? 'aoff + g * sam' : 'boff + g * sbn'} + k) >> 2u`;
+        const addr = fp8 ? `(g * K + k) >> 2u` : `(${X === 'A' ? 'aoff + g * sam' : 'boff + g * sbn'} + k) >> 2u`;
         const val = fp8 ? `${X}[${addr}]` : `bitcast<vec4<f32>>(${X}[${addr}])`;
         ld += `    if (${guard}g < ${dim} && k < K) { v = ${val}; }\n    r${X}${l} = v;\n  }\n`;
         st += `  {\n${where}    if (${guard ? `e < ${quads}u` : 'true'}) {\n`;
@@ -148,7 +149,6 @@ export function slicedGemmShader(s: SlicedGemmSpec): string {
     }
     return regs + ld + '}\n' + st + '}\n';
   }
-  if (fp8) src += `var<private> bword: u32;\n`;
   src += stage('A', BM, aLoad) + stage('B', BN, bLoad);
 
   // ---- a slice's register block: rows g * 4 TY + ty * 4 + i, columns h * 4 TX + tx * 4 + j
@@ -231,7 +231,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     src += `  let nc = prm[4]; let abr = prm[5]; let bbr = prm[6]; let bkq = prm[7]; let kbA = prm[8]; let kbB = prm[9]; let zero = prm[10];
   tabA[tid] = select(bitcast<f32>(e5m2_bits(tid)), bitcast<f32>(e4m3_bits(tid)), prm[11] == 0u);
   tabB[tid] = select(bitcast<f32>(e5m2_bits(tid)), bitcast<f32>(e4m3_bits(tid)), prm[12] == 0u);
-  bword = 0u;
   let obase = 0u;
   // rounds of ${S} promotion chunks, nc / bk tiles each (locals from prm: the loop's barriers
   // need workgroup-uniform bounds, and module-scope private values do not count as uniform)
