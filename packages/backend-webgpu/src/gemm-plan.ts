@@ -5,7 +5,7 @@
  */
 import { ArgumentError } from '@kiln/core';
 import { envVar } from './env.js';
-import { tiledGemmWorkgroupBytes, type TileLoad, type TiledGemmConfig, type TiledGemmSpec } from './wgsl/gemm-tiled.js';
+import { tileCols, tileRows, tiledGemmWorkgroupBytes, type TileLoad, type TiledGemmConfig, type TiledGemmSpec } from './wgsl/gemm-tiled.js';
 import { slicedGemmWorkgroupBytes, slicedGeometry, type SlicedGemmConfig, type SlicedGemmSpec } from './wgsl/gemm-sliced.js';
 
 export interface GemmChoice {
@@ -46,11 +46,26 @@ export interface GemmChoice {
    * (tuning: every product whose loads allow it takes that tile).
    */
   readonly sliced: SlicedGemmConfig | 'auto' | 'off';
+  /**
+   * Band height of the workgroup walk (TiledGemmConfig.swizzle) for products of at least
+   * BIG_TILES tiles: 'auto' (see SWIZZLE), 0 (row by row) or a number of tile rows, from
+   * $KILN_WEBGPU_GEMM_SWIZZLE (tuning).
+   */
+  readonly swizzle: number | 'auto';
 }
 
 
-/** 'auto', a family, or a family with a pinned tile: 'tiled:ra,rb,bk' or 'tiled:ra,rb,bk,stages'. */
-export type GemmOption = 'auto' | 'tiled' | 'software' | `tiled:${number},${number},${number}` | `tiled:${number},${number},${number},${number}`;
+/**
+ * 'auto', a family, or a family with a pinned tile: 'tiled:ra,rb,bk', 'tiled:ra,rb,bk,stages' or
+ * 'tiled:ra,rb,bk,stages,wy' (TiledGemmConfig).
+ */
+export type GemmOption =
+  | 'auto'
+  | 'tiled'
+  | 'software'
+  | `tiled:${number},${number},${number}`
+  | `tiled:${number},${number},${number},${number}`
+  | `tiled:${number},${number},${number},${number},${number}`;
 
 export function chooseGemmKernels(
   option: GemmOption | undefined,
@@ -59,8 +74,8 @@ export function chooseGemmKernels(
 ): GemmChoice {
   const workgroupBytes = limits.maxComputeWorkgroupStorageSize;
   const spec = option && option !== 'auto' ? option : envVar('KILN_WEBGPU_GEMM') || 'auto';
-  const m = /^(auto|tiled|software)(?::(\d),(\d),(\d+)(?:,(\d))?)?$/.exec(spec);
-  if (!m) throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM must be auto, software, tiled or tiled:ra,rb,bk[,stages] (got '${spec}')`);
+  const m = /^(auto|tiled|software)(?::(\d),(\d),(\d+)(?:,(\d)(?:,(\d+))?)?)?$/.exec(spec);
+  if (!m) throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM must be auto, software, tiled or tiled:ra,rb,bk[,stages[,wy]] (got '${spec}')`);
   const family = m[1] === 'auto' ? (software ? 'software' : 'tiled') : (m[1] as 'tiled' | 'software');
   const unroll = envVar('KILN_WEBGPU_GEMM_UNROLL') !== '0';
   const dv = envVar('KILN_WEBGPU_GEMM_DOUBLE');
@@ -69,12 +84,18 @@ export function chooseGemmKernels(
   const veck4 = v4 === '1' ? true : v4 === '0' ? false : 'auto';
   const splitMinSteps = Number(envVar('KILN_WEBGPU_GEMM_SPLIT_MIN_STEPS') ?? SPLIT_MIN_STEPS);
   const sliced = parseSliced(envVar('KILN_WEBGPU_GEMM_SLICED') ?? 'auto');
-  if (!m[2]) return { family, workgroupBytes, unroll, double, veck4, splitMinSteps, sliced };
-  const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]), ...(m[5] ? { double: m[5] === '2' } : {}) } as TiledGemmConfig;
-  if (![1, 2].includes(pinned.ra) || ![1, 2].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk) || (m[5] && !['1', '2'].includes(m[5]))) {
-    throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM tile ra,rb,bk[,stages] must be 1|2, 1|2, 8|16|32[, 1|2] (got ${spec.slice(spec.indexOf(':') + 1)})`);
+  const sw = envVar('KILN_WEBGPU_GEMM_SWIZZLE');
+  const swizzle = sw === undefined || sw === 'auto' ? 'auto' : Number(sw);
+  if (swizzle !== 'auto' && !(Number.isInteger(swizzle) && swizzle >= 0 && swizzle <= 64)) {
+    throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM_SWIZZLE must be auto or a band height 0..64 (0: off), got '${sw}'`);
   }
-  return { family, pinned, workgroupBytes, unroll, double, veck4, splitMinSteps, sliced };
+  const base = { family, workgroupBytes, unroll, double, veck4, splitMinSteps, sliced, swizzle } as const;
+  if (!m[2]) return base;
+  const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]), ...(m[5] ? { double: m[5] === '2' } : {}), ...(m[6] ? { wy: Number(m[6]) } : {}) } as TiledGemmConfig;
+  if (![1, 2, 4].includes(pinned.ra) || ![1, 2, 4].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk) || (m[5] && !['1', '2'].includes(m[5])) || (m[6] && !['8', '16'].includes(m[6]))) {
+    throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM tile ra,rb,bk[,stages[,wy]] must be 1|2|4, 1|2|4, 8|16|32[, 1|2[, 8|16]] (got ${spec.slice(spec.indexOf(':') + 1)})`);
+  }
+  return { ...base, pinned };
 }
 
 function parseSliced(spec: string): SlicedGemmConfig | 'auto' | 'off' {
@@ -93,6 +114,15 @@ function parseSliced(spec: string): SlicedGemmConfig | 'auto' | 'off' {
  * tiles vs 26.6 with 64 x 128 x 16; FP8 26.8 vs 25.6.
  */
 const BIG_TILES = 256;
+
+/** Band height of the workgroup walk where choice.swizzle is 'auto' (0: row by row). */
+const SWIZZLE = 0;
+
+/** The band height for a product of gy tile rows (undefined: row by row; one band is no band). */
+function swizzleFor(choice: GemmChoice, gy: number): { swizzle: number } | Record<string, never> {
+  const h = choice.swizzle === 'auto' ? SWIZZLE : choice.swizzle;
+  return h > 0 && gy > h ? { swizzle: h } : {};
+}
 
 /** See GemmChoice.splitMinSteps. */
 // H200, per product, bind groups cached, 16 / 48 / never: 512³ f32 0.06 / 0.04 / 0.05 ms,
@@ -140,7 +170,7 @@ function tileSize(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8')
     const shallow = { ...two, bk: 8 as const };
     if (deepFp8 && tiledGemmWorkgroupBytes(shallow, kind) <= choice.workgroupBytes) return shallow;
   }
-  t = { ra: t.ra, rb: t.rb, bk: t.bk };
+  t = { ra: t.ra, rb: t.rb, bk: t.bk, ...(t.wy ? { wy: t.wy } : {}) };
   while (tiledGemmWorkgroupBytes(t, kind) > choice.workgroupBytes) {
     if (t.bk === 8) return undefined;
     t = { ...t, bk: t.bk === 32 ? 16 : 8 };
@@ -186,8 +216,8 @@ export function planF32Gemm(choice: GemmChoice, M: number, N: number, K: number,
   const t = tileFor(choice, M, N, 'f32');
   if (!t) return undefined;
   const { a, b } = operandLoads(M, N, K, s);
-  const gx = Math.ceil(N / (64 * t.rb));
-  const gy = Math.ceil(M / (64 * t.ra));
+  const gx = Math.ceil(N / tileCols(t));
+  const gy = Math.ceil(M / tileRows(t));
   const tiles = gx * gy * batch;
   // split K when the tiles alone leave the GPU idle, keeping each slice at least 8 tiles deep
   let slices = 1;
@@ -195,7 +225,7 @@ export function planF32Gemm(choice: GemmChoice, M: number, N: number, K: number,
   const kPer = Math.ceil(K / slices / t.bk) * t.bk;
   slices = Math.ceil(K / kPer);
   if (batch * slices > 65535) return undefined;
-  return { spec: { kind: 'f32', ...t, a, b, vecOut: N % 4 === 0, unroll: choice.unroll }, slices, kPer, groups: [gx, gy, batch * slices] };
+  return { spec: { kind: 'f32', ...t, a, b, vecOut: N % 4 === 0, unroll: choice.unroll, ...swizzleFor(choice, gy) }, slices, kPer, groups: [gx, gy, batch * slices] };
 }
 
 /** Partial buffers of a chunked FP8 product larger than this are not worth their memory. */
@@ -211,12 +241,12 @@ export function planFp8Gemm(choice: GemmChoice, M: number, N: number, K: number,
   if (choice.family !== 'tiled' || K % 4 !== 0) return undefined;
   const t = tileFor(choice, M, N, 'fp8');
   if (!t || !(promotionInterval % t.bk === 0 || promotionInterval >= K)) return undefined;
-  const gx = Math.ceil(N / (64 * t.rb));
-  const gy = Math.ceil(M / (64 * t.ra));
+  const gx = Math.ceil(N / tileCols(t));
+  const gy = Math.ceil(M / tileRows(t));
   const chunks = Math.ceil(K / promotionInterval);
   const chunked =
     chunks > 1 && gx * gy < BUSY_WORKGROUPS / 2 && K / t.bk >= choice.splitMinSteps && chunks <= 65535 && M * N * chunks * 4 <= CHUNK_PARTIALS_MAX_BYTES;
-  const spec: TiledGemmSpec = { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0, unroll: choice.unroll, ...(chunked ? { chunked: true } : {}) };
+  const spec: TiledGemmSpec = { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0, unroll: choice.unroll, ...(chunked ? { chunked: true } : {}), ...swizzleFor(choice, gy) };
   return { spec, groups: [gx, gy, chunked ? chunks : 1], chunks: chunked ? chunks : 1 };
 }
 

@@ -70,6 +70,7 @@ import {
   unaryShader,
   whereShader,
 } from './wgsl/shaders.js';
+import { tileCols, tileRows } from './wgsl/gemm-tiled.js';
 
 /** Dispatches encoded into one command buffer before it is submitted without a read. */
 const SUBMIT_EVERY = 64;
@@ -806,7 +807,7 @@ export class WebGpuBackend implements Backend {
         const spec = { kind: 'fp8', ...tile, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0, unroll: this.gemm.unroll, grouped: masked ? 'masked' : 'contiguous' } as const;
         const meta = [n, rows, N, K, nc, 1, 128, 128, kb, kb, 0, aCodes.dtype === 'e5m2' ? 1 : 0, bCodes.dtype === 'e5m2' ? 1 : 0, rows];
         // every group may hold all rows: workgroups past a group's end return at once
-        this.dispatch(tiledGemmShader(spec), meta, out.id, [this.buf(aCodes), this.buf(bCodes), this.buf(aScales), this.buf(bScales), this.buf(groups)], [Math.ceil(N / (64 * tile.rb)), Math.ceil(rows / (64 * tile.ra)), G]);
+        this.dispatch(tiledGemmShader(spec), meta, out.id, [this.buf(aCodes), this.buf(bCodes), this.buf(aScales), this.buf(bScales), this.buf(groups)], [Math.ceil(N / tileCols(tile)), Math.ceil(rows / tileRows(tile)), G]);
       }
     }
     return tensorFromDataId(this, out, outShape, 'f32');

@@ -21,7 +21,9 @@ let backend: WebGpuBackend | undefined;
  * The same kernels with other tiles pinned: 128 x 128 x 16 one stage, 64 x 64 x 8 two stages, 128 x 64 x 32,
  * 128 x 128 x 8 two stages, 128 x 128 x 16 two stages (large FP8 products on GPUs; FP8 falls back to one
  * stage where its 34 KiB do not fit, as on llvmpipe), 64 x 64 x 16 two stages (the same 16-deep
- * two-stage FP8 staging at a size every adapter fits).
+ * two-stage FP8 staging at a size every adapter fits), 128 x 128 x 8 two stages on 16 x 8 invocations
+ * (16 x 8 outputs each), 128 x 256 x 8 two stages (8 x 16 each), and 64 x 64 x 16 tiles walked in
+ * bands of 2 tile rows ($KILN_WEBGPU_GEMM_SWIZZLE=2; the 130-row products end in a band of one).
  */
 const pinned: WebGpuBackend[] = [];
 /**
@@ -37,7 +39,8 @@ beforeAll(async () => {
   process.env.KILN_WEBGPU_GEMM_SLICED = 'off';
   try {
     backend = await WebGpuBackend.create({ gemm: 'tiled' });
-    for (const gemm of ['tiled:2,2,16,1', 'tiled:1,1,8,2', 'tiled:2,1,32', 'tiled:2,2,8,2', 'tiled:2,2,16,2', 'tiled:1,1,16,2'] as const) pinned.push(await WebGpuBackend.create({ gemm }));
+    for (const gemm of ['tiled:2,2,16,1', 'tiled:1,1,8,2', 'tiled:2,1,32', 'tiled:2,2,8,2', 'tiled:2,2,16,2', 'tiled:1,1,16,2', 'tiled:4,2,8,2,8', 'tiled:2,4,8,2'] as const) pinned.push(await WebGpuBackend.create({ gemm }));
+    pinned.push(await withEnvAsync('KILN_WEBGPU_GEMM_SWIZZLE', '2', () => WebGpuBackend.create({ gemm: 'tiled:1,1,16' })));
     for (const gemm of ['tiled', 'tiled:2,2,8', 'tiled:1,1,16,2', 'tiled:2,1,32'] as const) veck4.push(await withVeck4(gemm));
   } catch (e) {
     if (!(e instanceof BackendError)) throw e;
@@ -66,7 +69,7 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     { batch: [], M: 1, N: 1, K: 1, tA: false, tB: false },
   ];
   for (const c of cases) {
-    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and six pinned ones)`, async (t) => {
+    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and nine pinned ones)`, async (t) => {
       if (!backend) return t.skip(reason);
       for (const b of [backend, ...pinned]) await checkF32(b, c);
     });
@@ -134,6 +137,29 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     expect(planFp8Gemm(choice, 32, 1536, 2048, Infinity)!.chunks).toBe(1);
   });
 
+  it('parses pinned invocation rows and the band walk, and refuses bad ones', () => {
+    const limits = { maxComputeWorkgroupStorageSize: 32768 };
+    const strides = { aBatch: 0, bBatch: 0, sam: 4096, sak: 1, sbk: 4096, sbn: 1 };
+    const narrow = chooseGemmKernels('tiled:4,2,8,2,8', false, limits);
+    expect(narrow.pinned).toEqual({ ra: 4, rb: 2, bk: 8, double: true, wy: 8 });
+    // 128 x 128 tiles of 16 x 8 invocations: 32 x 32 of them for 4096², and wy survives a shrink
+    expect(planF32Gemm(narrow, 4096, 4096, 4096, 1, strides)).toMatchObject({ groups: [32, 32, 1], spec: { ra: 4, rb: 2, wy: 8, double: true } });
+    const tight = chooseGemmKernels('tiled:4,2,32,2,8', false, { maxComputeWorkgroupStorageSize: 16384 });
+    expect(planF32Gemm(tight, 4096, 4096, 4096, 1, strides)!.spec).toMatchObject({ ra: 4, rb: 2, bk: 16, wy: 8 });
+    expect(planF32Gemm(chooseGemmKernels('tiled:2,4,8', false, limits), 4096, 4096, 4096, 1, strides)!.groups).toEqual([16, 32, 1]);
+    expect(() => chooseGemmKernels('tiled:3,2,8', false, limits)).toThrow(/1\|2\|4, 1\|2\|4/);
+    expect(() => chooseGemmKernels('tiled:2,2,8,2,4', false, limits)).toThrow(/8\|16/);
+    // the band walk: off by default, on for products taller than one band
+    expect(planF32Gemm(chooseGemmKernels('tiled', false, limits), 4096, 4096, 4096, 1, strides)!.spec.swizzle).toBeUndefined();
+    const banded = withEnv('KILN_WEBGPU_GEMM_SWIZZLE', '8', () => chooseGemmKernels('tiled', false, limits));
+    expect(planF32Gemm(banded, 4096, 4096, 4096, 1, strides)!.spec.swizzle).toBe(8);
+    expect(planFp8Gemm(banded, 4096, 4096, 4096, 128)!.spec.swizzle).toBe(8);
+    expect(planF32Gemm(banded, 512, 4096, 4096, 1, strides)!.spec.swizzle).toBeUndefined(); // 4 tile rows: one band
+    expect(planGroupedFp8(banded, 4096)!.swizzle).toBeUndefined();
+    expect(() => withEnv('KILN_WEBGPU_GEMM_SWIZZLE', 'x', () => chooseGemmKernels('tiled', false, limits))).toThrow(/KILN_WEBGPU_GEMM_SWIZZLE must be/);
+    expect(() => tiledGemmShader({ kind: 'fp8', ra: 1, rb: 1, bk: 16, a: 'vec-k', b: 'vec-k', vecOut: true, grouped: 'masked', swizzle: 2 })).toThrow(/swizzle/);
+  });
+
   it('stages 4 x 4 blocks everywhere with $KILN_WEBGPU_GEMM_VECK4=1 (f32, fp8, grouped fp8), nowhere with 0', () => {
     const limits = { maxComputeWorkgroupStorageSize: 32768 };
     const strides = { aBatch: 0, bBatch: 0, sam: 256, sak: 1, sbk: 256, sbn: 1 };
@@ -168,7 +194,7 @@ describe('WebGPU tiled FP8 block GEMM is bit-exact with core fp8GemmReference', 
     { M: 3, N: 64, K: 1000, ba: [1, 128], bb: [128, 128], nc: 256, fa: 'e5m2', fb: 'e4m3' }, // a short last chunk
   ] as const;
   for (const c of cases) {
-    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile, six pinned ones, four with 4 x 4 block staging)`, async (t) => {
+    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile, nine pinned ones, four with 4 x 4 block staging)`, async (t) => {
       if (!backend) return t.skip(reason);
       for (const b of [backend, ...pinned, ...veck4]) await expectFp8GemmMatchesReference(b, c, (n, seed) => seededUniform(n, seed, 4));
     });

@@ -1,8 +1,9 @@
 /**
- * GEMM kernels sized for hardware GPUs: 16x16 invocations per workgroup, each accumulating a
- * (4*ra) x (4*rb) register block, so a workgroup owns a (64*ra) x (64*rb) output tile; A and B
- * tiles `bk` deep are staged in workgroup memory and the next tile's global loads are issued
- * (into registers) before the current tile's multiply-adds, so their latency is hidden.
+ * GEMM kernels sized for hardware GPUs: 16 x wy invocations per workgroup (wy 16, or 8), each
+ * accumulating a (4*ra) x (4*rb) register block, so a workgroup owns a (4*wy*ra) x (64*rb)
+ * output tile; A and B tiles `bk` deep are staged in workgroup memory and the next tile's
+ * global loads are issued (into registers) before the current tile's multiply-adds, so their
+ * latency is hidden.
  * Operands are read as whole 16-byte words where the layout allows it.
  *
  * One generator serves both products:
@@ -31,10 +32,21 @@ export type TileLoad =
   | 'scalar';
 
 export interface TiledGemmConfig {
-  /** 64 * ra output rows per workgroup (ra 1 or 2). */
-  readonly ra: 1 | 2;
-  /** 64 * rb output columns per workgroup (rb 1 or 2). */
-  readonly rb: 1 | 2;
+  /** 4 * wy * ra output rows per workgroup (ra 1, 2 or 4). */
+  readonly ra: 1 | 2 | 4;
+  /** 64 * rb output columns per workgroup (rb 1, 2 or 4). */
+  readonly rb: 1 | 2 | 4;
+  /**
+   * Invocation rows of the 16 x wy workgroup (default 16): 8 halves the invocations, so each
+   * owns twice the outputs of a same-sized tile (fewer workgroup-memory reads per multiply-add).
+   */
+  readonly wy?: 16 | 8;
+  /**
+   * Workgroups walk the output in bands of this many tile rows (column by column inside a
+   * band) instead of row by row, so the tiles in flight share more of A and B in the L2 cache.
+   * Off (row by row) when absent; not for grouped products.
+   */
+  readonly swizzle?: number;
   /** K depth of a staged tile: 8, 16 or 32. */
   readonly bk: 8 | 16 | 32;
   /**
@@ -74,28 +86,36 @@ export interface TiledGemmSpec extends TiledGemmConfig {
   readonly chunked?: boolean;
 }
 
+/** Output rows of a tiled kernel's workgroup. */
+export const tileRows = (c: TiledGemmConfig): number => 4 * (c.wy ?? 16) * c.ra;
+/** Output columns of a tiled kernel's workgroup. */
+export const tileCols = (c: TiledGemmConfig): number => 64 * c.rb;
+
 /** Bytes of workgroup memory a tiled kernel needs. */
 export function tiledGemmWorkgroupBytes(c: TiledGemmConfig, kind: 'f32' | 'fp8'): number {
-  return c.bk * 64 * (c.ra + c.rb) * 4 * (c.double ? 2 : 1) + (kind === 'fp8' ? 2 * 256 * 4 : 0);
+  return c.bk * (tileRows(c) + tileCols(c)) * 4 * (c.double ? 2 : 1) + (kind === 'fp8' ? 2 * 256 * 4 : 0);
 }
 
 /**
  * meta (f32): [n, M, N, K, aBatchStride, bBatchStride, sam, sak, sbk, sbn, kPer, S, batch].
- * Dispatch [ceil(N / (64 rb)), ceil(M / (64 ra)), batch * S]; with S > 1 the output is the
+ * Dispatch [ceil(N / tileCols), ceil(M / tileRows), batch * S]; with S > 1 the output is the
  * partial buffer [S][batch][M][N].
  * meta (fp8): as fp8GemmShader's [n, M, N, K, nc, abr, bbr, bk, kbA, kbB, zero, fmtA, fmtB];
- * needs K % 4 == 0 and (nc % bk == 0 or nc >= K). Dispatch [ceil(N / (64 rb)), ceil(M / (64 ra)), 1].
+ * needs K % 4 == 0 and (nc % bk == 0 or nc >= K). Dispatch [ceil(N / tileCols), ceil(M / tileRows), 1].
  */
 export function tiledGemmShader(s: TiledGemmSpec): string {
   const { ra, rb, bk } = s;
   const dbl = s.double === true;
   const fp8 = s.kind === 'fp8';
-  const BM = 64 * ra;
-  const BN = 64 * rb;
+  const WY = s.wy ?? 16;
+  const NT = 16 * WY; // invocations
+  const BM = tileRows(s);
+  const BN = tileCols(s);
+  if (s.swizzle !== undefined && (s.grouped || !(Number.isInteger(s.swizzle) && s.swizzle >= 1))) throw new Error(`tiled GEMM: swizzle must be a positive integer and not grouped (got ${s.swizzle})`);
   const aLoad: TileLoad = fp8 ? 'vec-k' : s.a;
   const bLoad: TileLoad = fp8 ? 'vec-k' : s.b;
   const quads = (rows: number) => (rows * bk) / 4; // 16-byte quads in one staged tile
-  const per = (rows: number) => Math.ceil(quads(rows) / 256);
+  const per = (rows: number) => Math.ceil(quads(rows) / NT);
   const elemTy = fp8 ? 'u32' : 'vec4<u32>';
   const binding = (i: number, name: string, load: TileLoad) =>
     `@group(0) @binding(${i}) var<storage, read> ${name}: array<${load === 'scalar' ? 'u32' : elemTy}>;\n`;
@@ -114,9 +134,9 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
   const regTy = fp8 ? 'u32' : 'vec4<f32>';
   const zeroReg = fp8 ? '0u' : 'vec4<f32>(0.0)';
   const k4 = s.veck4 === true;
-  // 4 x 4 blocks (4 rows x one k quad) in one staged tile, and the passes of 256 invocations over them
+  // 4 x 4 blocks (4 rows x one k quad) in one staged tile, and the passes of the invocations over them
   const blocks = (rows: number) => quads(rows) / 4;
-  const per4 = (rows: number) => Math.ceil(blocks(rows) / 256);
+  const per4 = (rows: number) => Math.ceil(blocks(rows) / NT);
   function stage(X: 'A' | 'B', rows: number, load: TileLoad, axis: 'm' | 'n'): string {
     const total = quads(rows);
     const P = per(rows);
@@ -137,8 +157,8 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
       const KQ = bk / 4;
       const nb = blocks(rows);
       for (let l = 0; l < per4(rows); l++) {
-        const partial = (l + 1) * 256 > nb;
-        const where = `    let e = tid + ${l * 256}u;\n    let mb = (e % 8u) + (e / ${8 * KQ}u) * 8u; let kq = (e / 8u) % ${KQ}u;\n`;
+        const partial = (l + 1) * NT > nb;
+        const where = `    let e = tid + ${l * NT}u;\n    let mb = (e % 8u) + (e / ${8 * KQ}u) * 8u; let kq = (e / 8u) % ${KQ}u;\n`;
         ld += `  {\n${where}    let k = k0 + kq * 4u; let g = ${tileVar} + mb * 4u;\n`;
         for (let j = 0; j < 4; j++) {
           const gj = `g + ${j}u`;
@@ -159,10 +179,10 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
     }
     for (let l = 0; l < P; l++) {
       // the last pass of a tile smaller than the workgroup covers only part of it
-      const partial = (l + 1) * 256 > total;
+      const partial = (l + 1) * NT > total;
       const inTile = partial ? `e < ${total}u && ` : '';
-      ld += `  {\n    let e = tid + ${l * 256}u;\n    var v = ${zeroReg};\n`;
-      st += `  {\n    let e = tid + ${l * 256}u;\n    let v = r${X}${l};\n`;
+      ld += `  {\n    let e = tid + ${l * NT}u;\n    var v = ${zeroReg};\n`;
+      st += `  {\n    let e = tid + ${l * NT}u;\n    let v = r${X}${l};\n`;
       if (load === 'vec-k') {
         // quad e: row e / (bk/4), k quad e % (bk/4)
         ld += `    let row = e / ${bk / 4}u; let k = k0 + (e % ${bk / 4}u) * 4u; let g = ${tileVar} + row;\n`;
@@ -203,7 +223,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
   src += regs('A', BM, aLoad) + regs('B', BN, bLoad);
   src += stage('A', BM, aLoad, 'm') + stage('B', BN, bLoad, 'n');
 
-  // ---- the register block: rows g*64 + ty*4 + i, columns h*64 + tx*4 + j
+  // ---- the register block: rows g*4*WY + ty*4 + i, columns h*64 + tx*4 + j
   const G = Array.from({ length: ra }, (_, g) => g);
   const H = Array.from({ length: rb }, (_, h) => h);
   const I = [0, 1, 2, 3];
@@ -217,7 +237,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
     let b = '';
     const oa = stage ? `${stage * quads(BM)}u + ` : '';
     const ob = stage ? `${stage * quads(BN)}u + ` : '';
-    for (const g of G) b += `      let a${g} = As[${oa}${kk} * ${BM / 4}u + ${g * 16}u + ty];\n`;
+    for (const g of G) b += `      let a${g} = As[${oa}${kk} * ${BM / 4}u + ${g * WY}u + ty];\n`;
     for (const h of H) b += `      let b${h} = Bs[${ob}${kk} * ${BN / 4}u + ${h * 16}u + tx];\n`;
     for (const g of G) for (const i of I) for (const h of H) b += `      ${sum}${g}${i}${h} = ${sum}${g}${i}${h} + a${g}.${'xyzw'[i]} * b${h};\n`;
     return b;
@@ -238,7 +258,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
     }
     for (const g of G)
       for (const i of I) {
-        promote += `      {\n        let sa = bitcast<f32>(SA[(min(m0 + ${g * 64 + i}u + ty * 4u, M - 1u) / abr) * kbA + kb]);\n`;
+        promote += `      {\n        let sa = bitcast<f32>(SA[(min(m0 + ${g * 4 * WY + i}u + ty * 4u, M - 1u) / abr) * kbA + kb]);\n`;
         for (const h of H) {
           promote += `        let s${h} = bitcast<vec4<f32>>(bitcast<vec4<u32>>(sa * sb${h}) ^ z4);\n`;
           promote += `        c${g}${i}${h} = c${g}${i}${h} + bitcast<vec4<f32>>(bitcast<vec4<u32>>(p${g}${i}${h} * s${h}) ^ z4);\n`;
@@ -251,7 +271,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
   let write = '';
   for (const g of G)
     for (const i of I) {
-      write += `  {\n    let m = m0 + ${g * 64 + i}u + ty * 4u;\n    if (m < M) {\n`;
+      write += `  {\n    let m = m0 + ${g * 4 * WY + i}u + ty * 4u;\n    if (m < M) {\n`;
       for (const h of H) {
         write += `      {\n        let n = n0 + ${h * 64}u + tx * 4u;\n        let v = bitcast<vec4<u32>>(c${g}${i}${h});\n`;
         if (s.vecOut) write += `        if (n < N) { out[(obase + m * N + n) >> 2u] = v; }\n`;
@@ -262,17 +282,29 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
     }
 
   src += `
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+@compute @workgroup_size(16, ${WY})
+fn main(@builtin(workgroup_id) wg0: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${s.swizzle ? ', @builtin(num_workgroups) nwg: vec3<u32>' : ''}) {
   M = prm[1]; N = prm[2]; K = prm[3];
   let tx = lid.x; let ty = lid.y;
   tid = ty * 16u + tx;
+${
+  s.swizzle
+    ? `  // bands of ${s.swizzle} tile rows, walked column by column (the last band may be shorter)
+  let lin = wg0.y * nwg.x + wg0.x;
+  let bandSize = ${s.swizzle}u * nwg.x;
+  let band = lin / bandSize; let inBand = lin % bandSize;
+  let rows0 = band * ${s.swizzle}u; let bandRows = min(nwg.y - rows0, ${s.swizzle}u);
+  let wg = vec3<u32>(inBand / bandRows, rows0 + inBand % bandRows, wg0.z);`
+    : '  let wg = wg0;'
+}
   let n0 = wg.x * ${BN}u;
 `;
   if (fp8) {
     src += `  let nc = prm[4]; let abr = prm[5]; let bbr = prm[6]; let bkq = prm[7]; let kbA = prm[8]; let kbB = prm[9]; let zero = prm[10];
-  tabA[tid] = select(bitcast<f32>(e5m2_bits(tid)), bitcast<f32>(e4m3_bits(tid)), prm[11] == 0u);
-  tabB[tid] = select(bitcast<f32>(e5m2_bits(tid)), bitcast<f32>(e4m3_bits(tid)), prm[12] == 0u);
+  for (var t = tid; t < 256u; t = t + ${NT}u) {
+    tabA[t] = select(bitcast<f32>(e5m2_bits(t)), bitcast<f32>(e4m3_bits(t)), prm[11] == 0u);
+    tabB[t] = select(bitcast<f32>(e5m2_bits(t)), bitcast<f32>(e4m3_bits(t)), prm[12] == 0u);
+  }
 ${
   s.chunked
     ? `  let kStart = wg.z * nc; let kEnd = min(prm[3], kStart + nc);
