@@ -25,6 +25,11 @@ export interface GemmChoice {
    */
   readonly double: boolean | 'auto';
   /**
+   * Two-stage tiles as one rolled copy of the tile's code (TiledGemmConfig.stageLoop): 'auto'
+   * (STAGE_LOOP), or forced on / off by $KILN_WEBGPU_GEMM_STAGE_LOOP=1 / 0.
+   */
+  readonly stageLoop: boolean | 'auto';
+  /**
    * Row-major A, transposed B and fp8 operands ('vec-k' loads) staged a 4 x 4 block per
    * invocation, stored as whole vec4s (TiledGemmConfig.veck4). 'auto' is off: it was chosen for
    * f32 on 64 x 128 x 16 tiles (2048³ 28.3-29.3 vs 20.5-21.3 TFLOP/s, measured while op issue
@@ -89,7 +94,9 @@ export function chooseGemmKernels(
   if (swizzle !== 'auto' && !(Number.isInteger(swizzle) && swizzle >= 0 && swizzle <= 64)) {
     throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM_SWIZZLE must be auto or a band height 0..64 (0: off), got '${sw}'`);
   }
-  const base = { family, workgroupBytes, unroll, double, veck4, splitMinSteps, sliced, swizzle } as const;
+  const sl = envVar('KILN_WEBGPU_GEMM_STAGE_LOOP');
+  const stageLoop = sl === '1' ? true : sl === '0' ? false : 'auto';
+  const base = { family, workgroupBytes, unroll, double, stageLoop, veck4, splitMinSteps, sliced, swizzle } as const;
   if (!m[2]) return base;
   const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]), ...(m[5] ? { double: m[5] === '2' } : {}), ...(m[6] ? { wy: Number(m[6]) } : {}) } as TiledGemmConfig;
   if (![1, 2, 4].includes(pinned.ra) || ![1, 2, 4].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk) || (m[5] && !['1', '2'].includes(m[5])) || (m[6] && !['8', '16'].includes(m[6]))) {
@@ -114,6 +121,9 @@ function parseSliced(spec: string): SlicedGemmConfig | 'auto' | 'off' {
  * tiles vs 26.6 with 64 x 128 x 16; FP8 26.8 vs 25.6.
  */
 const BIG_TILES = 256;
+
+/** Whether two-stage tiles run as one rolled copy of the tile's code where choice.stageLoop is 'auto'. */
+const STAGE_LOOP = false;
 
 /** Band height of the workgroup walk where choice.swizzle is 'auto' (0: row by row). */
 const SWIZZLE = 0;
@@ -146,8 +156,9 @@ const BUSY_WORKGROUPS = 264;
  */
 function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
   const t = tileSize(choice, M, N, kind);
-  // the staging variant travels with the tile (specs spread it, the grouped FP8 one included)
-  return t && choice.veck4 === true ? { ...t, veck4: true } : t;
+  // the staging variants travel with the tile (specs spread them, the grouped FP8 one included)
+  const rolled = t?.double === true && (choice.stageLoop === 'auto' ? STAGE_LOOP : choice.stageLoop);
+  return t && { ...t, ...(choice.veck4 === true ? { veck4: true } : {}), ...(rolled ? { stageLoop: true } : {}) };
 }
 
 function tileSize(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {

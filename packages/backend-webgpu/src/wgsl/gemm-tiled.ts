@@ -55,6 +55,12 @@ export interface TiledGemmConfig {
    */
   readonly double?: boolean;
   /**
+   * Two stages alternating at run time: one copy of a tile's code whose stage offsets are
+   * variables, instead of two unrolled copies with constant offsets (half the instructions of
+   * the kernel's loop, which the GPU's instruction cache must hold). With `double` only.
+   */
+  readonly stageLoop?: boolean;
+  /**
    * 'vec-k' operands (row-major A, transposed B, every fp8 operand) staged a 4 x 4 block per
    * invocation: the 16-byte words of 4 consecutive rows at one k quad, transposed in registers
    * and stored as 4 whole vec4s (instead of 4 scalar stores per word). Off by default.
@@ -106,6 +112,7 @@ export function tiledGemmWorkgroupBytes(c: TiledGemmConfig, kind: 'f32' | 'fp8')
 export function tiledGemmShader(s: TiledGemmSpec): string {
   const { ra, rb, bk } = s;
   const dbl = s.double === true;
+  const rolled = dbl && s.stageLoop === true;
   const fp8 = s.kind === 'fp8';
   const WY = s.wy ?? 16;
   const NT = 16 * WY; // invocations
@@ -232,17 +239,18 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
   const accDecl = (p: string) => cells.map((c) => `var ${p}${c} = vec4<f32>(0.0);`).join(' ');
   const sum = fp8 ? 'p' : 'c';
   // one k step of the register block; unrolled (constant indices) unless s.unroll is false
-  // (stage: which workgroup-memory stage is read; its offset is a constant)
-  const step = (kk: string, stage: number): string => {
+  // (stage: which workgroup-memory stage is read; its offset is a constant, or with 'rt' the
+  // variables aStage / bStage)
+  const step = (kk: string, stage: number | 'rt'): string => {
     let b = '';
-    const oa = stage ? `${stage * quads(BM)}u + ` : '';
-    const ob = stage ? `${stage * quads(BN)}u + ` : '';
+    const oa = stage === 'rt' ? 'aStage + ' : stage ? `${stage * quads(BM)}u + ` : '';
+    const ob = stage === 'rt' ? 'bStage + ' : stage ? `${stage * quads(BN)}u + ` : '';
     for (const g of G) b += `      let a${g} = As[${oa}${kk} * ${BM / 4}u + ${g * WY}u + ty];\n`;
     for (const h of H) b += `      let b${h} = Bs[${ob}${kk} * ${BN / 4}u + ${h * 16}u + tx];\n`;
     for (const g of G) for (const i of I) for (const h of H) b += `      ${sum}${g}${i}${h} = ${sum}${g}${i}${h} + a${g}.${'xyzw'[i]} * b${h};\n`;
     return b;
   };
-  const macOf = (stage: number): string => {
+  const macOf = (stage: number | 'rt'): string => {
     let m = '';
     if (s.unroll === false) m = `    for (var kk = 0u; kk < ${bk}u; kk++) {\n${step('kk', stage)}    }\n`;
     else for (let kk = 0; kk < bk; kk++) m += `    {\n${step(`${kk}u`, stage)}    }\n`;
@@ -342,23 +350,29 @@ ${
   ld_A(kStart, m0); ld_B(kStart, n0);
   st_A(0u); st_B(0u);
   workgroupBarrier();
-  for (var k0 = kStart; k0 < kEnd; k0 = k0 + ${dbl ? 2 * bk : bk}u) {
+${rolled ? '  var cur = 0u; // the stage read by this tile\n' : ''}  for (var k0 = kStart; k0 < kEnd; k0 = k0 + ${dbl && !rolled ? 2 * bk : bk}u) {
 `;
   // one tile: prefetch the next into registers, multiply-add this one, then store the next.
   // One stage: wait until every invocation has read the tile before overwriting it. Two
   // stages (two tiles per trip, constant offsets): the next tile goes into the other stage,
   // last read one tile ago (the last barrier ended those reads), so one barrier per tile.
-  const tile = (first: string, stage: number): string => {
+  // Rolled stages: one tile per trip, reading stage `cur` and storing into the other.
+  const tile = (first: string, stage: number | 'rt'): string => {
     let t = `    {
     let nk = ${first} + ${bk}u;
     let more = nk < kEnd;
     if (more) { ld_A(nk, m0); ld_B(nk, n0); }
-${macOf(stage)}`;
+${stage === 'rt' ? `    let aStage = cur * ${quads(BM)}u; let bStage = cur * ${quads(BN)}u;\n` : ''}${macOf(stage)}`;
     if (fp8) t += `    if (!more || nk - c0 >= nc) {
 ${promote}      c0 = nk;
     }
 `;
-    if (dbl) t += `    if (more) { st_A(${(1 - stage) * quads(BM)}u); st_B(${(1 - stage) * quads(BN)}u); }
+    if (stage === 'rt') t += `    if (more) { st_A(${quads(BM)}u - aStage); st_B(${quads(BN)}u - bStage); }
+    workgroupBarrier();
+    cur = 1u - cur;
+    }
+`;
+    else if (dbl) t += `    if (more) { st_A(${(1 - stage) * quads(BM)}u); st_B(${(1 - stage) * quads(BN)}u); }
     workgroupBarrier();
     }
 `;
@@ -368,9 +382,9 @@ ${promote}      c0 = nk;
 `;
     return t;
   };
-  src += tile('k0', 0);
+  src += tile('k0', rolled ? 'rt' : 0);
   // (the break is taken by every invocation alike: workgroup-uniform control flow)
-  if (dbl) src += `    if (k0 + ${bk}u >= kEnd) { break; }\n` + tile(`(k0 + ${bk}u)`, 1);
+  if (dbl && !rolled) src += `    if (k0 + ${bk}u >= kEnd) { break; }\n` + tile(`(k0 + ${bk}u)`, 1);
   src += `  }\n`;
   src += `${write}}
 `;
