@@ -154,18 +154,19 @@ const BUSY_WORKGROUPS = 264;
  * them); with ops streamed to it: 1024³ 26.1 vs 21.2-22.5, 128 x 7168 x 2048 23.5 vs 17.5-17.8
  * (FP8 within noise: 17.9 vs 17.1-18.8, 18.2 vs 17.3-17.4).
  */
-function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
-  const t = tileSize(choice, M, N, kind);
+function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8', products = 1): TiledGemmConfig | undefined {
+  const t = tileSize(choice, M, N, kind, products);
   // the staging variants travel with the tile (specs spread them, the grouped FP8 one included)
   const rolled = t?.double === true && (choice.stageLoop === 'auto' ? STAGE_LOOP : choice.stageLoop);
   return t && { ...t, ...(choice.veck4 === true ? { veck4: true } : {}), ...(rolled ? { stageLoop: true } : {}) };
 }
 
-function tileSize(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8'): TiledGemmConfig | undefined {
+// (products: how many M x N products one dispatch computes, a grouped GEMM's experts)
+function tileSize(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8', products: number): TiledGemmConfig | undefined {
   const finite = Number.isFinite(M);
-  const big = finite && Math.ceil(M / 128) * Math.ceil(N / 128) >= BIG_TILES;
+  const big = finite && Math.ceil(M / 128) * Math.ceil(N / 128) * products >= BIG_TILES;
   // medium FP8 products: 64 x 64 tiles while 64 x 128 ones would leave the GPU short of workgroups
-  const medium = kind === 'fp8' && finite && Math.ceil(M / 64) * Math.ceil(N / 128) < BUSY_WORKGROUPS;
+  const medium = kind === 'fp8' && finite && Math.ceil(M / 64) * Math.ceil(N / 128) * products < BUSY_WORKGROUPS;
   // (medium FP8 products with more than 64 rows: 128 x 64 tiles; H200, two alternations: 1024³
   // 19.5-19.9 vs 17.8-18.2 TFLOP/s with 64 x 64, 128 x 7168 x 2048 18.0-18.1 vs 16.4)
   const tall = medium && M > 64;
@@ -261,11 +262,19 @@ export function planFp8Gemm(choice: GemmChoice, M: number, N: number, K: number,
   return { spec, groups: [gx, gy, chunked ? chunks : 1], chunks: chunked ? chunks : 1 };
 }
 
-/** The tile of a grouped FP8 product (any device: the grouped kernel exists only in the tiled family). */
-export function planGroupedFp8(choice: GemmChoice, N: number): TiledGemmConfig | undefined {
-  // a group's row count stays on the GPU: size the tile as for many rows (64-row tiles: an
-  // expert's rows rarely fill 128)
-  return tileFor(choice, Infinity, N, 'fp8');
+/** Rows per group from which a grouped FP8 product may take the large tiles. */
+const GROUPED_BIG_ROWS = 256;
+
+/**
+ * The tile of a grouped FP8 product of `rows` rows in all over `groups` groups (any device: the
+ * grouped kernel exists only in the tiled family). A group's row count stays on the GPU, so the
+ * tile is sized for the mean: from GROUPED_BIG_ROWS rows per group, as a plain product of that
+ * many rows (the 128 x 128 tiles once the groups hold enough of them), else as for many rows with
+ * 64-row tiles (an expert's rows rarely fill 128).
+ */
+export function planGroupedFp8(choice: GemmChoice, N: number, rows = Infinity, groups = 1): TiledGemmConfig | undefined {
+  const mean = rows / Math.max(groups, 1);
+  return mean >= GROUPED_BIG_ROWS ? tileFor(choice, mean, N, 'fp8', groups) : tileFor(choice, Infinity, N, 'fp8');
 }
 
 /** Sliced-K kernels below this many 64 x 64 tiles (about one per compute unit of a large GPU). */

@@ -795,7 +795,7 @@ export class WebGpuBackend implements Backend {
     if (K % 4 !== 0) throw new BackendError(op, `K = ${K} must be a multiple of 4 (codes are read as u32 words)`);
     const nc = options.promotionInterval ?? 128;
     if (!(nc % 16 === 0 || nc >= K)) throw new ArgumentError(op, `promotionInterval ${nc} must be a multiple of 16 (or >= K)`);
-    const tile = planGroupedFp8(this.gemm, N);
+    const tile = planGroupedFp8(this.gemm, N, rows * (masked ? G : 1), G);
     if (!tile) throw new BackendError(op, `the device's ${this.gemm.workgroupBytes} bytes of workgroup memory are too few for the grouped kernel`);
     const outShape = masked ? [G, rows, N] : [rows, N];
     const n = sizeOf(outShape);

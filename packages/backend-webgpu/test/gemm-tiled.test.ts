@@ -157,9 +157,22 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     expect(planF32Gemm(banded, 4096, 4096, 4096, 1, strides)!.spec.swizzle).toBe(8);
     expect(planFp8Gemm(banded, 4096, 4096, 4096, 128)!.spec.swizzle).toBe(8);
     expect(planF32Gemm(banded, 512, 4096, 4096, 1, strides)!.spec.swizzle).toBeUndefined(); // 4 tile rows: one band
-    expect(planGroupedFp8(banded, 4096)!.swizzle).toBeUndefined();
+    expect(planGroupedFp8(banded, 4096, 4096, 8)!.swizzle).toBeUndefined();
     expect(() => withEnv('KILN_WEBGPU_GEMM_SWIZZLE', 'x', () => chooseGemmKernels('tiled', false, limits))).toThrow(/KILN_WEBGPU_GEMM_SWIZZLE must be/);
     expect(() => tiledGemmShader({ kind: 'fp8', ra: 1, rb: 1, bk: 16, a: 'vec-k', b: 'vec-k', vecOut: true, grouped: 'masked', swizzle: 2 })).toThrow(/swizzle/);
+  });
+
+  it('sizes a grouped FP8 product by its mean rows per group', () => {
+    const choice = chooseGemmKernels('tiled', false, { maxComputeWorkgroupStorageSize: 49152 });
+    // 8 experts of 512 rows x 4096: 1024 tiles of 128 x 128 in all, the large two-stage FP8 tile
+    expect(planGroupedFp8(choice, 4096, 4096, 8)).toMatchObject({ ra: 2, rb: 2, bk: 16, double: true });
+    // 128 rows per expert, or unknown: 64-row tiles as before
+    expect(planGroupedFp8(choice, 2048, 1024, 8)).toMatchObject({ ra: 1, rb: 2, bk: 16 });
+    expect(planGroupedFp8(choice, 2048)).toMatchObject({ ra: 1, rb: 2, bk: 16 });
+    // many rows but too few tiles to fill a large GPU: a medium product's 128 x 64 tile, one stage
+    const few = planGroupedFp8(choice, 256, 512, 2)!;
+    expect(few).toMatchObject({ ra: 2, rb: 1, bk: 16 });
+    expect(few.double).toBeUndefined();
   });
 
   it('rolls two stages into one copy of the tile code when asked ($KILN_WEBGPU_GEMM_STAGE_LOOP)', () => {
@@ -244,8 +257,8 @@ describe('WebGPU grouped FP8 GEMM (one dispatch for every expert) is bit-exact p
 
   it('contiguous groups (uneven, one empty, rows past the last group stay 0)', async (t) => {
     if (!backend) return t.skip(reason);
-    // the default kernels, then 4 x 4 block staging with the default tile and three pinned ones
-    for (const b of [backend, ...veck4]) {
+    // the default kernels, every pinned tile, then 4 x 4 block staging with the default tile and three pinned ones
+    for (const b of [backend, ...pinned, ...veck4]) {
       const offsets = [0, 70, 70, 101]; // group 1 empty; rows 101..104 belong to no group
       const rows = 105;
       const a = seededUniform(rows * K, 7, 4);
@@ -269,8 +282,8 @@ describe('WebGPU grouped FP8 GEMM (one dispatch for every expert) is bit-exact p
 
   it('masked groups ([G, Mmax, K] with valid-row counts; rows beyond a count are 0)', async (t) => {
     if (!backend) return t.skip(reason);
-    // the default kernels, then 4 x 4 block staging with the default tile and three pinned ones
-    for (const b of [backend, ...veck4]) {
+    // the default kernels, every pinned tile, then 4 x 4 block staging with the default tile and three pinned ones
+    for (const b of [backend, ...pinned, ...veck4]) {
       const Mmax = 66;
       const counts = [66, 0, 33];
       const a = seededUniform(G * Mmax * K, 9, 4);
