@@ -210,7 +210,10 @@ for (const [G, r, n, k] of quick ? [] : GROUPED_SHAPES) {
     }
     if (full) await Promise.all(last.map((o) => o.data())); // every expert's rows, as kiln's one result holds
     else {
-      const total = tf.tidy(() => tf.addN(last.map((o) => tf.sum(o))));
+      // (pairwise adds, not tf.addN: its kernel binds every input, and with 8 or more experts
+      // Dawn refuses the pipeline (storage buffers per stage); tfjs then reads back without
+      // having waited for the products, which made its chain look faster than the GPU's peak)
+      const total = tf.tidy(() => last.map((o) => tf.sum(o)).reduce((x, y) => tf.add(x, y)));
       await total.data();
       total.dispose();
     }
