@@ -9,8 +9,8 @@
 //    row is tf.matMul on the dequantised f32 operands (what a tfjs user would run).
 // Two timings per shape: a single product and its readback into a JS array (kiln:
 // backend.read; tfjs: await data()), and WEBGPU_GEMM_CHAIN (8) products back to back with one
-// readback against half as many, from which the marginal per-product time (what a training
-// step sees). Medians after a warm-up.
+// readback, from which the marginal per-product time (what a training step sees). Medians
+// after a warm-up.
 // WEBGPU_GEMM_SHAPES='f32:4096x4096x4096,fp8:128x7168x2048' replaces the shape lists (tuning).
 // Writes bench/results/webgpu-gemm.json and .md and prints the table.
 import { kilnWebGpuOrExit, measurePair as measurePairShared, randomF32, tfjsOnDawn } from './lib/webgpu-peer.mjs';
@@ -64,13 +64,13 @@ const measurePair = (fa, fb) => measurePairShared(fa, fb, { budgetMs: Number(pro
 const rows = [];
 const gflops = (m, n, k, ms) => (2 * m * n * k) / ms / 1e6;
 // Chained: CHAIN products issued back to back, then one readback of the last; per-product
-// time = the marginal cost (chain − half chain) / (CHAIN − CHAIN / 2) (see compare()).
+// time = the marginal cost (chain − single) / (CHAIN − 1) (see compare()).
 const gf = (x) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
 const CHAIN = Number(process.env.WEBGPU_GEMM_CHAIN ?? 8);
 
 /** Times kiln and tfjs on one shape: single call + readback, and CHAIN calls + one readback. */
 // small products get longer chains (up to 128), so the chain's extra work stands well above the
-// jitter of the shorter chain it is compared with
+// jitter of the single call it is compared with
 const chainFor = (m, n, k) => Math.max(CHAIN, Math.min(128, Math.round(2 ** 33 / (2 * m * n * k))));
 
 async function compare(kind, m, n, k, kilnOp, tfOp, chain = chainFor(m, n, k)) {
@@ -102,19 +102,16 @@ async function compare(kind, m, n, k, kilnOp, tfOp, chain = chainFor(m, n, k)) {
     for (const t of ts) t.dispose();
   };
   const [k1, t1] = await measurePair(kilnRun(1, true), tfRun(1, true));
-  const half = Math.max(1, Math.floor(chain / 2));
-  const [kh, th] = await measurePair(kilnRun(half, false), tfRun(half, false));
+  const [k1s, t1s] = await measurePair(kilnRun(1, false), tfRun(1, false));
   const [kc, tc] = await measurePair(kilnRun(chain, false), tfRun(chain, false));
   // per product: the marginal cost of the chain's extra products (the final sum, its 4-byte
-  // readback and the fixed latency cancel). Against a half chain rather than one product: both
-  // runs keep the GPU busy, so work a lone product leaves idle (its start, a library's queued
-  // commands overlapping the sum) is not taken off the chain's products
-  const marginal = (c, h) => Math.max((c.medianMs - h.medianMs) / (chain - half), 1e-6);
+  // readback and the fixed latency cancel)
+  const marginal = (c, one) => Math.max((c.medianMs - one.medianMs) / (chain - 1), 1e-6);
   const row = {
     kind, m, n, k,
     kilnMs: k1.medianMs, tfjsMs: t1.medianMs, ratio: t1.medianMs / k1.medianMs,
     chain,
-    kilnChainMs: marginal(kc, kh), tfjsChainMs: marginal(tc, th),
+    kilnChainMs: marginal(kc, k1s), tfjsChainMs: marginal(tc, t1s),
   };
   row.chainRatio = row.tfjsChainMs / row.kilnChainMs;
   row.kilnGflops = gflops(m, n, k, row.kilnChainMs);
@@ -221,12 +218,11 @@ for (const [G, r, n, k] of quick ? [] : GROUPED_SHAPES) {
   };
   const chain = chainFor(rowsAll, n, k);
   const [kt, tt] = await measurePair(kilnRun(1, true), tfRun(1, true));
-  const half = Math.max(1, Math.floor(chain / 2));
-  const [kh, th] = await measurePair(kilnRun(half, false), tfRun(half, false));
+  const [k1s, t1s] = await measurePair(kilnRun(1, false), tfRun(1, false));
   const [kc, tc] = await measurePair(kilnRun(chain, false), tfRun(chain, false));
-  const marginal = (c, h) => Math.max((c.medianMs - h.medianMs) / (chain - half), 1e-6);
+  const marginal = (c, one) => Math.max((c.medianMs - one.medianMs) / (chain - 1), 1e-6);
   const flops = 2 * rowsAll * n * k;
-  const row = { kind: 'fp8 grouped', m: rowsAll, n, k, groups: G, kilnMs: kt.medianMs, tfjsMs: tt.medianMs, ratio: tt.medianMs / kt.medianMs, chain, kilnChainMs: marginal(kc, kh), tfjsChainMs: marginal(tc, th) };
+  const row = { kind: 'fp8 grouped', m: rowsAll, n, k, groups: G, kilnMs: kt.medianMs, tfjsMs: tt.medianMs, ratio: tt.medianMs / kt.medianMs, chain, kilnChainMs: marginal(kc, k1s), tfjsChainMs: marginal(tc, t1s) };
   row.chainRatio = row.tfjsChainMs / row.kilnChainMs;
   row.kilnGflops = flops / row.kilnChainMs / 1e6;
   row.tfjsGflops = flops / row.tfjsChainMs / 1e6;
@@ -254,7 +250,7 @@ const md = [
   '',
   `${machine.date.slice(0, 10)}, adapter ${machine.adapter} via ${machine.via}; ${machine.cpu}, ${machine.cores} cores (LP_NUM_THREADS=${machine.lpNumThreads}); Node ${machine.node}; @tensorflow/tfjs-backend-webgpu ${machine.tfjsWebgpu}.`,
   'The per-op overhead row chains 256 products of 8x8 matrices (no GPU work to speak of): its per-product time is the host and dispatch cost of one op.',
-  `Per product: the marginal cost of a product in a chain, (time of c products issued back to back + the sum of the last read back − time of c/2 products + the same) / (c − c/2), c = ${CHAIN} (up to 128 for products under 2^33 FLOP, so the chain stands above the shorter chain's jitter), so the sync and fixed latency cancel (what a training step sees: many kernels per host round trip); single: one product and its readback. Medians, kiln and tfjs timed in alternation; ratio = tfjs time / kiln time (>1: kiln faster). GFLOP/s from the per-product time.`,
+  `Per product: the marginal cost of a product in a chain, (time of c products issued back to back + the sum of the last read back − time of 1 product + the same) / (c − 1), c = ${CHAIN} (up to 128 for products under 2^33 FLOP, so the chain stands above the single call's jitter), so the sync and fixed latency cancel (what a training step sees: many kernels per host round trip); single: one product and its readback. Medians, kiln and tfjs timed in alternation; ratio = tfjs time / kiln time (>1: kiln faster). GFLOP/s from the per-product time.`,
   `kiln GEMM kernels: ${kiln.device.details.gemmKernels}.`,
   'fp8 grouped rows: kiln `groupedMatmulFp8` (every expert in one dispatch) vs one tfjs `matMul` per expert on dequantised operands; per product chained as the other rows (the chain sums every expert of the last product), single call reads every expert result back.',
   'FP8 rows: kiln `matmulFp8` (e4m3, 1x128 / 128x128 scales, promotion every 128) vs tfjs `matMul` on the dequantised f32 operands (tfjs has no FP8).',
