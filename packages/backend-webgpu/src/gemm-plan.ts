@@ -30,6 +30,11 @@ export interface GemmChoice {
    */
   readonly stageLoop: boolean | 'auto';
   /**
+   * Tiles the global loads run ahead on two-stage tiles (TiledGemmConfig.prefetch): 'auto'
+   * (PREFETCH), or 1 / 2 from $KILN_WEBGPU_GEMM_PREFETCH.
+   */
+  readonly prefetch: 1 | 2 | 'auto';
+  /**
    * Row-major A, transposed B and fp8 operands ('vec-k' loads) staged a 4 x 4 block per
    * invocation, stored as whole vec4s (TiledGemmConfig.veck4). 'auto' is off: it was chosen for
    * f32 on 64 x 128 x 16 tiles (2048³ 28.3-29.3 vs 20.5-21.3 TFLOP/s, measured while op issue
@@ -96,7 +101,10 @@ export function chooseGemmKernels(
   }
   const sl = envVar('KILN_WEBGPU_GEMM_STAGE_LOOP');
   const stageLoop = sl === '1' ? true : sl === '0' ? false : 'auto';
-  const base = { family, workgroupBytes, unroll, double, stageLoop, veck4, splitMinSteps, sliced, swizzle } as const;
+  const pf = envVar('KILN_WEBGPU_GEMM_PREFETCH') ?? 'auto';
+  if (!['auto', '1', '2'].includes(pf)) throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM_PREFETCH must be auto, 1 or 2 (got '${pf}')`);
+  const prefetch = pf === 'auto' ? 'auto' : (Number(pf) as 1 | 2);
+  const base = { family, workgroupBytes, unroll, double, stageLoop, prefetch, veck4, splitMinSteps, sliced, swizzle } as const;
   if (!m[2]) return base;
   const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]), ...(m[5] ? { double: m[5] === '2' } : {}), ...(m[6] ? { wy: Number(m[6]) } : {}) } as TiledGemmConfig;
   if (![1, 2, 4].includes(pinned.ra) || ![1, 2, 4].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk) || (m[5] && !['1', '2'].includes(m[5])) || (m[6] && !['8', '16'].includes(m[6]))) {
@@ -124,6 +132,9 @@ const BIG_TILES = 256;
 
 /** Whether two-stage tiles run as one rolled copy of the tile's code where choice.stageLoop is 'auto'. */
 const STAGE_LOOP = false;
+
+/** Tiles ahead the loads of two-stage tiles run where choice.prefetch is 'auto'. */
+const PREFETCH: 1 | 2 = 1;
 
 /** Band height of the workgroup walk where choice.swizzle is 'auto' (0: row by row). */
 const SWIZZLE = 0;
@@ -158,7 +169,8 @@ function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8', 
   const t = tileSize(choice, M, N, kind, products);
   // the staging variants travel with the tile (specs spread them, the grouped FP8 one included)
   const rolled = t?.double === true && (choice.stageLoop === 'auto' ? STAGE_LOOP : choice.stageLoop);
-  return t && { ...t, ...(choice.veck4 === true ? { veck4: true } : {}), ...(rolled ? { stageLoop: true } : {}) };
+  const ahead2 = t?.double === true && !rolled && (choice.prefetch === 'auto' ? PREFETCH : choice.prefetch) === 2;
+  return t && { ...t, ...(choice.veck4 === true ? { veck4: true } : {}), ...(rolled ? { stageLoop: true } : {}), ...(ahead2 ? { prefetch: 2 as const } : {}) };
 }
 
 // (products: how many M x N products one dispatch computes, a grouped GEMM's experts)
