@@ -25,16 +25,6 @@ export interface GemmChoice {
    */
   readonly double: boolean | 'auto';
   /**
-   * Two-stage tiles as one rolled copy of the tile's code (TiledGemmConfig.stageLoop): 'auto'
-   * (STAGE_LOOP), or forced on / off by $KILN_WEBGPU_GEMM_STAGE_LOOP=1 / 0.
-   */
-  readonly stageLoop: boolean | 'auto';
-  /**
-   * Tiles the global loads run ahead on two-stage tiles (TiledGemmConfig.prefetch): 'auto'
-   * (PREFETCH), or 1 / 2 from $KILN_WEBGPU_GEMM_PREFETCH.
-   */
-  readonly prefetch: 1 | 2 | 'auto';
-  /**
    * Row-major A, transposed B and fp8 operands ('vec-k' loads) staged a 4 x 4 block per
    * invocation, stored as whole vec4s (TiledGemmConfig.veck4). 'auto' is off: it was chosen for
    * f32 on 64 x 128 x 16 tiles (2048³ 28.3-29.3 vs 20.5-21.3 TFLOP/s, measured while op issue
@@ -56,12 +46,6 @@ export interface GemmChoice {
    * (tuning: every product whose loads allow it takes that tile).
    */
   readonly sliced: SlicedGemmConfig | 'auto' | 'off';
-  /**
-   * Band height of the workgroup walk (TiledGemmConfig.swizzle) for products of at least
-   * BIG_TILES tiles: 'auto' (see SWIZZLE), 0 (row by row) or a number of tile rows, from
-   * $KILN_WEBGPU_GEMM_SWIZZLE (tuning).
-   */
-  readonly swizzle: number | 'auto';
 }
 
 
@@ -94,17 +78,7 @@ export function chooseGemmKernels(
   const veck4 = v4 === '1' ? true : v4 === '0' ? false : 'auto';
   const splitMinSteps = Number(envVar('KILN_WEBGPU_GEMM_SPLIT_MIN_STEPS') ?? SPLIT_MIN_STEPS);
   const sliced = parseSliced(envVar('KILN_WEBGPU_GEMM_SLICED') ?? 'auto');
-  const sw = envVar('KILN_WEBGPU_GEMM_SWIZZLE');
-  const swizzle = sw === undefined || sw === 'auto' ? 'auto' : Number(sw);
-  if (swizzle !== 'auto' && !(Number.isInteger(swizzle) && swizzle >= 0 && swizzle <= 64)) {
-    throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM_SWIZZLE must be auto or a band height 0..64 (0: off), got '${sw}'`);
-  }
-  const sl = envVar('KILN_WEBGPU_GEMM_STAGE_LOOP');
-  const stageLoop = sl === '1' ? true : sl === '0' ? false : 'auto';
-  const pf = envVar('KILN_WEBGPU_GEMM_PREFETCH') ?? 'auto';
-  if (!['auto', '1', '2'].includes(pf)) throw new ArgumentError('webgpu', `KILN_WEBGPU_GEMM_PREFETCH must be auto, 1 or 2 (got '${pf}')`);
-  const prefetch = pf === 'auto' ? 'auto' : (Number(pf) as 1 | 2);
-  const base = { family, workgroupBytes, unroll, double, stageLoop, prefetch, veck4, splitMinSteps, sliced, swizzle } as const;
+  const base = { family, workgroupBytes, unroll, double, veck4, splitMinSteps, sliced } as const;
   if (!m[2]) return base;
   const pinned = { ra: Number(m[2]), rb: Number(m[3]), bk: Number(m[4]), ...(m[5] ? { double: m[5] === '2' } : {}), ...(m[6] ? { wy: Number(m[6]) } : {}) } as TiledGemmConfig;
   if (![1, 2, 4].includes(pinned.ra) || ![1, 2, 4].includes(pinned.rb) || ![8, 16, 32].includes(pinned.bk) || (m[5] && !['1', '2'].includes(m[5])) || (m[6] && !['8', '16'].includes(m[6]))) {
@@ -130,21 +104,6 @@ function parseSliced(spec: string): SlicedGemmConfig | 'auto' | 'off' {
  */
 const BIG_TILES = 256;
 
-/** Whether two-stage tiles run as one rolled copy of the tile's code where choice.stageLoop is 'auto'. */
-const STAGE_LOOP = false;
-
-/** Tiles ahead the loads of two-stage tiles run where choice.prefetch is 'auto'. */
-const PREFETCH: 1 | 2 = 1;
-
-/** Band height of the workgroup walk where choice.swizzle is 'auto' (0: row by row). */
-const SWIZZLE = 0;
-
-/** The band height for a product of gy tile rows (undefined: row by row; one band is no band). */
-function swizzleFor(choice: GemmChoice, gy: number): { swizzle: number } | Record<string, never> {
-  const h = choice.swizzle === 'auto' ? SWIZZLE : choice.swizzle;
-  return h > 0 && gy > h ? { swizzle: h } : {};
-}
-
 /** See GemmChoice.splitMinSteps. */
 // H200, per product, bind groups cached, 16 / 48 / never: 512³ f32 0.06 / 0.04 / 0.05 ms,
 // 64 x 2048 x 1024 0.07 / 0.05 / 0.08, 32 x 1536 x 2048 0.07 / 0.07 / 0.14
@@ -167,10 +126,8 @@ const BUSY_WORKGROUPS = 264;
  */
 function tileFor(choice: GemmChoice, M: number, N: number, kind: 'f32' | 'fp8', products = 1): TiledGemmConfig | undefined {
   const t = tileSize(choice, M, N, kind, products);
-  // the staging variants travel with the tile (specs spread them, the grouped FP8 one included)
-  const rolled = t?.double === true && (choice.stageLoop === 'auto' ? STAGE_LOOP : choice.stageLoop);
-  const ahead2 = t?.double === true && !rolled && (choice.prefetch === 'auto' ? PREFETCH : choice.prefetch) === 2;
-  return t && { ...t, ...(choice.veck4 === true ? { veck4: true } : {}), ...(rolled ? { stageLoop: true } : {}), ...(ahead2 ? { prefetch: 2 as const } : {}) };
+  // the staging variant travels with the tile (specs spread it, the grouped FP8 one included)
+  return t && choice.veck4 === true ? { ...t, veck4: true } : t;
 }
 
 // (products: how many M x N products one dispatch computes, a grouped GEMM's experts)
@@ -249,7 +206,7 @@ export function planF32Gemm(choice: GemmChoice, M: number, N: number, K: number,
   const kPer = Math.ceil(K / slices / t.bk) * t.bk;
   slices = Math.ceil(K / kPer);
   if (batch * slices > 65535) return undefined;
-  return { spec: { kind: 'f32', ...t, a, b, vecOut: N % 4 === 0, unroll: choice.unroll, ...swizzleFor(choice, gy) }, slices, kPer, groups: [gx, gy, batch * slices] };
+  return { spec: { kind: 'f32', ...t, a, b, vecOut: N % 4 === 0, unroll: choice.unroll }, slices, kPer, groups: [gx, gy, batch * slices] };
 }
 
 /** Partial buffers of a chunked FP8 product larger than this are not worth their memory. */
@@ -270,7 +227,7 @@ export function planFp8Gemm(choice: GemmChoice, M: number, N: number, K: number,
   const chunks = Math.ceil(K / promotionInterval);
   const chunked =
     chunks > 1 && gx * gy < BUSY_WORKGROUPS / 2 && K / t.bk >= choice.splitMinSteps && chunks <= 65535 && M * N * chunks * 4 <= CHUNK_PARTIALS_MAX_BYTES;
-  const spec: TiledGemmSpec = { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0, unroll: choice.unroll, ...(chunked ? { chunked: true } : {}), ...swizzleFor(choice, gy) };
+  const spec: TiledGemmSpec = { kind: 'fp8', ...t, a: 'vec-k', b: 'vec-k', vecOut: N % 4 === 0, unroll: choice.unroll, ...(chunked ? { chunked: true } : {}) };
   return { spec, groups: [gx, gy, chunked ? chunks : 1], chunks: chunked ? chunks : 1 };
 }
 

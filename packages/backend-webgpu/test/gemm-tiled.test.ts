@@ -22,10 +22,7 @@ let backend: WebGpuBackend | undefined;
  * 128 x 128 x 8 two stages, 128 x 128 x 16 two stages (large FP8 products on GPUs; FP8 falls back to one
  * stage where its 34 KiB do not fit, as on llvmpipe), 64 x 64 x 16 two stages (the same 16-deep
  * two-stage FP8 staging at a size every adapter fits), 128 x 128 x 8 two stages on 16 x 8 invocations
- * (16 x 8 outputs each), 128 x 256 x 8 two stages (8 x 16 each), and 64 x 64 x 16 tiles walked in
- * bands of 2 tile rows ($KILN_WEBGPU_GEMM_SWIZZLE=2; the 130-row products end in a band of one),
- * 64 x 64 x 16 two stages rolled into one copy of the tile's code ($KILN_WEBGPU_GEMM_STAGE_LOOP=1),
- * and 64 x 64 x 16 / 128 x 128 x 8 two stages with loads two tiles ahead ($KILN_WEBGPU_GEMM_PREFETCH=2).
+ * (16 x 8 outputs each) and 128 x 256 x 8 two stages (8 x 16 each).
  */
 const pinned: WebGpuBackend[] = [];
 /**
@@ -42,9 +39,6 @@ beforeAll(async () => {
   try {
     backend = await WebGpuBackend.create({ gemm: 'tiled' });
     for (const gemm of ['tiled:2,2,16,1', 'tiled:1,1,8,2', 'tiled:2,1,32', 'tiled:2,2,8,2', 'tiled:2,2,16,2', 'tiled:1,1,16,2', 'tiled:4,2,8,2,8', 'tiled:2,4,8,2'] as const) pinned.push(await WebGpuBackend.create({ gemm }));
-    pinned.push(await withEnvAsync('KILN_WEBGPU_GEMM_SWIZZLE', '2', () => WebGpuBackend.create({ gemm: 'tiled:1,1,16' })));
-    pinned.push(await withEnvAsync('KILN_WEBGPU_GEMM_STAGE_LOOP', '1', () => WebGpuBackend.create({ gemm: 'tiled:1,1,16,2' })));
-    for (const gemm of ['tiled:1,1,16,2', 'tiled:2,2,8,2'] as const) pinned.push(await withEnvAsync('KILN_WEBGPU_GEMM_PREFETCH', '2', () => WebGpuBackend.create({ gemm })));
     for (const gemm of ['tiled', 'tiled:2,2,8', 'tiled:1,1,16,2', 'tiled:2,1,32'] as const) veck4.push(await withVeck4(gemm));
   } catch (e) {
     if (!(e instanceof BackendError)) throw e;
@@ -73,7 +67,7 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     { batch: [], M: 1, N: 1, K: 1, tA: false, tB: false },
   ];
   for (const c of cases) {
-    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and twelve pinned ones)`, async (t) => {
+    it(`[${c.batch}] ${c.M}x${c.N}x${c.K} ${c.tA ? 'Aᵀ' : 'A'} ${c.tB ? 'Bᵀ' : 'B'} (default tile and eight pinned ones)`, async (t) => {
       if (!backend) return t.skip(reason);
       for (const b of [backend, ...pinned]) await checkF32(b, c);
     });
@@ -141,7 +135,7 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     expect(planFp8Gemm(choice, 32, 1536, 2048, Infinity)!.chunks).toBe(1);
   });
 
-  it('parses pinned invocation rows and the band walk, and refuses bad ones', () => {
+  it('parses pinned invocation rows and wide tiles, and refuses bad ones', () => {
     const limits = { maxComputeWorkgroupStorageSize: 32768 };
     const strides = { aBatch: 0, bBatch: 0, sam: 4096, sak: 1, sbk: 4096, sbn: 1 };
     const narrow = chooseGemmKernels('tiled:4,2,8,2,8', false, limits);
@@ -153,15 +147,6 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     expect(planF32Gemm(chooseGemmKernels('tiled:2,4,8', false, limits), 4096, 4096, 4096, 1, strides)!.groups).toEqual([16, 32, 1]);
     expect(() => chooseGemmKernels('tiled:3,2,8', false, limits)).toThrow(/1\|2\|4, 1\|2\|4/);
     expect(() => chooseGemmKernels('tiled:2,2,8,2,4', false, limits)).toThrow(/8\|16/);
-    // the band walk: off by default, on for products taller than one band
-    expect(planF32Gemm(chooseGemmKernels('tiled', false, limits), 4096, 4096, 4096, 1, strides)!.spec.swizzle).toBeUndefined();
-    const banded = withEnv('KILN_WEBGPU_GEMM_SWIZZLE', '8', () => chooseGemmKernels('tiled', false, limits));
-    expect(planF32Gemm(banded, 4096, 4096, 4096, 1, strides)!.spec.swizzle).toBe(8);
-    expect(planFp8Gemm(banded, 4096, 4096, 4096, 128)!.spec.swizzle).toBe(8);
-    expect(planF32Gemm(banded, 512, 4096, 4096, 1, strides)!.spec.swizzle).toBeUndefined(); // 4 tile rows: one band
-    expect(planGroupedFp8(banded, 4096, 4096, 8)!.swizzle).toBeUndefined();
-    expect(() => withEnv('KILN_WEBGPU_GEMM_SWIZZLE', 'x', () => chooseGemmKernels('tiled', false, limits))).toThrow(/KILN_WEBGPU_GEMM_SWIZZLE must be/);
-    expect(() => tiledGemmShader({ kind: 'fp8', ra: 1, rb: 1, bk: 16, a: 'vec-k', b: 'vec-k', vecOut: true, grouped: 'masked', swizzle: 2 })).toThrow(/swizzle/);
   });
 
   it('sizes a grouped FP8 product by its mean rows per group', () => {
@@ -175,36 +160,6 @@ describe('WebGPU tiled f32 GEMM (hardware-GPU kernels) against float64', () => {
     const few = planGroupedFp8(choice, 256, 512, 2)!;
     expect(few).toMatchObject({ ra: 2, rb: 1, bk: 16 });
     expect(few.double).toBeUndefined();
-  });
-
-  it('runs the loads of two-stage tiles two tiles ahead when asked ($KILN_WEBGPU_GEMM_PREFETCH=2)', () => {
-    const limits = { maxComputeWorkgroupStorageSize: 32768 };
-    const strides = { aBatch: 0, bBatch: 0, sam: 4096, sak: 1, sbk: 4096, sbn: 1 };
-    const ahead = withEnv('KILN_WEBGPU_GEMM_PREFETCH', '2', () => chooseGemmKernels('tiled', false, limits));
-    const spec = planF32Gemm(ahead, 4096, 4096, 4096, 1, strides)!.spec;
-    expect(spec).toMatchObject({ double: true, prefetch: 2 });
-    expect(planF32Gemm(ahead, 1024, 1024, 1024, 1, strides)!.spec.prefetch).toBeUndefined(); // one stage
-    expect(planF32Gemm(chooseGemmKernels('tiled', false, limits), 4096, 4096, 4096, 1, strides)!.spec.prefetch).toBeUndefined();
-    expect(() => withEnv('KILN_WEBGPU_GEMM_PREFETCH', '3', () => chooseGemmKernels('tiled', false, limits))).toThrow(/KILN_WEBGPU_GEMM_PREFETCH must be/);
-    // a second register set, loaded by the stage-0 tile and stored by the stage-1 tile
-    const src = tiledGemmShader(spec);
-    expect(src).toMatch(/fn ld_A2\(/);
-    expect(src).toMatch(/ld_A2\(nk \+ 8u, m0\)[^]*st_A\(256u\)[^]*ld_A\(nk \+ 8u, m0\)[^]*st_A2\(0u\)/);
-  });
-
-  it('rolls two stages into one copy of the tile code when asked ($KILN_WEBGPU_GEMM_STAGE_LOOP)', () => {
-    const limits = { maxComputeWorkgroupStorageSize: 32768 };
-    const strides = { aBatch: 0, bBatch: 0, sam: 4096, sak: 1, sbk: 4096, sbn: 1 };
-    const rolled = withEnv('KILN_WEBGPU_GEMM_STAGE_LOOP', '1', () => chooseGemmKernels('tiled', false, limits));
-    const spec = planF32Gemm(rolled, 4096, 4096, 4096, 1, strides)!.spec;
-    expect(spec).toMatchObject({ double: true, stageLoop: true });
-    expect(planF32Gemm(rolled, 1024, 1024, 1024, 1, strides)!.spec.stageLoop).toBeUndefined(); // one stage: nothing to roll
-    const unrolled = withEnv('KILN_WEBGPU_GEMM_STAGE_LOOP', '0', () => chooseGemmKernels('tiled', false, limits));
-    expect(planF32Gemm(unrolled, 4096, 4096, 4096, 1, strides)!.spec.stageLoop).toBeUndefined();
-    // one copy of the 8 k steps instead of two
-    const count = (src: string) => src.split('let a0 = As[').length - 1;
-    expect(count(tiledGemmShader(spec))).toBe(8);
-    expect(count(tiledGemmShader({ ...spec, stageLoop: false }))).toBe(16);
   });
 
   it('stages 4 x 4 blocks everywhere with $KILN_WEBGPU_GEMM_VECK4=1 (f32, fp8, grouped fp8), nowhere with 0', () => {
@@ -241,7 +196,7 @@ describe('WebGPU tiled FP8 block GEMM is bit-exact with core fp8GemmReference', 
     { M: 3, N: 64, K: 1000, ba: [1, 128], bb: [128, 128], nc: 256, fa: 'e5m2', fb: 'e4m3' }, // a short last chunk
   ] as const;
   for (const c of cases) {
-    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile, twelve pinned ones, four with 4 x 4 block staging)`, async (t) => {
+    it(`[${c.M}, ${c.K}] x [${c.N}, ${c.K}]ᵀ, blocks ${c.ba}/${c.bb}, promotion ${c.nc}, ${c.fa} x ${c.fb} (default tile, eight pinned ones, four with 4 x 4 block staging)`, async (t) => {
       if (!backend) return t.skip(reason);
       for (const b of [backend, ...pinned, ...veck4]) await expectFp8GemmMatchesReference(b, c, (n, seed) => seededUniform(n, seed, 4));
     });

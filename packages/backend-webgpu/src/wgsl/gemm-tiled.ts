@@ -41,12 +41,6 @@ export interface TiledGemmConfig {
    * owns twice the outputs of a same-sized tile (fewer workgroup-memory reads per multiply-add).
    */
   readonly wy?: 16 | 8;
-  /**
-   * Workgroups walk the output in bands of this many tile rows (column by column inside a
-   * band) instead of row by row, so the tiles in flight share more of A and B in the L2 cache.
-   * Off (row by row) when absent; not for grouped products.
-   */
-  readonly swizzle?: number;
   /** K depth of a staged tile: 8, 16 or 32. */
   readonly bk: 8 | 16 | 32;
   /**
@@ -54,18 +48,6 @@ export interface TiledGemmConfig {
    * is read, so each tile costs one barrier instead of two (twice the workgroup memory).
    */
   readonly double?: boolean;
-  /**
-   * Two stages alternating at run time: one copy of a tile's code whose stage offsets are
-   * variables, instead of two unrolled copies with constant offsets (half the instructions of
-   * the kernel's loop, which the GPU's instruction cache must hold). With `double` only.
-   */
-  readonly stageLoop?: boolean;
-  /**
-   * How many tiles ahead the global loads run (default 1): 2 keeps two register sets, so a
-   * tile's loads have two tiles of multiply-adds to arrive before they are stored (with
-   * `double`, not `stageLoop`). More registers per invocation.
-   */
-  readonly prefetch?: 1 | 2;
   /**
    * 'vec-k' operands (row-major A, transposed B, every fp8 operand) staged a 4 x 4 block per
    * invocation: the 16-byte words of 4 consecutive rows at one k quad, transposed in registers
@@ -118,14 +100,11 @@ export function tiledGemmWorkgroupBytes(c: TiledGemmConfig, kind: 'f32' | 'fp8')
 export function tiledGemmShader(s: TiledGemmSpec): string {
   const { ra, rb, bk } = s;
   const dbl = s.double === true;
-  const rolled = dbl && s.stageLoop === true;
-  const ahead2 = dbl && !rolled && s.prefetch === 2;
   const fp8 = s.kind === 'fp8';
   const WY = s.wy ?? 16;
   const NT = 16 * WY; // invocations
   const BM = tileRows(s);
   const BN = tileCols(s);
-  if (s.swizzle !== undefined && (s.grouped || !(Number.isInteger(s.swizzle) && s.swizzle >= 1))) throw new Error(`tiled GEMM: swizzle must be a positive integer and not grouped (got ${s.swizzle})`);
   const aLoad: TileLoad = fp8 ? 'vec-k' : s.a;
   const bLoad: TileLoad = fp8 ? 'vec-k' : s.b;
   const quads = (rows: number) => (rows * bk) / 4; // 16-byte quads in one staged tile
@@ -151,9 +130,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
   // 4 x 4 blocks (4 rows x one k quad) in one staged tile, and the passes of the invocations over them
   const blocks = (rows: number) => quads(rows) / 4;
   const per4 = (rows: number) => Math.ceil(blocks(rows) / NT);
-  // set: which register set the tile goes through ('' r-registers, '2' q-registers: prefetch 2)
-  function stage(X: 'A' | 'B', rows: number, load: TileLoad, axis: 'm' | 'n', set: '' | '2' = ''): string {
-    const reg = set ? 'q' : 'r';
+  function stage(X: 'A' | 'B', rows: number, load: TileLoad, axis: 'm' | 'n'): string {
     const total = quads(rows);
     const P = per(rows);
     const tileVar = `${X.toLowerCase()}0`;
@@ -163,8 +140,8 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
     const off = X === 'A' ? 'aoff' : 'boff';
     const shared = X === 'A' ? 'As' : 'Bs';
     const tab = X === 'A' ? 'tabA' : 'tabB';
-    let ld = `fn ld_${X}${set}(k0: u32, ${tileVar}: u32) {\n`;
-    let st = `fn st_${X}${set}(base: u32) {\n`;
+    let ld = `fn ld_${X}(k0: u32, ${tileVar}: u32) {\n`;
+    let st = `fn st_${X}(base: u32) {\n`;
     if (load === 'vec-k' && k4) {
       // block e: row quad mb (rows 4 mb .. 4 mb + 3), k quad kq. Eight consecutive invocations
       // take eight consecutive row quads (their vec4 stores hit distinct banks), then the k
@@ -180,13 +157,13 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
           const gj = `g + ${j}u`;
           const addr = fp8 ? `(${X === 'B' ? 'bword + ' : ''}(${gj}) * K + k) >> 2u` : `(${off} + (${gj}) * ${sInner} + k) >> 2u`;
           const val = fp8 ? `${X}[${addr}]` : `bitcast<vec4<f32>>(${X}[${addr}])`;
-          ld += `    { var v = ${zeroReg}; if (${partial ? `e < ${nb}u && ` : ''}${gj} < ${dim} && k < K) { v = ${val}; } ${reg}${X}${l}_${j} = v; }\n`;
+          ld += `    { var v = ${zeroReg}; if (${partial ? `e < ${nb}u && ` : ''}${gj} < ${dim} && k < K) { v = ${val}; } r${X}${l}_${j} = v; }\n`;
         }
         ld += `  }\n`;
         st += `  {\n${where}`;
         st += `    if (${partial ? `e < ${nb}u` : 'true'}) {\n`;
         for (let c = 0; c < 4; c++) {
-          const x = (j: number) => (fp8 ? `${tab}[(${reg}${X}${l}_${j} >> ${8 * c}u) & 0xffu]` : `${reg}${X}${l}_${j}.${'xyzw'[c]}`);
+          const x = (j: number) => (fp8 ? `${tab}[(r${X}${l}_${j} >> ${8 * c}u) & 0xffu]` : `r${X}${l}_${j}.${'xyzw'[c]}`);
           st += `      ${shared}[base + (kq * 4u + ${c}u) * ${R}u + mb] = vec4<f32>(${x(0)}, ${x(1)}, ${x(2)}, ${x(3)});\n`;
         }
         st += `    }\n  }\n`;
@@ -198,7 +175,7 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
       const partial = (l + 1) * NT > total;
       const inTile = partial ? `e < ${total}u && ` : '';
       ld += `  {\n    let e = tid + ${l * NT}u;\n    var v = ${zeroReg};\n`;
-      st += `  {\n    let e = tid + ${l * NT}u;\n    let v = ${reg}${X}${l};\n`;
+      st += `  {\n    let e = tid + ${l * NT}u;\n    let v = r${X}${l};\n`;
       if (load === 'vec-k') {
         // quad e: row e / (bk/4), k quad e % (bk/4)
         ld += `    let row = e / ${bk / 4}u; let k = k0 + (e % ${bk / 4}u) * 4u; let g = ${tileVar} + row;\n`;
@@ -223,22 +200,21 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
         }
         st += `    if (${partial ? `e < ${total}u` : 'true'}) { ${shared}[base + e] = v; }\n`;
       }
-      ld += `    ${reg}${X}${l} = v;\n  }\n`;
+      ld += `    r${X}${l} = v;\n  }\n`;
       st += `  }\n`;
     }
     return ld + '}\n' + st + '}\n';
   }
 
-  const regs = (X: string, rows: number, load: TileLoad, R = 'r') =>
+  const regs = (X: string, rows: number, load: TileLoad) =>
     load === 'vec-k' && k4
-      ? Array.from({ length: per4(rows) * 4 }, (_, i) => `var<private> ${R}${X}${i >> 2}_${i & 3}: ${regTy};\n`).join('')
-      : Array.from({ length: per(rows) }, (_, l) => `var<private> ${R}${X}${l}: ${regTy};\n`).join('');
+      ? Array.from({ length: per4(rows) * 4 }, (_, i) => `var<private> r${X}${i >> 2}_${i & 3}: ${regTy};\n`).join('')
+      : Array.from({ length: per(rows) }, (_, l) => `var<private> r${X}${l}: ${regTy};\n`).join('');
   src += `var<private> tid: u32;\nvar<private> M: u32;\nvar<private> N: u32;\nvar<private> K: u32;\n`;
   if (fp8) src += `var<private> bword: u32;\n`;
   if (!fp8) src += `var<private> aoff: u32;\nvar<private> boff: u32;\nvar<private> sam: u32;\nvar<private> sak: u32;\nvar<private> sbk: u32;\nvar<private> sbn: u32;\n`;
   src += regs('A', BM, aLoad) + regs('B', BN, bLoad);
   src += stage('A', BM, aLoad, 'm') + stage('B', BN, bLoad, 'n');
-  if (ahead2) src += regs('A', BM, aLoad, 'q') + regs('B', BN, bLoad, 'q') + stage('A', BM, aLoad, 'm', '2') + stage('B', BN, bLoad, 'n', '2');
 
   // ---- the register block: rows g*4*WY + ty*4 + i, columns h*64 + tx*4 + j
   const G = Array.from({ length: ra }, (_, g) => g);
@@ -249,18 +225,17 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
   const accDecl = (p: string) => cells.map((c) => `var ${p}${c} = vec4<f32>(0.0);`).join(' ');
   const sum = fp8 ? 'p' : 'c';
   // one k step of the register block; unrolled (constant indices) unless s.unroll is false
-  // (stage: which workgroup-memory stage is read; its offset is a constant, or with 'rt' the
-  // variables aStage / bStage)
-  const step = (kk: string, stage: number | 'rt'): string => {
+  // (stage: which workgroup-memory stage is read; its offset is a constant)
+  const step = (kk: string, stage: number): string => {
     let b = '';
-    const oa = stage === 'rt' ? 'aStage + ' : stage ? `${stage * quads(BM)}u + ` : '';
-    const ob = stage === 'rt' ? 'bStage + ' : stage ? `${stage * quads(BN)}u + ` : '';
+    const oa = stage ? `${stage * quads(BM)}u + ` : '';
+    const ob = stage ? `${stage * quads(BN)}u + ` : '';
     for (const g of G) b += `      let a${g} = As[${oa}${kk} * ${BM / 4}u + ${g * WY}u + ty];\n`;
     for (const h of H) b += `      let b${h} = Bs[${ob}${kk} * ${BN / 4}u + ${h * 16}u + tx];\n`;
     for (const g of G) for (const i of I) for (const h of H) b += `      ${sum}${g}${i}${h} = ${sum}${g}${i}${h} + a${g}.${'xyzw'[i]} * b${h};\n`;
     return b;
   };
-  const macOf = (stage: number | 'rt'): string => {
+  const macOf = (stage: number): string => {
     let m = '';
     if (s.unroll === false) m = `    for (var kk = 0u; kk < ${bk}u; kk++) {\n${step('kk', stage)}    }\n`;
     else for (let kk = 0; kk < bk; kk++) m += `    {\n${step(`${kk}u`, stage)}    }\n`;
@@ -301,20 +276,10 @@ export function tiledGemmShader(s: TiledGemmSpec): string {
 
   src += `
 @compute @workgroup_size(16, ${WY})
-fn main(@builtin(workgroup_id) wg0: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${s.swizzle ? ', @builtin(num_workgroups) nwg: vec3<u32>' : ''}) {
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   M = prm[1]; N = prm[2]; K = prm[3];
   let tx = lid.x; let ty = lid.y;
   tid = ty * 16u + tx;
-${
-  s.swizzle
-    ? `  // bands of ${s.swizzle} tile rows, walked column by column (the last band may be shorter)
-  let lin = wg0.y * nwg.x + wg0.x;
-  let bandSize = ${s.swizzle}u * nwg.x;
-  let band = lin / bandSize; let inBand = lin % bandSize;
-  let rows0 = band * ${s.swizzle}u; let bandRows = min(nwg.y - rows0, ${s.swizzle}u);
-  let wg = vec3<u32>(inBand / bandRows, rows0 + inBand % bandRows, wg0.z);`
-    : '  let wg = wg0;'
-}
   let n0 = wg.x * ${BN}u;
 `;
   if (fp8) {
@@ -359,37 +324,24 @@ ${
   src += `  ${accDecl('c')}
   ld_A(kStart, m0); ld_B(kStart, n0);
   st_A(0u); st_B(0u);
-${ahead2 ? `  if (kStart + ${bk}u < kEnd) { ld_A(kStart + ${bk}u, m0); ld_B(kStart + ${bk}u, n0); } // the second tile into the r set
-` : ''}  workgroupBarrier();
-${rolled ? '  var cur = 0u; // the stage read by this tile\n' : ''}  for (var k0 = kStart; k0 < kEnd; k0 = k0 + ${dbl && !rolled ? 2 * bk : bk}u) {
+  workgroupBarrier();
+  for (var k0 = kStart; k0 < kEnd; k0 = k0 + ${dbl ? 2 * bk : bk}u) {
 `;
   // one tile: prefetch the next into registers, multiply-add this one, then store the next.
   // One stage: wait until every invocation has read the tile before overwriting it. Two
   // stages (two tiles per trip, constant offsets): the next tile goes into the other stage,
   // last read one tile ago (the last barrier ended those reads), so one barrier per tile.
-  // Rolled stages: one tile per trip, reading stage `cur` and storing into the other.
-  // Two tiles ahead: the tile read from stage 0 loads the tile after next into the q set and
-  // stores the r set (loaded a tile earlier) into stage 1; the stage-1 tile the other way round.
-  const tile = (first: string, stage: number | 'rt'): string => {
-    const [ldSet, stSet] = !ahead2 ? ['', ''] : stage === 0 ? ['2', ''] : ['', '2'];
-    const load = ahead2
-      ? `    if (nk + ${bk}u < kEnd) { ld_A${ldSet}(nk + ${bk}u, m0); ld_B${ldSet}(nk + ${bk}u, n0); }`
-      : `    if (more) { ld_A(nk, m0); ld_B(nk, n0); }`;
+  const tile = (first: string, stage: number): string => {
     let t = `    {
     let nk = ${first} + ${bk}u;
     let more = nk < kEnd;
-${load}
-${stage === 'rt' ? `    let aStage = cur * ${quads(BM)}u; let bStage = cur * ${quads(BN)}u;\n` : ''}${macOf(stage)}`;
+    if (more) { ld_A(nk, m0); ld_B(nk, n0); }
+${macOf(stage)}`;
     if (fp8) t += `    if (!more || nk - c0 >= nc) {
 ${promote}      c0 = nk;
     }
 `;
-    if (stage === 'rt') t += `    if (more) { st_A(${quads(BM)}u - aStage); st_B(${quads(BN)}u - bStage); }
-    workgroupBarrier();
-    cur = 1u - cur;
-    }
-`;
-    else if (dbl) t += `    if (more) { st_A${stSet}(${(1 - stage) * quads(BM)}u); st_B${stSet}(${(1 - stage) * quads(BN)}u); }
+    if (dbl) t += `    if (more) { st_A(${(1 - stage) * quads(BM)}u); st_B(${(1 - stage) * quads(BN)}u); }
     workgroupBarrier();
     }
 `;
@@ -399,9 +351,9 @@ ${promote}      c0 = nk;
 `;
     return t;
   };
-  src += tile('k0', rolled ? 'rt' : 0);
+  src += tile('k0', 0);
   // (the break is taken by every invocation alike: workgroup-uniform control flow)
-  if (dbl && !rolled) src += `    if (k0 + ${bk}u >= kEnd) { break; }\n` + tile(`(k0 + ${bk}u)`, 1);
+  if (dbl) src += `    if (k0 + ${bk}u >= kEnd) { break; }\n` + tile(`(k0 + ${bk}u)`, 1);
   src += `  }\n`;
   src += `${write}}
 `;
