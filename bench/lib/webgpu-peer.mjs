@@ -21,7 +21,9 @@ export async function kilnWebGpuOrExit(WebGpuBackend, bench) {
 /**
  * tfjs-core with tfjs-backend-webgpu initialised on Dawn (the `webgpu` package kiln's backend
  * depends on), with the same Dawn flags and feature level as `kiln` (a WebGpuBackend).
- * Returns { tf, version }.
+ * Returns { tf, version }. A GPU error on tfjs's device (an invalid pipeline, out of memory)
+ * ends the run with exit code 1: tfjs goes on without the failed work, so its timings would be
+ * wrong, not slow (an invalid tf.addN once made a tfjs chain look faster than the GPU's peak).
  */
 export async function tfjsOnDawn(kiln, parseDawnFlags) {
   const kilnReq = createRequire(require.resolve('@kiln/backend-webgpu/package.json'));
@@ -38,6 +40,10 @@ export async function tfjsOnDawn(kiln, parseDawnFlags) {
   const tf = await import('@tensorflow/tfjs-core');
   await import('@tensorflow/tfjs-backend-webgpu');
   if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs-backend-webgpu did not initialise');
+  tf.backend().device.addEventListener('uncapturederror', (e) => {
+    console.error(`tfjs-backend-webgpu raised a GPU error, so its timings are not valid; no results written:\n${e.error?.message ?? e}`);
+    process.exit(1);
+  });
   return { tf, version: require('@tensorflow/tfjs-backend-webgpu/package.json').version };
 }
 
